@@ -1,0 +1,56 @@
+"""State shared by CLI verbs: the global flags and the one way to build the config from them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+
+from krill.config import KrillConfig, load_config
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class GlobalOptions:
+    config_file: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    preset: str | None = None
+    debug: bool = False
+    env: str | None = None
+    mock: bool = False
+    env_url: str | None = None
+
+
+STATE = GlobalOptions()
+
+
+def get_config(extra_overrides: list[str] | None = None, preset: str | None = None) -> KrillConfig:
+    """The effective config for this invocation (global flags + a verb's own overrides)."""
+    extra: dict[str, Any] = {}
+    env: dict[str, Any] = {}
+    if STATE.env:
+        env["name"] = STATE.env
+    if STATE.env_url:
+        env["url"] = STATE.env_url
+    if env:
+        extra["env"] = env
+    return load_config(
+        STATE.config_file,
+        overrides=[*STATE.overrides, *(extra_overrides or [])],
+        preset=preset or STATE.preset,
+        extra=extra,
+    )
+
+
+def note_mock_once() -> None:
+    """`--mock` (from the original krill) selects the built-in offline simulators: say what they are."""
+    if STATE.mock and not os.environ.get("_KRILL_MOCK_NOTED"):
+        os.environ["_KRILL_MOCK_NOTED"] = "1"
+        err_console.print(
+            "[dim]--mock: using krill's built-in offline environments (generated ALFWorld games on the "
+            "real TextWorld engine, the WebShop simulator); observations depend on your actions.[/dim]"
+        )

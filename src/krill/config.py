@@ -1,0 +1,309 @@
+"""One pydantic config tree. Defaults are the paper's; every field documents itself.
+
+Precedence: defaults < preset (`--preset` or `KRILL_PRESET`) < config file (`--config`, TOML/YAML,
+or the original krill JSON) < `--set section.key=value`. Secrets never live in config: only the
+*name* of the environment variable holding a key (`api_key_env`) is stored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from krill.errors import KrillError
+from krill.schema import format_loc
+
+PRESETS = ("tiny", "quick", "paper")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EndpointConfig(_Section):
+    backend: str = Field("local", description="local | openai (any OpenAI-compatible server)")
+    model: str = Field("", description="HF id/path (local) or model name on the server (openai)")
+    api_base: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the env var holding the API key")
+    concurrency: int = Field(16, ge=1, description="max concurrent requests (openai backend)")
+    timeout: float = Field(60.0, gt=0, description="seconds per request")
+    max_retries: int = Field(5, ge=0, description="retries on 429/5xx/timeouts, exponential backoff")
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) or None
+
+
+class PolicyConfig(EndpointConfig):
+    model: str = Field("smollm2", description="'smollm2' (embedded default), 'tiny' (random test model), HF id/path")
+    adapter: str | None = Field(None, description="path to a PEFT adapter to load on top of the model")
+    dtype: str = Field("auto", description="auto | float32 | bfloat16 | float16 (auto: bf16 on GPU, fp32 on CPU)")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    max_new_tokens: int = Field(64, ge=1, description="tokens generated per agent step")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy (eval default); RL sampling uses rl.temperature")
+    top_p: float = Field(1.0, gt=0, le=1)
+    batch_size: int = Field(8, ge=1, description="episodes generated per forward pass")
+
+
+class TeacherConfig(EndpointConfig):
+    backend: str = Field("analytic", description="analytic (offline, grounded in the data) | llm (OpenAI-compatible)")
+    model: str = Field("o3", description="teacher model name on the server")
+    temperature: float = Field(0.3, ge=0)
+    max_tokens: int = Field(2048, ge=16)
+
+
+class EmbeddingConfig(EndpointConfig):
+    model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model (embedded default) or server model")
+    batch_size: int = Field(64, ge=1)
+
+
+class ModelConfig(_Section):
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+
+
+class AlfworldConfig(_Section):
+    data_dir: str | None = Field(None, description="real ALFWorld data (json_2.1.1); else $ALFWORLD_DATA; else generated")
+    games_dir: str | None = Field(None, description="generated games folder (default: the krill cache)")
+    train_games: int = Field(1000, ge=1, description="games generated for the train split on first use")
+    valid_seen_games: int = Field(140, ge=1, description="eval_in_distribution size")
+    valid_unseen_games: int = Field(134, ge=1, description="eval_out_of_distribution size")
+    max_steps: int = Field(50, ge=1, description="ALFWorld step limit")
+
+
+class WebshopConfig(_Section):
+    num_products: int = Field(2000, ge=50, description="generated catalogue size")
+    num_test_goals: int = Field(500, ge=1)
+    max_steps: int = Field(15, ge=1, description="WebShop step limit")
+
+
+class EnvConfig(_Section):
+    name: Literal["alfworld", "webshop"] = Field("alfworld", description="which built-in environment")
+    url: str | None = Field(None, description="use a remote env server (krill env serve) at this URL")
+    token_env: str = Field("KRILL_ENV_TOKEN", description="env var holding the env server's token")
+    workers: int = Field(0, ge=0, description="pool worker processes (0 = in-process)")
+    seed: int = Field(0, description="seed for task order and generation")
+    categories: list[str] = Field(default_factory=list, description="extra task categories of user envs")
+    alfworld: AlfworldConfig = Field(default_factory=AlfworldConfig)
+    webshop: WebshopConfig = Field(default_factory=WebshopConfig)
+
+
+class AgentConfig(_Section):
+    think: bool = Field(False, description="ask for <think>…</think> before <action>; off for tiny CPU models")
+    history_window: int = Field(3, ge=0, description="recent (observation, action) pairs in the prompt")
+    use_skills: bool = Field(True, description="inject retrieved skills (False = ablation)")
+    show_admissible: bool = Field(True, description="list admissible actions in the prompt")
+    max_admissible: int = Field(40, ge=1, description="cap on listed admissible actions (prompt length)")
+
+
+class RetrievalConfig(_Section):
+    top_k: int = Field(6, ge=0, description="K task-specific skills (paper: 6)")
+    threshold: float = Field(0.4, ge=-1, le=1, description="cosine δ a skill must exceed (paper: 0.4)")
+    mode: Literal["similarity", "template"] = Field("similarity", description="template = all skills of the category")
+    max_mistakes: int = Field(5, ge=0, description="common mistakes shown per prompt")
+
+
+class DistillConfig(_Section):
+    merge_threshold: float = Field(0.9, ge=0, le=1, description="cosine at which two skills are merged")
+    concurrency: int = Field(16, ge=1, description="concurrent teacher requests")
+    trajectories_per_call: int = Field(4, ge=1, description="trajectories batched in one teacher prompt")
+    max_observation_chars: int = Field(300, ge=20, description="observations are truncated with a marker")
+
+
+class LoraConfig(_Section):
+    enabled: bool = Field(True, description="LoRA (PEFT) adapter; False = full fine-tuning")
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+class SftConfig(_Section):
+    learning_rate: float = Field(1e-4, gt=0, description="paper: 1e-4")
+    batch_size: int = Field(16, ge=1, description="effective batch (paper: 16)")
+    micro_batch_size: int = Field(4, ge=1, description="per forward pass; accumulation fills the batch")
+    epochs: float = Field(3, gt=0, description="paper: 3")
+    num_examples: int = Field(7500, ge=1, description="demo steps in the SFT set (original krill default)")
+    max_length: int = Field(2048, ge=64, description="tokens per example (prompt + response)")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    seed: int = 0
+
+
+class RlConfig(_Section):
+    learning_rate: float = Field(1e-6, gt=0, description="paper: 1e-6")
+    batch_size: int = Field(64, ge=1, description="trajectories per iteration = tasks_per_iteration × group_size")
+    group_size: int = Field(8, ge=1, description="G rollouts per task (paper: 8)")
+    kl_coef: float = Field(0.01, ge=0, description="β for k3 KL to the reference (adapter disabled)")
+    clip_ratio: float = Field(0.2, ge=0, description="ε_c of the clipped surrogate")
+    invalid_action_penalty: float = Field(0.1, ge=0, description="subtracted from the return per invalid action")
+    max_prompt_length: int = Field(6000, ge=32, description="tokens; oldest history dropped first")
+    max_response_length: int = Field(1024, ge=1, description="tokens per agent step")
+    iterations: int = Field(150, ge=1, description="RL iterations (paper: 150 epochs)")
+    ppo_epochs: int = Field(1, ge=1, description="passes over each iteration's samples")
+    micro_batch_tokens: int = Field(8192, ge=64, description="tokens per forward/backward; grads accumulate")
+    max_grad_norm: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, gt=0, description="sampling temperature for rollouts")
+    max_steps: int | None = Field(None, ge=1, description="episode step cap during RL (None = env default)")
+    checkpoint_every: int = Field(1, ge=1, description="iterations between checkpoints")
+    seed: int = 0
+
+
+class EvolutionConfig(_Section):
+    enabled: bool = True
+    validation_interval: int = Field(5, ge=1, description="RL iterations between validation + evolution")
+    max_new_skills: int = Field(3, ge=0, description="per failing category per cycle")
+    threshold: float = Field(0.4, ge=0, le=1, description="categories below this success rate evolve")
+    deep: int = Field(10, ge=0, description="failures analysed in full")
+    shallow: int = Field(5, ge=0, description="more failures summarised")
+    validation_episodes: int = Field(24, ge=1, description="validation episodes per evaluation")
+    dedup_threshold: float = Field(0.9, ge=0, le=1, description="new skills this close to an existing one are dropped")
+
+
+class EvalConfig(_Section):
+    split: str = Field("valid_unseen")
+    episodes: int | None = Field(None, ge=1, description="None = the whole split")
+    temperature: float = Field(0.0, ge=0, description="greedy by default")
+    seed: int = 0
+
+
+class TrainConfig(_Section):
+    expert_episodes: int = Field(200, ge=0, description="expert rollouts collected for distillation and SFT")
+    policy_episodes: int = Field(200, ge=0, description="untrained-policy rollouts (failures feed distillation)")
+    eval_episodes: int = Field(60, ge=1, description="held-out episodes for the before/after table")
+
+
+class KrillConfig(_Section):
+    preset: str | None = Field(None, description="preset this config started from")
+    seed: int = 0
+    cache_dir: str = Field(
+        default_factory=lambda: os.environ.get("KRILL_CACHE", str(Path.home() / ".cache" / "krill")),
+        description="models converted from packages, generated games, embedding cache",
+    )
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    skill_retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    sft: SftConfig = Field(default_factory=SftConfig)
+    rl: RlConfig = Field(default_factory=RlConfig)
+    evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """The config as written to disk/printed: it holds env var *names*, never key values."""
+        return self.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------------------------------------
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise KrillError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    text = resources.files("krill.presets").joinpath(f"{name}.yaml").read_text("utf-8")
+    return {**(yaml.safe_load(text) or {}), "preset": name}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """TOML, YAML or JSON. JSON in the original krill shape is mapped onto this tree."""
+    from krill.io import parse_json, read_text
+
+    path = Path(path)
+    text = read_text(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            data = parse_json(text, path=path)
+            from krill.formats.original_config import is_original_config, map_original_config
+
+            if is_original_config(data):
+                data = map_original_config(data, path=path)
+        else:
+            data = yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise KrillError(f"invalid config: {str(exc).splitlines()[0]}", path=path) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise KrillError("config must be a mapping of sections", path=path)
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'rl.group_size=4' → (['rl', 'group_size'], 4); values parse as YAML scalars/lists."""
+    if "=" not in item:
+        raise KrillError(f"--set expects section.key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise KrillError(f"--set has an empty key: {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return keys, value
+
+
+def _nest(keys: list[str], value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = value
+    for k in reversed(keys):
+        out = {k: out}
+    return out
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    preset: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> KrillConfig:
+    """Build the effective config: defaults < preset < file < `extra` < `--set` overrides."""
+    data: dict[str, Any] = {}
+    preset = preset or os.environ.get("KRILL_PRESET") or None
+    if preset:
+        data = deep_merge(data, preset_dict(preset))
+    source = "config"
+    if config_file:
+        data = deep_merge(data, read_config_file(config_file))
+        source = str(config_file)
+    if extra:
+        data = deep_merge(data, extra)
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        data = deep_merge(data, _nest(keys, value))
+    try:
+        cfg = KrillConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = format_loc(tuple(err["loc"]))
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise KrillError(msg, path=source, where=where) from None
+    from krill.categories import register_categories
+
+    register_categories(cfg.env.categories)
+    return cfg
+
+
+def masked_secrets() -> dict[str, str]:
+    """Which key env vars are set, masked, for `krill config show`."""
+    out = {}
+    for name in ("OPENAI_API_KEY", "KRILL_ENV_TOKEN"):
+        if os.environ.get(name):
+            out[name] = "****"
+    return out
