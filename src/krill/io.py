@@ -55,7 +55,7 @@ def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
-    return atomic_write_text(path, "".join(to_json(r, indent=None) for r in rows))
+    return atomic_write_text(path, "".join(to_json(r, indent=None) + "\n" for r in rows))
 
 
 def append_jsonl(path: str | Path, row: Any) -> None:
@@ -65,7 +65,7 @@ def append_jsonl(path: str | Path, row: Any) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = to_json(row, indent=None)
+    line = to_json(row, indent=None) + "\n"
     try:
         with open(path, "ab") as fh:
             fh.write(line.encode("utf-8"))
@@ -87,7 +87,9 @@ def read_text(path: str | Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise KrillError(f"not valid UTF-8 text (byte {exc.start})", path=path, where=f"line {line}") from None
+        raise KrillError(
+            f"not valid UTF-8 text (byte {exc.start})", path=path, where=f"line {line}"
+        ) from None
 
 
 def _reject_constant(name: str) -> float:

@@ -28,8 +28,32 @@ class GlobalOptions:
 STATE = GlobalOptions()
 
 
-def get_config(extra_overrides: list[str] | None = None, preset: str | None = None) -> KrillConfig:
-    """The effective config for this invocation (global flags + a verb's own overrides)."""
+def machine_preset() -> str | None:
+    """On a machine without a GPU, heavy verbs default to the `quick` sizes (said once on stderr)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return None
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    err_console.print(
+        "[dim]no GPU found: using the `quick` preset's sizes (set --preset or KRILL_PRESET)[/dim]"
+    )
+    return "quick"
+
+
+def get_config(
+    extra_overrides: list[str] | None = None, preset: str | None = None, *, machine_default: bool = False
+) -> KrillConfig:
+    """The effective config for this invocation (global flags + a verb's own overrides).
+
+    With `machine_default`, a run given no preset and no config file uses the preset that fits this
+    machine (`quick` on CPU), so the original krill's verbatim commands finish in minutes.
+    """
+    chosen = preset or STATE.preset or os.environ.get("KRILL_PRESET")
+    if not chosen and machine_default and not STATE.config_file:
+        preset = machine_preset()
     extra: dict[str, Any] = {}
     env: dict[str, Any] = {}
     if STATE.env:

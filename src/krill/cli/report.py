@@ -1,10 +1,18 @@
-"""`krill report`: HTML report with figures for a run directory."""
+"""`krill report RUN`: one self-contained HTML page plus PNG figures for a run directory."""
 
 from __future__ import annotations
 
-from krill.errors import NotYetImplemented
+import typer
+
+from krill.cli.common import console
 
 
-def report() -> None:
-    """HTML report with figures for a run directory."""
-    raise NotYetImplemented("`krill report` is not implemented yet (issue 9)")
+def report(
+    run: str = typer.Argument(..., help="Run directory written by `krill train`."),
+    out: str | None = typer.Option(None, "--out", "--output", "-o", help="Output dir (default RUN/report)."),
+) -> None:
+    """Build RUN/report/index.html: learning curves, KL/loss, bank growth, eval bars, searchable bank."""
+    from krill.evaluate.report import build_report
+
+    path = build_report(run, out)
+    console.print(f"wrote {path}")

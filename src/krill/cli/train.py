@@ -1,10 +1,61 @@
-"""`krill train`: The whole loop into one run directory."""
+"""`krill train`: collect → distill → SFT → RL with evolution → eval, into one resumable run directory."""
 
 from __future__ import annotations
 
-from krill.errors import NotYetImplemented
+import typer
+from rich.table import Table
+
+from krill.cli.common import console, get_config, note_mock_once
 
 
-def train() -> None:
-    """The whole loop into one run directory."""
-    raise NotYetImplemented("`krill train` is not implemented yet (issue 8)")
+def train(
+    out: str = typer.Option(
+        "runs/train", "--out", "--output", "-o", help="Run directory (re-run to resume)."
+    ),
+    preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper"),
+    set_: list[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
+) -> None:
+    """Run the whole SkillRL loop; phases already complete in OUT are skipped."""
+    from krill.train.pipeline import run_pipeline
+
+    note_mock_once()
+    cfg = get_config(list(set_), preset=preset, machine_default=True)
+    console.rule(f"krill train → {out}  (preset: {cfg.preset or 'none'})")
+
+    def on_phase(name: str, info: dict) -> None:
+        if info.get("skipped"):
+            console.print(f"[dim]✓ {name}: already complete, skipped[/dim]")
+        elif info.get("started"):
+            console.rule(f"[bold]{name}")
+        elif info.get("finished"):
+            shown = {
+                k: v for k, v in info.items() if k not in ("finished",) and not isinstance(v, dict | list)
+            }
+            console.print(f"✓ {name} " + " ".join(f"{k}={v}" for k, v in shown.items()))
+
+    result = run_pipeline(cfg, out, on_phase=on_phase)
+    _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    t = Table(title="held-out success: untrained vs trained policy")
+    t.add_column("category")
+    t.add_column("untrained", justify="right")
+    t.add_column("trained", justify="right")
+    before = (result.before or {}).get("results", {})
+    after = (result.after or {}).get("results", {})
+    cats = sorted(set(before) | set(after) - {"all"}) + ["all"]
+    for cat in dict.fromkeys(cats):
+        cells = []
+        for r in (before.get(cat), after.get(cat)):
+            cells.append(
+                "—" if r is None else f"{100 * r['success_rate']:.1f}% ({r['successes']}/{r['episodes']})"
+            )
+        t.add_row(cat, *cells)
+    console.print(t)
+    sizes = result.bank_sizes
+    console.print(
+        f"bank: {sizes['general']} general + {sizes['task_specific']} task-specific skills, "
+        f"{sizes['mistakes']} common mistakes"
+    )
+    console.print(f"run directory: {result.run_dir}  (wall time {result.wall_time_s:.0f} s)")

@@ -1,0 +1,182 @@
+"""`evaluate()`: run a policy over a split (or N stratified episodes) and report per-category results.
+
+Greedy by default and seeded, so the same command gives the same numbers. Trajectories are appended
+as they finish (an interrupted eval resumes) and kept next to the result JSON for inspection.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from krill.config import KrillConfig
+from krill.errors import KrillError
+from krill.evaluate.stats import GroupStats, summarize
+from krill.io import read_json, write_json
+from krill.schema import SkillBank, Trajectory
+
+EVAL_FORMAT = "krill-eval/1"
+POLICIES = ("local", "openai", "expert", "random")
+
+
+@dataclass
+class EvalResult:
+    env: str
+    split: str
+    policy: str
+    results: dict[str, GroupStats]
+    trajectories_path: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": EVAL_FORMAT,
+            "env": self.env,
+            "split": self.split,
+            "policy": self.policy,
+            "results": {k: v.to_dict() for k, v in self.results.items()},
+            "trajectories": self.trajectories_path,
+            **self.meta,
+        }
+
+
+def stratified_tasks(
+    task_ids: list[str], categories: dict[str, str | None], n: int | None, seed: int
+) -> list[str]:
+    """Pick n tasks round-robin over categories (seeded), so every category is represented.
+
+    With n=None, every task of the split in a stable order.
+    """
+    if n is None or n >= len(task_ids):
+        return list(task_ids)
+    rng = random.Random(seed)
+    by_cat: dict[str, list[str]] = defaultdict(list)
+    for tid in task_ids:
+        by_cat[categories.get(tid) or "?"].append(tid)
+    queues = []
+    for cat in sorted(by_cat):
+        ids = list(by_cat[cat])
+        rng.shuffle(ids)
+        queues.append(ids)
+    picked: list[str] = []
+    while len(picked) < n and any(queues):
+        for q in queues:
+            if q and len(picked) < n:
+                picked.append(q.pop())
+    return picked
+
+
+def task_categories(env: Any, task_ids: list[str]) -> dict[str, str | None]:
+    """Category per task id, from the env when it knows it without a reset."""
+    lookup = getattr(env, "task_category_of", None)
+    if lookup is None:
+        return {}
+    return {tid: lookup(tid) for tid in task_ids}
+
+
+def build_actor(policy: str, cfg: KrillConfig, bank: SkillBank | None, use_skills: bool):
+    """The actor for a policy name: LLM (local/openai) with retrieval, or the expert/random baselines."""
+    from krill.agent.actors import ExpertActor, LLMActor, RandomActor
+
+    if policy == "expert":
+        return ExpertActor()
+    if policy == "random":
+        return RandomActor(seed=cfg.eval.seed)
+    if policy not in POLICIES:
+        raise KrillError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    from krill.models import build_embedder, build_policy
+    from krill.skills.retrieval import Retriever
+
+    if policy == "openai" and cfg.model.policy.backend != "openai":
+        cfg.model.policy.backend = "openai"
+    retriever = None
+    if use_skills and bank is not None:
+        retriever = Retriever(bank, build_embedder(cfg), cfg.skill_retrieval)
+    return LLMActor(build_policy(cfg), retriever, cfg, sample=cfg.eval.temperature > 0)
+
+
+def evaluate(
+    cfg: KrillConfig,
+    *,
+    policy: str,
+    bank: SkillBank | None,
+    out: str | Path,
+    split: str | None = None,
+    episodes: int | None = None,
+    use_skills: bool = True,
+    actor: Any = None,
+    resume: bool = True,
+) -> EvalResult:
+    """Evaluate `policy` on `cfg.env.name`/`split`; writes `out` (JSON) and `out`'s trajectories JSONL."""
+    from krill.agent.rollout import run_episodes
+    from krill.envs.base import make_env
+    from krill.envs.pool import make_pool
+    from krill.formats.trajectories import TrajectoryWriter, load_trajectories
+    from krill.progress import progress_bar
+
+    split = split or cfg.eval.split
+    out = Path(out)
+    cfg.agent.use_skills = use_skills and bank is not None
+    cfg.model.policy.temperature = cfg.eval.temperature
+    probe = make_env(cfg.env.name, split=split, cfg=cfg)
+    try:
+        all_ids = probe.task_ids()
+        tasks = stratified_tasks(all_ids, task_categories(probe, all_ids), episodes, cfg.eval.seed)
+    finally:
+        probe.close()
+    traj_path = out.with_name(out.stem + ".trajectories.jsonl")
+    writer = TrajectoryWriter(traj_path, resume=resume)
+    done = writer.done_ids()
+    todo = [t for t in tasks if _episode_id(t) not in done]
+    actor = actor or build_actor(policy, cfg, bank, use_skills)
+    start = time.perf_counter()
+    pool = make_pool(cfg, split, min(len(todo), cfg.model.policy.batch_size) or 1)
+    try:
+        with progress_bar(f"eval {policy}", len(tasks)) as bar:
+            bar.advance(len(tasks) - len(todo))
+
+            def on_episode(t: Trajectory) -> None:
+                t.id = _episode_id(t.metadata.get("task_id", t.id))
+                writer.write(t)
+                bar.advance()
+
+            if todo:
+                run_episodes(actor, pool, todo, cfg, seed=cfg.eval.seed, on_episode=on_episode)
+    finally:
+        pool.close()
+        writer.close()
+    wanted = {_episode_id(t) for t in tasks}
+    trajs = [t for t in load_trajectories(traj_path) if t.id in wanted]
+    result = EvalResult(
+        env=cfg.env.name,
+        split=split,
+        policy=policy,
+        results=summarize(trajs),
+        trajectories_path=str(traj_path),
+        meta={
+            "model": cfg.model.policy.model if policy in ("local", "openai") else None,
+            "use_skills": cfg.agent.use_skills,
+            "episodes": len(trajs),
+            "seed": cfg.eval.seed,
+            "temperature": cfg.eval.temperature,
+            "wall_time_s": round(time.perf_counter() - start, 2),
+        },
+    )
+    write_json(out, result.to_dict())
+    return result
+
+
+def _episode_id(task_id: str) -> str:
+    return f"eval::{task_id}" if not str(task_id).startswith("eval::") else str(task_id)
+
+
+def load_eval(path: str | Path) -> dict[str, Any]:
+    """Read an eval JSON written by `evaluate`; another format is a clear error."""
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("format") != EVAL_FORMAT or "results" not in data:
+        raise KrillError(f'not a krill eval result (expected "format": "{EVAL_FORMAT}")', path=path)
+    return data

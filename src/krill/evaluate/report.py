@@ -1,0 +1,235 @@
+"""`build_report(run_dir, out_dir)`: one self-contained HTML page + PNG figures for a run directory.
+
+Reads what `krill train` writes: `rl/metrics.jsonl` (per-iteration RL logs), `banks/cycle_K.json`
+(bank versions), `eval/before.json` + `eval/after.json`. Every string from banks and trajectories is
+HTML-escaped; figures are inlined as data URIs, so the page opens with no server and no internet.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on servers/CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+from krill.errors import KrillError  # noqa: E402
+from krill.io import atomic_write_bytes, atomic_write_text, read_jsonl  # noqa: E402
+from krill.schema import SkillBank  # noqa: E402
+
+
+def _cycle_num(p: Path) -> int:
+    m = re.search(r"cycle_(\d+)", p.stem)
+    return int(m.group(1)) if m else -1
+
+
+def load_run(run_dir: Path) -> dict[str, Any]:
+    """Collect what a report needs from a run directory (missing parts are simply absent)."""
+    from krill.evaluate.eval import load_eval
+    from krill.formats.banks import load_bank
+
+    if not run_dir.is_dir():
+        raise KrillError("run directory not found", path=run_dir)
+    metrics: list[dict] = []
+    for cand in (run_dir / "rl" / "metrics.jsonl", run_dir / "metrics.jsonl"):
+        if cand.exists():
+            metrics = [m for m in read_jsonl(cand, repair_tail=True) if isinstance(m, dict)]
+            if any("iteration" in m for m in metrics):
+                break
+    banks = sorted((run_dir / "banks").glob("cycle_*.json"), key=_cycle_num)
+    evals = {name: load_eval(run_dir / "eval" / f"{name}.json") for name in ("before", "after")
+             if (run_dir / "eval" / f"{name}.json").exists()}  # fmt: skip
+    if not (metrics or banks or evals):
+        raise KrillError(
+            "nothing to report: no rl/metrics.jsonl, banks/cycle_*.json or eval/*.json", path=run_dir
+        )
+    return {
+        "metrics": [m for m in metrics if "iteration" in m],
+        "banks": [(_cycle_num(p), load_bank(p)) for p in banks],
+        "evals": evals,
+    }
+
+
+def _series(metrics: list[dict], pattern: str) -> dict[str, tuple[list[int], list[float]]]:
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    rx = re.compile(pattern)
+    for m in metrics:
+        for k, v in m.items():
+            if rx.fullmatch(k) and isinstance(v, int | float):
+                xs, ys = out.setdefault(k, ([], []))
+                xs.append(int(m["iteration"]))
+                ys.append(float(v))
+    return out
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _line_plot(series: dict, title: str, ylabel: str, path: Path) -> Path | None:
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for key, (xs, ys) in sorted(series.items()):
+        ax.plot(xs, ys, marker="o", ms=3, label=key.split("/")[-1] if "/" in key else key)
+    ax.set_title(title)
+    ax.set_xlabel("RL iteration")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def _bank_plot(banks: list[tuple[int, SkillBank]], path: Path) -> Path | None:
+    if not banks:
+        return None
+    cycles = [c for c, _ in banks]
+    general = [len(b.general_skills) for _, b in banks]
+    specific = [len(b) - len(b.general_skills) for _, b in banks]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.bar(cycles, general, label="general")
+    ax.bar(cycles, specific, bottom=general, label="task-specific")
+    ax.set_title("Skill bank size per evolution cycle")
+    ax.set_xlabel("evolution cycle")
+    ax.set_ylabel("skills")
+    ax.legend()
+    return _save(fig, path)
+
+
+def _eval_plot(evals: dict[str, dict], path: Path) -> Path | None:
+    if not evals:
+        return None
+    cats = sorted({c for e in evals.values() for c in e["results"]} - {"all"}) + ["all"]
+    fig, ax = plt.subplots(figsize=(7.2, 3.8))
+    width = 0.8 / len(evals)
+    for i, (name, e) in enumerate(evals.items()):
+        rates, lo, hi = [], [], []
+        for c in cats:
+            r = e["results"].get(c)
+            rates.append(100 * r["success_rate"] if r else 0)
+            lo.append(100 * (r["success_rate"] - r["ci_low"]) if r else 0)
+            hi.append(100 * (r["ci_high"] - r["success_rate"]) if r else 0)
+        xs = [j + i * width for j in range(len(cats))]
+        ax.bar(xs, rates, width, yerr=[lo, hi], capsize=3, label=name)
+    ax.set_xticks([j + width * (len(evals) - 1) / 2 for j in range(len(cats))], cats, rotation=20)
+    ax.set_ylabel("success % (95% Wilson CI)")
+    ax.set_ylim(0, 105)
+    ax.set_title("Held-out success per category")
+    ax.legend()
+    return _save(fig, path)
+
+
+def make_figures(run: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    m = run["metrics"]
+    figs = {
+        "reward": _line_plot(_series(m, r"rollout/reward(/.*)?"), "Mean episode reward", "reward", out_dir / "reward.png"),
+        "success": _line_plot(_series(m, r"charts/success_rate(/.*)?"), "Training success rate", "success", out_dir / "success.png"),
+        "losses": _line_plot(_series(m, r"losses/(loss|kl|policy_loss|clip_frac)"), "Loss and KL", "value", out_dir / "losses.png"),
+        "bank": _bank_plot(run["banks"], out_dir / "bank_size.png"),
+        "eval": _eval_plot(run["evals"], out_dir / "eval.png"),
+    }  # fmt: skip
+    return {k: v for k, v in figs.items() if v is not None}
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+def _bank_rows(bank: SkillBank, added_at: dict[str, int]) -> str:
+    e = html.escape
+    rows = []
+    for s in bank.all_skills():
+        rows.append(
+            f"<tr><td><code>{e(s.short_id)}</code></td><td>{e(s.category)}</td><td>{e(s.name)}</td>"
+            f"<td>{e(s.principle)}</td><td>{e(s.when_to_apply)}</td><td>{added_at.get(s.id, 0)}</td></tr>"
+        )
+    return "\n".join(rows)
+
+
+def _evolution_list(banks: list[tuple[int, SkillBank]]) -> str:
+    items = []
+    for (_, prev), (cycle, cur) in zip(banks, banks[1:], strict=False):
+        before = {s.id for s in prev.all_skills()}
+        added = [s for s in cur.all_skills() if s.id not in before]
+        names = ", ".join(f"{html.escape(s.name)} ({html.escape(s.category)})" for s in added) or "nothing"
+        items.append(f"<li>cycle {cycle}: +{len(added)} — {names}</li>")
+    return "<ul>" + "".join(items) + "</ul>" if items else "<p>No evolution cycles in this run.</p>"
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>krill report — {title}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}}
+h1{{font-size:1.6em}} figure{{display:inline-block;margin:.5em}} img{{max-width:520px;border:1px solid #ddd}}
+table{{border-collapse:collapse;font-size:.85em;width:100%}} td,th{{border:1px solid #ddd;padding:4px;vertical-align:top}}
+th{{background:#f3f3f3}} #q{{width:40%;padding:6px;margin:.5em 0}}
+</style></head><body>
+<h1>krill run report: {title}</h1>
+<h2>Held-out evaluation</h2>{eval_fig}{eval_table}
+<h2>Learning curves</h2>{curves}
+<h2>Skill bank evolution</h2>{bank_fig}{evolution}
+<h2>Skill bank ({n_skills} skills)</h2>
+<input id="q" placeholder="search skills…" oninput="filterRows()">
+<table id="bank"><thead><tr><th>id</th><th>category</th><th>name</th><th>principle</th><th>when to apply</th><th>cycle</th></tr></thead>
+<tbody>{bank_rows}</tbody></table>
+<script>
+function filterRows(){{var q=document.getElementById('q').value.toLowerCase();
+for(const r of document.querySelectorAll('#bank tbody tr')){{r.style.display=r.textContent.toLowerCase().includes(q)?'':'none';}}}}
+</script></body></html>
+"""
+
+
+def _eval_table(evals: dict[str, dict]) -> str:
+    if not evals:
+        return "<p>No eval results in this run.</p>"
+    names = list(evals)
+    cats = sorted({c for e in evals.values() for c in e["results"]} - {"all"}) + ["all"]
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = []
+    for c in cats:
+        cells = []
+        for n in names:
+            r = evals[n]["results"].get(c)
+            cells.append(
+                "<td>—</td>" if r is None else
+                f"<td>{100 * r['success_rate']:.1f}% [{100 * r['ci_low']:.0f}, {100 * r['ci_high']:.0f}] (n={r['episodes']})</td>"
+            )  # fmt: skip
+        rows.append(f"<tr><td>{html.escape(c)}</td>{''.join(cells)}</tr>")
+    return f"<table><tr><th>category</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write `out_dir/index.html` (+ PNGs) for `run_dir`; returns the HTML path."""
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir else run_dir / "report"
+    run = load_run(run_dir)
+    figs = make_figures(run, out_dir)
+    bank = run["banks"][-1][1] if run["banks"] else SkillBank()
+    added_at = {h.skill_id: h.evolution_cycle for h in bank.history}
+    curves = (
+        "".join(_img(figs[k], k) for k in ("reward", "success", "losses") if k in figs)
+        or "<p>No RL metrics.</p>"
+    )
+    page = PAGE.format(
+        title=html.escape(run_dir.name),
+        eval_fig=_img(figs["eval"], "eval") if "eval" in figs else "",
+        eval_table=_eval_table(run["evals"]),
+        curves=curves,
+        bank_fig=_img(figs["bank"], "bank size") if "bank" in figs else "",
+        evolution=_evolution_list(run["banks"]),
+        n_skills=len(bank),
+        bank_rows=_bank_rows(bank, added_at),
+    )
+    return atomic_write_text(out_dir / "index.html", page)

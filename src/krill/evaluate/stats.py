@@ -1,0 +1,120 @@
+"""Evaluation statistics: per-category success with 95% Wilson intervals, and side-by-side comparison.
+
+The Wilson score interval (Wilson 1927) stays inside [0, 1] and behaves at 0% and 100%, where the
+normal approximation collapses to a zero-width interval — exactly the cases small evals hit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from krill.schema import Trajectory
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion.
+
+    >>> [round(x, 3) for x in wilson_interval(0, 10)]
+    [0.0, 0.278]
+    >>> [round(x, 3) for x in wilson_interval(10, 10)]
+    [0.722, 1.0]
+    """
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class GroupStats:
+    """Eval figures for one category (or "all")."""
+
+    episodes: int
+    successes: int
+    success_rate: float
+    ci_low: float
+    ci_high: float
+    mean_score: float  # WebShop: mean of score (0..1); ALFWorld: equals success rate
+    mean_steps: float
+    invalid_action_rate: float
+    mean_prompt_tokens: float
+    skills_per_step: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _score(t: Trajectory) -> float:
+    if "score" in t.metadata:
+        return float(t.metadata["score"])
+    return 1.0 if t.success else 0.0
+
+
+def group_stats(trajs: list[Trajectory]) -> GroupStats:
+    n = len(trajs)
+    wins = sum(1 for t in trajs if t.success)
+    steps = [s for t in trajs for s in t.steps]
+    n_steps = max(1, len(steps))
+    lo, hi = wilson_interval(wins, n)
+    invalid = sum(1 for s in steps if s.valid is False)
+    prompt_tokens = sum(int(getattr(s, "prompt_tokens", 0) or 0) for s in steps)
+    skills = sum(len(getattr(s, "skills_used", None) or []) for s in steps)
+    return GroupStats(
+        episodes=n,
+        successes=wins,
+        success_rate=wins / n if n else 0.0,
+        ci_low=lo,
+        ci_high=hi,
+        mean_score=sum(_score(t) for t in trajs) / n if n else 0.0,
+        mean_steps=len(steps) / n if n else 0.0,
+        invalid_action_rate=invalid / n_steps,
+        mean_prompt_tokens=prompt_tokens / n_steps,
+        skills_per_step=skills / n_steps,
+    )
+
+
+def summarize(trajs: Iterable[Trajectory]) -> dict[str, GroupStats]:
+    """Per-category stats plus "all", categories in sorted order."""
+    trajs = list(trajs)
+    by_cat: dict[str, list[Trajectory]] = defaultdict(list)
+    for t in trajs:
+        by_cat[t.task_category or "unknown"].append(t)
+    out = {cat: group_stats(by_cat[cat]) for cat in sorted(by_cat)}
+    out["all"] = group_stats(trajs)
+    return out
+
+
+@dataclass
+class ComparisonRow:
+    category: str
+    rates: list[float | None]
+    intervals: list[tuple[float, float] | None]
+    diff: float | None  # last minus first
+    overlap: bool | None  # do the first and last intervals overlap?
+
+
+def compare(results: list[dict[str, dict]]) -> list[ComparisonRow]:
+    """Side-by-side rows for several eval results (each: category → GroupStats dict)."""
+    cats: list[str] = []
+    for r in results:
+        cats.extend(c for c in r if c not in cats and c != "all")
+    rows = []
+    for cat in [*sorted(cats), "all"]:
+        cells = [r.get(cat) for r in results]
+        rates = [c["success_rate"] if c else None for c in cells]
+        ints = [(c["ci_low"], c["ci_high"]) if c else None for c in cells]
+        diff = overlap = None
+        if cells[0] and cells[-1]:
+            diff = rates[-1] - rates[0]
+            (a_lo, a_hi), (b_lo, b_hi) = ints[0], ints[-1]
+            overlap = a_lo <= b_hi and b_lo <= a_hi
+        rows.append(ComparisonRow(cat, rates, ints, diff, overlap))
+    return rows

@@ -1,0 +1,180 @@
+"""`run_pipeline()`: the whole SkillRL loop into one run directory, each phase skipped when complete.
+
+RUN/
+  config.yaml            the effective config (env var names only, never key values)
+  state.json             which phases are complete (atomic), so a re-run resumes where it stopped
+  trajectories/          expert.jsonl, policy.jsonl (collect)
+  banks/                 cycle_0.json (distill), cycle_K.json (evolution), distill_report.json
+  sft/                   adapter + tokenizer + demos.jsonl
+  rl/                    checkpoints, metrics.jsonl, tb/
+  eval/                  before.json, after.json (+ their trajectories)
+  metrics.jsonl          one line per finished phase (wall time, headline numbers)
+  logs/
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from krill.config import KrillConfig
+from krill.io import append_jsonl, atomic_write_text, read_json, write_json
+from krill.schema import SkillBank
+
+PHASES = ("collect", "distill", "eval_before", "sft", "rl", "eval_after")
+
+
+@dataclass
+class RunState:
+    """Completed phases and their outputs; persisted in RUN/state.json after every phase."""
+
+    path: Path
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunState:
+        p = run_dir / "state.json"
+        return cls(p, read_json(p).get("done", {}) if p.exists() else {})
+
+    def mark(self, phase: str, **info: Any) -> None:
+        self.done[phase] = info
+        write_json(self.path, {"done": self.done})
+
+
+@dataclass
+class PipelineResult:
+    run_dir: Path
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    bank_sizes: dict[str, int]
+    wall_time_s: float
+
+
+def _bank_sizes(bank: SkillBank) -> dict[str, int]:
+    return {"general": len(bank.general_skills), "task_specific": len(bank) - len(bank.general_skills),
+            "mistakes": len(bank.common_mistakes), "total": len(bank)}  # fmt: skip
+
+
+def run_pipeline(
+    cfg: KrillConfig, run_dir: str | Path, *, on_phase: Callable[[str, dict[str, Any]], None] | None = None
+) -> PipelineResult:
+    """collect → distill → eval (untrained) → SFT → RL with evolution → eval (trained), resumable."""
+    from krill.formats.banks import load_bank
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "logs").mkdir(exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_public_dict(), sort_keys=False))
+    state = RunState.load(run_dir)
+    start = time.perf_counter()
+    notify = on_phase or (lambda phase, info: None)
+
+    def phase(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if name in state.done:
+            notify(name, {"skipped": True, **state.done[name]})
+            return state.done[name]
+        notify(name, {"started": True})
+        t0 = time.perf_counter()
+        info = fn()
+        info["wall_time_s"] = round(time.perf_counter() - t0, 1)
+        state.mark(name, **info)
+        append_jsonl(run_dir / "metrics.jsonl", {"phase": name, **info})
+        notify(name, {"finished": True, **info})
+        return info
+
+    phase("collect", lambda: _collect(cfg, run_dir))
+    phase("distill", lambda: _distill(cfg, run_dir))
+    bank0 = load_bank(run_dir / "banks" / "cycle_0.json")
+    before = phase("eval_before", lambda: _eval(cfg, run_dir, "before", bank0, adapter=None))
+    phase("sft", lambda: _sft(cfg, run_dir, bank0))
+    rl = phase("rl", lambda: _rl(cfg, run_dir, bank0))
+    final_bank = load_bank(rl["bank"])
+    after = phase("eval_after", lambda: _eval(cfg, run_dir, "after", final_bank, adapter=rl["adapter"]))
+    return PipelineResult(
+        run_dir=run_dir,
+        before=read_json(before["path"]) if before.get("path") else None,
+        after=read_json(after["path"]) if after.get("path") else None,
+        bank_sizes=_bank_sizes(final_bank),
+        wall_time_s=round(time.perf_counter() - start, 1),
+    )
+
+
+# -- phases -------------------------------------------------------------------------------------
+def _collect(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
+    """Expert rollouts (successes for distillation/SFT) + untrained-policy rollouts (real failures)."""
+    from krill.agent.collect import collect
+
+    tdir = run_dir / "trajectories"
+    expert = collect(cfg, policy="expert", episodes=cfg.train.expert_episodes, split="train",
+                     out=tdir / "expert.jsonl", resume=True, seed=cfg.seed)  # fmt: skip
+    policy = collect(cfg, policy="local", episodes=cfg.train.policy_episodes, split="train",
+                     out=tdir / "policy.jsonl", resume=True, seed=cfg.seed + 1, bank=None)  # fmt: skip
+    return {"expert": _rate(expert), "policy": _rate(policy)}
+
+
+def _rate(trajs: list) -> dict[str, Any]:
+    n = len(trajs)
+    return {"episodes": n, "success_rate": sum(t.success for t in trajs) / n if n else 0.0}
+
+
+def _distill(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
+    from krill.formats.banks import save_bank
+    from krill.formats.trajectories import load_trajectories
+    from krill.models import build_embedder
+    from krill.skills.distill import distill, make_teacher
+
+    tdir = run_dir / "trajectories"
+    trajs = [*load_trajectories(tdir / "expert.jsonl")]
+    if (tdir / "policy.jsonl").exists():
+        trajs += load_trajectories(tdir / "policy.jsonl")
+    out = run_dir / "banks" / "cycle_0.json"
+    teacher = make_teacher(cfg, work_dir=run_dir / "banks" / "cycle_0.work")
+    bank, report = distill(trajs, teacher, build_embedder(cfg), cfg)
+    save_bank(bank, out)
+    write_json(run_dir / "banks" / "distill_report.json", _jsonable(report))
+    return {"bank": str(out), **_bank_sizes(bank)}
+
+
+def _jsonable(obj: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(obj):
+        return asdict(obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    return obj if isinstance(obj, dict) else {"report": str(obj)}
+
+
+def _eval(cfg: KrillConfig, run_dir: Path, name: str, bank: SkillBank, adapter: str | None) -> dict[str, Any]:
+    from krill.evaluate.eval import evaluate
+
+    ecfg = cfg.model_copy(deep=True)
+    ecfg.model.policy.adapter = adapter
+    out = run_dir / "eval" / f"{name}.json"
+    result = evaluate(ecfg, policy="local", bank=bank, out=out, episodes=cfg.train.eval_episodes)
+    return {"path": str(out), "success_rate": result.results["all"].success_rate}
+
+
+def _sft(cfg: KrillConfig, run_dir: Path, bank: SkillBank) -> dict[str, Any]:
+    from krill.train.sft import run_sft
+
+    result = run_sft(cfg, bank, run_dir / "sft", demos_path=None)
+    return {"adapter": str(result.adapter_dir), "final_loss": result.final_loss}
+
+
+def _rl(cfg: KrillConfig, run_dir: Path, bank: SkillBank) -> dict[str, Any]:
+    from krill.skills.evolve import make_evolve_hook
+    from krill.train.rl import run_rl
+
+    hook = make_evolve_hook(cfg, run_dir) if cfg.evolution.enabled else None
+    result = run_rl(cfg, bank, run_dir / "rl", init=str(run_dir / "sft"), resume=True, evolve_hook=hook)
+    return {
+        "adapter": str(result.adapter_dir),
+        "bank": str(result.bank_path),
+        "iterations": result.iterations,
+    }
