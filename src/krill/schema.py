@@ -44,9 +44,10 @@ class Skill(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     id: str = Field(default_factory=new_id)
-    name: str = Field(min_length=1)
-    principle: str = Field(min_length=1)
-    when_to_apply: str = Field(min_length=1)
+    # Length caps: a bank is read into every prompt, so a multi-megabyte field is a corrupt file.
+    name: str = Field(min_length=1, max_length=300)
+    principle: str = Field(min_length=1, max_length=20_000)
+    when_to_apply: str = Field(min_length=1, max_length=20_000)
     category: str = GENERAL
     embedding: list[float] | None = None
     provenance: list[Provenance] = Field(default_factory=list)
@@ -186,8 +187,8 @@ class SkillBank(BaseModel):
 
 class Step(BaseModel):
     model_config = ConfigDict(extra="allow")
-    observation: str
-    action: str
+    observation: str = Field(max_length=1_000_000)  # real pages are < 10k chars; 1M is a corrupt file
+    action: str = Field(max_length=100_000)
     reward: float = 0.0
     step_index: int = 0
     action_log_prob: float | None = None
