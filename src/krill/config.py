@@ -133,6 +133,7 @@ class SftConfig(_Section):
     epochs: float = Field(3, gt=0, description="paper: 3")
     num_examples: int = Field(7500, ge=1, description="demo steps in the SFT set (original krill default)")
     max_length: int = Field(2048, ge=64, description="tokens per example (prompt + response)")
+    checkpoint_every: int = Field(50, ge=1, description="optimizer steps between resumable checkpoints")
     lora: LoraConfig = Field(default_factory=LoraConfig)
     seed: int = 0
 

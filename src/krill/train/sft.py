@@ -1,0 +1,260 @@
+"""Cold-start SFT: cross-entropy on the assistant tokens of skill-augmented demos, LoRA by default.
+
+A plain loop (not TRL's SFTTrainer) so it is resumable step for step and runs unchanged under
+`accelerate launch`. Each demo is one agent step: `{"messages": [system?, user(prompt), assistant(target)]}`.
+The prompt is templated exactly as the policy templates it at generation time (chat template +
+generation prompt), and the target is followed by the end-of-turn token the policy stops on, so what
+SFT teaches is what the agent samples.
+
+Outputs in `out_dir`: the adapter (or full model) in HF format, the tokenizer, `config.yaml`,
+`demos.jsonl` (when built here), `metrics.jsonl` (loss per optimizer step), `checkpoints/` (resume).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from krill.config import KrillConfig
+from krill.errors import KrillError
+from krill.io import append_jsonl, truncate_torn_tail, write_json
+from krill.progress import progress_bar
+from krill.train import checkpoint as ckpt_io
+
+
+@dataclass
+class SftResult:
+    out_dir: Path
+    adapter_dir: Path
+    steps: int
+    examples: int
+    tokens: int  # assistant (trained) tokens seen
+    initial_loss: float
+    final_loss: float
+    losses: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    demos_path: Path | None = None
+
+
+# -- data ------------------------------------------------------------------------------------------
+def tokenize_demo(
+    tokenizer: Any, messages: list[dict[str, str]], max_length: int
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) for one demo; labels are -100 on the prompt so only the answer is learnt.
+
+    Too-long prompts lose their *beginning* (the response and the latest observation matter most).
+    """
+    if not messages or messages[-1].get("role") != "assistant":
+        raise KrillError("an SFT demo must end with an assistant message", where="messages[-1].role")
+    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    target_ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+    target_ids = [*target_ids, tokenizer.eos_token_id]
+    if len(target_ids) >= max_length:
+        raise KrillError(f"an SFT target has {len(target_ids)} tokens, over sft.max_length={max_length}")
+    prompt_ids = prompt_ids[-(max_length - len(target_ids)) :]
+    return prompt_ids + target_ids, [-100] * len(prompt_ids) + target_ids
+
+
+def collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a micro-batch: input_ids, attention_mask, labels [b, L]."""
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # [b, L]
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)  # [b, L]
+    attn = torch.zeros((len(rows), width), dtype=torch.long)  # [b, L]
+    for i, (x, y) in enumerate(rows):
+        ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(y)] = torch.tensor(y)
+        attn[i, : len(x)] = 1
+    return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+
+
+def summed_token_ce(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Sum of next-token cross-entropy over labelled tokens, and their count."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # [b, L, V]
+    shift_logits = logits[:, :-1].float()  # [b, L-1, V]
+    shift_labels = batch["labels"][:, 1:]  # [b, L-1]
+    loss = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=-100,
+        reduction="sum",
+    )
+    return loss, int((shift_labels != -100).sum())
+
+
+# -- the loop --------------------------------------------------------------------------------------
+def make_accelerator(cfg: KrillConfig) -> Any:
+    """One Accelerator for SFT and RL: device placement, DDP under `accelerate launch`, bf16 on capable GPUs."""
+    from accelerate import Accelerator
+
+    device = cfg.model.policy.device
+    cpu = device == "cpu" or not torch.cuda.is_available()
+    dtype = cfg.model.policy.dtype
+    bf16 = not cpu and dtype in ("auto", "bfloat16") and torch.cuda.is_bf16_supported()
+    return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
+
+
+def load_training_policy(cfg: KrillConfig, init: str | Path | None = None) -> Any:
+    """The policy (`.model`, `.tokenizer`, `.generate`) with its model made trainable (LoRA / full / init)."""
+    from krill.models import build_policy
+
+    pcfg = cfg.model_copy(deep=True)
+    if init is not None and not ckpt_io.is_adapter_dir(init):
+        if not (Path(init) / "config.json").exists():
+            raise KrillError(
+                "not a model or adapter folder (no adapter_config.json or config.json)", path=init
+            )
+        pcfg.model.policy.model = str(init)  # a fully fine-tuned model saved by an earlier run
+        init = None
+    pcfg.model.policy.adapter = None  # loaded below as trainable, not frozen for inference
+    policy = build_policy(pcfg)
+    policy.model = ckpt_io.make_trainable(policy.model, cfg.sft.lora, init, seed=cfg.sft.seed)
+    return policy
+
+
+def train_sft(
+    demos: list[dict[str, Any]],
+    cfg: KrillConfig,
+    out_dir: str | Path,
+    init: str | Path | None = None,
+    *,
+    resume: bool = False,
+    policy: Any = None,
+) -> SftResult:
+    """Fine-tune on `demos` (chat messages), save the adapter/model + tokenizer + config in `out_dir`."""
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    scfg = cfg.sft
+    policy = policy if policy is not None else load_training_policy(cfg, init)
+    tok = policy.tokenizer
+    rows = [tokenize_demo(tok, d["messages"], scfg.max_length) for d in demos]
+    if not rows:
+        raise KrillError("no SFT demos to train on")
+    accel = make_accelerator(cfg)
+    model = policy.model
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=scfg.learning_rate, weight_decay=0.0)
+    model, optimizer = accel.prepare(model, optimizer)
+
+    per_epoch = math.ceil(len(rows) / scfg.batch_size)
+    total_steps = max(1, math.ceil(scfg.epochs * per_epoch))
+    start, losses = 0, []
+    metrics = out_dir / "metrics.jsonl"
+    last = ckpt_io.latest_checkpoint(out_dir) if resume else None
+    if last is not None:
+        state = ckpt_io.load_checkpoint(last, accel.unwrap_model(model), optimizer)
+        start, losses = state["step"], list(state["losses"])
+        truncate_torn_tail(metrics)
+    elif metrics.exists():
+        metrics.unlink()  # a fresh run: the old curve would mix with the new one
+
+    tokens = 0
+    with progress_bar("sft", total_steps) as bar:
+        bar.advance(start)
+        for step in range(start, total_steps):
+            batch_rows = _batch_for_step(rows, step, per_epoch, scfg.batch_size, scfg.seed)
+            loss, n_tok = _optimizer_step(model, optimizer, accel, batch_rows, scfg.micro_batch_size, tok)
+            losses.append(loss)
+            tokens += n_tok
+            append_jsonl(
+                metrics, {"step": step + 1, "epoch": (step + 1) / per_epoch, "loss": loss, "tokens": n_tok}
+            )
+            bar.advance()
+            bar.status(f"loss {loss:.3f}")
+            done = step + 1
+            if done % scfg.checkpoint_every == 0 or done % per_epoch == 0 or done == total_steps:
+                ckpt_io.save_checkpoint(
+                    out_dir, done, accel.unwrap_model(model), optimizer, {"losses": losses}
+                )
+
+    model.eval()
+    if accel.is_main_process:
+        ckpt_io.export_model(accel.unwrap_model(model), tok, out_dir, cfg)
+    return SftResult(
+        out_dir=out_dir,
+        adapter_dir=out_dir,
+        steps=total_steps,
+        examples=len(rows),
+        tokens=tokens,
+        initial_loss=losses[0],
+        final_loss=losses[-1],
+        losses=losses,
+        wall_s=time.perf_counter() - t0,
+    )
+
+
+def _batch_for_step(rows: list, step: int, per_epoch: int, batch_size: int, seed: int) -> list:
+    """The examples of optimizer step `step`: epoch-seeded shuffles, so a resumed run sees the same order."""
+    epoch, k = divmod(step, per_epoch)
+    order = list(range(len(rows)))
+    random.Random(seed * 100_003 + epoch).shuffle(order)
+    return [rows[i] for i in order[k * batch_size : (k + 1) * batch_size]]
+
+
+def _optimizer_step(
+    model: Any, optimizer: Any, accel: Any, batch_rows: list, micro: int, tok: Any
+) -> tuple[float, int]:
+    """One update: micro-batches accumulate sum-CE / (assistant tokens of the whole batch) = the batch's token mean."""
+    n_tok = sum(sum(1 for y in labels[1:] if y != -100) for _, labels in batch_rows)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    chunks = [batch_rows[i : i + micro] for i in range(0, len(batch_rows), micro)]
+    total = 0.0
+    for i, chunk in enumerate(chunks):
+        batch = {k: v.to(accel.device) for k, v in collate(chunk, pad).items()}
+        sync = accel.no_sync(model) if i < len(chunks) - 1 else nullcontext()
+        with sync, accel.autocast():
+            loss_sum, _ = summed_token_ce(model, batch)
+            loss = loss_sum / max(n_tok, 1)
+            accel.backward(loss)
+        total += loss.item()
+    accel.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total, n_tok
+
+
+# -- front door ------------------------------------------------------------------------------------
+def run_sft(
+    cfg: KrillConfig,
+    bank: Any,
+    out_dir: str | Path,
+    demos_path: str | Path | None = None,
+    *,
+    num_examples: int | None = None,
+    init: str | Path | None = None,
+    resume: bool = False,
+) -> SftResult:
+    """Build (or load) the demo set, save it as `out_dir/demos.jsonl`, train, and return the result."""
+    from krill.train.demos import build_sft_demos, load_demos, save_demos
+
+    out_dir = Path(out_dir)
+    n = num_examples or cfg.sft.num_examples
+    if demos_path is not None:
+        demos = load_demos(demos_path)[:n]
+    else:
+        demos = build_sft_demos(bank, cfg, source="expert", n=n)
+    saved = save_demos(demos, out_dir / "demos.jsonl")
+    result = train_sft(demos, cfg, out_dir, init=init, resume=resume)
+    result.demos_path = saved
+    write_json(out_dir / "sft_summary.json", _summary(result))
+    return result
+
+
+def _summary(r: SftResult) -> dict[str, Any]:
+    return {
+        "steps": r.steps,
+        "examples": r.examples,
+        "tokens": r.tokens,
+        "initial_loss": r.initial_loss,
+        "final_loss": r.final_loss,
+        "wall_s": round(r.wall_s, 2),
+    }
