@@ -88,6 +88,7 @@ class EnvConfig(_Section):
     url: str | None = Field(None, description="use a remote env server (krill env serve) at this URL")
     token_env: str = Field("KRILL_ENV_TOKEN", description="env var holding the env server's token")
     workers: int = Field(0, ge=0, description="pool worker processes (0 = in-process)")
+    pool_timeout: float = Field(120.0, gt=0, description="seconds per pool call; a slower worker is restarted")
     seed: int = Field(0, description="seed for task order and generation")
     categories: list[str] = Field(default_factory=list, description="extra task categories of user envs")
     alfworld: AlfworldConfig = Field(default_factory=AlfworldConfig)

@@ -1,0 +1,407 @@
+"""Batches of environments behind one interface: `SerialPool` (in-process) and `EnvPool` (processes).
+
+Both offer `reset(indices, task_ids)`, `reset_all(task_ids)`, `step(indices, actions)`,
+`expert_actions(indices)`, `task_ids()` and `close()`, so the rollout engine does not care which it
+has. A failing environment never stops a batch: its episode comes back with `done=True` and
+`info["error"]` naming the reason ("worker crashed: ...", "worker hung: ...", "env error: ..."), and
+a reset that failed that way carries `info["error"]` too; callers record such episodes as failed.
+`EnvPool` spreads N envs round-robin over worker processes (spawn context), sends one message per
+worker per call, waits on all pipes with a deadline, and restarts a worker that died or hung.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import multiprocessing as mp
+import sys
+import time
+import traceback
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from krill.envs.base import ENVS, Env, _import_builtin_envs, make_env
+from krill.envs.remote import EnvUnavailable
+from krill.errors import KrillError
+
+Obs = tuple[str, dict[str, Any]]
+StepResult = tuple[str, float, bool, dict[str, Any]]
+
+
+def failed_step(reason: str, last_info: dict[str, Any] | None = None) -> StepResult:
+    """The result of an episode that could not go on: done, no reward, `info["error"]` = reason."""
+    info = {
+        k: v for k, v in (last_info or {}).items() if k in ("task_id", "task_description", "task_category")
+    }
+    info.update(admissible_actions=[], won=False, valid=False, error=reason)
+    return "", 0.0, True, info
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# -- one env, guarded (used in-process and inside workers) -------------------------------------------
+class _Slot:
+    """One env plus how to rebuild it after it raised (a broken env is never reused)."""
+
+    def __init__(self, env_name: str, split: str, cfg: Any, env_kw: dict[str, Any]):
+        self._args = (env_name, split, cfg, env_kw)
+        self.env: Env = self._build()
+
+    def _build(self) -> Env:
+        env_name, split, cfg, env_kw = self._args
+        return make_env(env_name, split, cfg=cfg, **env_kw)
+
+    def rebuild(self) -> None:
+        try:
+            self.env.close()
+        except Exception:
+            pass  # it is broken already
+        self.env = self._build()
+
+    def call(self, cmd: str, arg: Any) -> tuple[str, Any]:
+        """("ok", value) | ("user_error", msg) for a KrillError in reset | ("error", msg)."""
+        try:
+            if cmd == "reset":
+                return "ok", self.env.reset(arg)
+            if cmd == "step":
+                return "ok", self.env.step(arg)
+            if cmd == "expert":
+                return "ok", self.env.expert_action()
+            raise ValueError(f"unknown pool command {cmd!r}")
+        except EnvUnavailable as exc:
+            return "error", f"env unavailable: {exc}"
+        except KrillError as exc:
+            if cmd == "reset":
+                return "user_error", str(exc)
+            return "error", f"env error: {_describe(exc)}"
+        except Exception as exc:
+            self.rebuild()
+            return "error", f"env error: {_describe(exc)}"
+
+
+def _to_result(cmd: str, status: str, value: Any, last_info: dict[str, Any] | None) -> Any:
+    if status == "ok":
+        return value
+    if cmd == "reset":
+        return "", failed_step(value, last_info)[3]
+    if cmd == "step":
+        return failed_step(value, last_info)
+    return None  # expert
+
+
+class SerialPool:
+    """N envs in this process; the same interface as `EnvPool` (cfg.env.workers == 0)."""
+
+    def __init__(self, env_name: str, n: int, split: str = "train", cfg: Any = None, **env_kw: Any):
+        if n < 1:
+            raise KrillError(f"an env pool needs at least 1 env, got {n}")
+        self.n = n
+        self._slots = [_Slot(env_name, split, cfg, env_kw) for _ in range(n)]
+        self.name, self.max_steps = self._slots[0].env.name, self._slots[0].env.max_steps
+        self._last_info: list[dict[str, Any] | None] = [None] * n
+
+    @property
+    def envs(self) -> list[Env]:
+        return [s.env for s in self._slots]
+
+    def task_ids(self) -> list[str]:
+        return self._slots[0].env.task_ids()
+
+    def reset(self, indices: list[int], task_ids: list[str | None]) -> list[Obs]:
+        return _gather(self, "reset", indices, task_ids, self._run)
+
+    def reset_all(self, task_ids: list[str | None]) -> list[Obs]:
+        """Reset envs 0..len(task_ids)-1 to these tasks (None = the env's next task)."""
+        return self.reset(list(range(len(task_ids))), task_ids)
+
+    def step(self, indices: list[int], actions: list[str]) -> list[StepResult]:
+        return _gather(self, "step", indices, actions, self._run)
+
+    def expert_actions(self, indices: list[int]) -> list[str | None]:
+        return _gather(self, "expert", indices, [None] * len(indices), self._run)
+
+    def _run(self, cmd: str, items: list[tuple[int, Any]]) -> dict[int, tuple[str, Any]]:
+        return {i: self._slots[i].call(cmd, arg) for i, arg in items}
+
+    def close(self) -> None:
+        for s in self._slots:
+            try:
+                s.env.close()
+            except Exception:
+                pass  # closing is best effort
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __enter__(self) -> SerialPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _gather(pool: Any, cmd: str, indices: list[int], args: list[Any], run: Any) -> list[Any]:
+    """Run `cmd` on every index through `run` (one fan-out), then map statuses to results in order."""
+    if len(indices) != len(args):
+        raise KrillError(f"{cmd}: {len(indices)} indices but {len(args)} arguments")
+    for i in indices:
+        if not 0 <= i < pool.n:
+            raise KrillError(f"{cmd}: env index {i} out of range 0..{pool.n - 1}")
+    if len(set(indices)) != len(indices):
+        raise KrillError(f"{cmd}: duplicate env indices {indices}")
+    replies = run(cmd, list(zip(indices, args, strict=True)))
+    out, user_errors = [], []
+    for i in indices:
+        status, value = replies[i]
+        if status == "user_error":
+            user_errors.append(value)
+        out.append(_to_result(cmd, status, value, pool._last_info[i]))
+        if cmd in ("reset", "step") and status == "ok":
+            pool._last_info[i] = out[-1][-1]
+    if user_errors:
+        raise KrillError(user_errors[0])
+    return out
+
+
+# -- worker processes ---------------------------------------------------------------------------------
+def _plugin_for(env_name: str) -> tuple[str, str] | None:
+    """(module, file) registering a user env outside krill, so a spawned worker can import it too."""
+    _import_builtin_envs()
+    factory = ENVS.get(env_name)
+    mod = getattr(factory, "__module__", "") or ""
+    if factory is None or mod.startswith("krill."):
+        return None
+    file = getattr(sys.modules.get(mod), "__file__", None)
+    return (mod, file) if file else None
+
+
+def _load_plugin(plugin: tuple[str, str] | None) -> None:
+    if plugin is None:
+        return
+    mod, file = plugin
+    spec = importlib.util.find_spec(mod) if mod != "__main__" else None
+    if spec is not None and spec.origin == file:
+        importlib.import_module(mod)
+        return
+    # Not importable under its name (a conftest, a script): load the same file under a private name.
+    spec = importlib.util.spec_from_file_location(f"_krill_env_plugin_{abs(hash(file))}", file)
+    if spec is None or spec.loader is None:
+        raise KrillError(f"cannot load the module registering the env in a worker: {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+
+def _worker_main(conn: Connection, spec: dict[str, Any]) -> None:
+    """A worker: build its envs, then answer (cmd, [(local index, arg)]) messages until 'close'/EOF."""
+    try:
+        _load_plugin(spec["plugin"])
+        slots = [
+            _Slot(spec["env_name"], spec["split"], spec["cfg"], spec["env_kw"])
+            for _ in range(spec["n_local"])
+        ]
+        env = slots[0].env
+        conn.send(("ready", (env.name, env.max_steps, env.task_ids() if spec["want_tasks"] else None)))
+    except BaseException as exc:
+        conn.send(("failed", f"{_describe(exc)}\n{traceback.format_exc(limit=3)}"))
+        return
+    while True:
+        try:
+            cmd, items = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            break
+        if cmd == "close":
+            for s in slots:
+                try:
+                    s.env.close()
+                except Exception:
+                    pass
+            conn.send(("closed", None))
+            break
+        conn.send(("ok", [(i, slots[i].call(cmd, arg)) for i, arg in items]))
+
+
+class EnvPool:
+    """N envs over `workers` processes; see the module docstring. `timeout`: seconds per call."""
+
+    def __init__(
+        self,
+        env_name: str,
+        n: int,
+        split: str = "train",
+        cfg: Any = None,
+        workers: int = 2,
+        timeout: float = 120.0,
+        start_timeout: float = 600.0,
+        **env_kw: Any,
+    ):
+        if n < 1 or workers < 1:
+            raise KrillError(f"an env pool needs n >= 1 and workers >= 1, got n={n}, workers={workers}")
+        self.n, self.workers = n, min(workers, n)
+        self.timeout, self.start_timeout = timeout, start_timeout
+        self.restarts = 0
+        self._ctx = mp.get_context("spawn")
+        self._spec = {
+            "env_name": env_name, "split": split, "cfg": cfg, "env_kw": env_kw, "plugin": _plugin_for(env_name),
+        }  # fmt: skip
+        self._procs: list[Any] = [None] * self.workers
+        self._conns: list[Connection | None] = [None] * self.workers
+        self._last_info: list[dict[str, Any] | None] = [None] * n
+        self._lost: dict[int, str] = {}  # env index → why its episode is gone (its worker was restarted)
+        pending = [self._spawn(w) for w in range(self.workers)]
+        try:
+            metas = [self._await_ready(w, conn) for w, conn in enumerate(pending)]
+        except BaseException:
+            self.close()
+            raise
+        self.name, self.max_steps, self._task_ids = metas[0]
+
+    # placement: env i lives on worker i % W as its (i // W)-th env, so any prefix of envs is balanced
+    def _owner(self, i: int) -> tuple[int, int]:
+        return i % self.workers, i // self.workers
+
+    def _spawn(self, w: int) -> Connection:
+        parent, child = self._ctx.Pipe()
+        n_local = len(range(w, self.n, self.workers))
+        spec = {**self._spec, "n_local": n_local, "want_tasks": w == 0}
+        proc = self._ctx.Process(target=_worker_main, args=(child, spec), daemon=True, name=f"krill-env-{w}")
+        proc.start()
+        child.close()
+        self._procs[w], self._conns[w] = proc, parent
+        return parent
+
+    def _await_ready(self, w: int, conn: Connection) -> tuple[str, int, list[str] | None]:
+        if not conn.poll(self.start_timeout):
+            self._kill(w)
+            raise KrillError(f"env pool worker {w} did not start within {self.start_timeout:.0f}s")
+        try:
+            status, value = conn.recv()
+        except (EOFError, OSError):
+            raise KrillError(f"env pool worker {w} died while starting ({self._exit_reason(w)})") from None
+        if status != "ready":
+            first = str(value).splitlines()[0]
+            raise KrillError(f"env pool worker {w} could not build {self._spec['env_name']!r}: {first}")
+        return value
+
+    def _kill(self, w: int) -> None:
+        proc, conn = self._procs[w], self._conns[w]
+        if conn is not None:
+            conn.close()
+        if proc is not None and proc.is_alive():
+            proc.kill()
+        if proc is not None:
+            proc.join(5)
+
+    def _exit_reason(self, w: int) -> str:
+        proc = self._procs[w]
+        proc.join(2)
+        code = proc.exitcode
+        if code is None:
+            return "no reply"
+        return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+
+    def _restart(self, w: int, reason: str) -> None:
+        self._kill(w)
+        self.restarts += 1
+        for i in range(w, self.n, self.workers):
+            self._lost[i] = reason
+        self._await_ready(w, self._spawn(w))
+
+    def _run(self, cmd: str, items: list[tuple[int, Any]]) -> dict[int, tuple[str, Any]]:
+        """One fan-out: one message per involved worker, then wait for all of them until the deadline."""
+        replies: dict[int, tuple[str, Any]] = {}
+        by_worker: dict[int, list[tuple[int, int, Any]]] = {}
+        for i, arg in items:
+            if cmd != "reset" and i in self._lost:
+                replies[i] = ("error", f"{self._lost[i]} (episode lost; reset this env)")
+                continue
+            w, local = self._owner(i)
+            by_worker.setdefault(w, []).append((i, local, arg))
+        failed: dict[int, str] = {}
+        waiting: dict[Connection, int] = {}
+        for w, its in by_worker.items():
+            try:
+                self._conns[w].send((cmd, [(local, arg) for _, local, arg in its]))
+                waiting[self._conns[w]] = w
+            except (OSError, ValueError):
+                failed[w] = f"worker crashed: {self._exit_reason(w)}"
+        deadline = time.monotonic() + self.timeout
+        while waiting:
+            ready = wait(list(waiting), timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            for conn in ready:
+                w = waiting.pop(conn)
+                try:
+                    _, results = conn.recv()
+                except (EOFError, OSError):
+                    failed[w] = f"worker crashed: {self._exit_reason(w)}"
+                    continue
+                local_to_global = {local: i for i, local, _ in by_worker[w]}
+                replies.update((local_to_global[local], r) for local, r in results)
+        for w in waiting.values():
+            failed[w] = f"worker hung: no reply within {self.timeout:g}s"
+        for w, reason in failed.items():
+            self._restart(w, reason)
+            replies.update((i, ("error", reason)) for i, _, _ in by_worker[w])
+        if cmd == "reset":
+            for i, _ in items:
+                if replies[i][0] == "ok":
+                    self._lost.pop(i, None)
+        return replies
+
+    def task_ids(self) -> list[str]:
+        return list(self._task_ids or [])
+
+    def reset(self, indices: list[int], task_ids: list[str | None]) -> list[Obs]:
+        return _gather(self, "reset", indices, task_ids, self._run)
+
+    def reset_all(self, task_ids: list[str | None]) -> list[Obs]:
+        """Reset envs 0..len(task_ids)-1 to these tasks (None = the env's next task)."""
+        return self.reset(list(range(len(task_ids))), task_ids)
+
+    def step(self, indices: list[int], actions: list[str]) -> list[StepResult]:
+        return _gather(self, "step", indices, actions, self._run)
+
+    def expert_actions(self, indices: list[int]) -> list[str | None]:
+        return _gather(self, "expert", indices, [None] * len(indices), self._run)
+
+    def close(self) -> None:
+        """Ask each worker to close its envs; kill any that does not answer within 5 s."""
+        for w, conn in enumerate(self._conns):
+            if conn is None:
+                continue
+            try:
+                conn.send(("close", None))
+                if conn.poll(5):
+                    conn.recv()
+            except (OSError, EOFError, ValueError):
+                pass
+            self._kill(w)
+            self._conns[w] = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __enter__(self) -> EnvPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def make_pool(cfg: Any, split: str, n: int) -> SerialPool | EnvPool:
+    """The pool the config asks for: remote envs when env.url is set, processes when env.workers > 0."""
+    name = "remote" if cfg.env.url else cfg.env.name
+    if cfg.env.workers > 0:
+        timeout = getattr(cfg.env, "pool_timeout", 120.0)
+        return EnvPool(name, n, split, cfg, workers=cfg.env.workers, timeout=timeout)
+    return SerialPool(name, n, split, cfg)

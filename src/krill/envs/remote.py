@@ -1,0 +1,188 @@
+"""`RemoteEnv`: the Env protocol over HTTP, the client of `krill env serve` (registered as "remote").
+
+Each instance is its own server session (a fresh `X-Client-Id` unless one is given). Connection
+errors, timeouts, 429 and 502/503/504 are retried with exponential backoff (tenacity); every logical
+call carries one `X-Request-Id`, so a retried step the server already ran returns the cached reply
+instead of stepping twice. Anything still failing becomes a one-line `KrillError`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from krill.envs.base import register_env
+from krill.errors import KrillError
+
+_RETRY_STATUS = {429, 502, 503, 504}
+DEFAULT_MAX_STEPS = 50  # used only when a server has no /info (e.g. a Rust krill server)
+
+
+class EnvUnavailable(KrillError):
+    """The server cannot be reached or lost the session: the episode fails, the run goes on."""
+
+
+class _Retryable(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class RemoteEnv:
+    """An env served by another process or machine; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str | None = None,
+        timeout: float = 30,
+        retries: int = 3,
+        token: str | None = None,
+        split: str | None = None,
+        backoff: float = 0.2,
+    ):
+        if not url or not url.startswith(("http://", "https://")):
+            raise KrillError(f"env server URL must start with http:// or https://, got {url!r}")
+        self.url = url.rstrip("/")
+        self.client_id = client_id or f"krill-{uuid.uuid4().hex[:16]}"
+        self.split = split
+        self.retries, self.backoff = max(0, retries), backoff
+        headers = {"X-Client-Id": self.client_id}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+        meta = self._info()
+        self.name: str = meta.get("env", "remote")
+        self.max_steps: int = int(meta.get("max_steps", DEFAULT_MAX_STEPS))
+        self._task_ids: list[str] = [str(t) for t in meta.get("task_ids", [])]
+
+    def task_ids(self) -> list[str]:
+        """The served split's task ids (empty if the server does not list them)."""
+        return list(self._task_ids)
+
+    def reset(self, task_id: str | None = None) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {"task_id": task_id}
+        if self.split:
+            body["split"] = self.split
+        r = self._call("POST", "/reset", body)
+        return str(r.get("observation", "")), _info_from(r, task_id)
+
+    def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
+        r = self._call("POST", "/step", {"action": action})
+        return str(r.get("observation", "")), float(r.get("reward", 0.0)), bool(r.get("done")), _info_from(r)
+
+    def expert_action(self) -> str | None:
+        """The server-side env's expert action (None when the server has no expert)."""
+        try:
+            return self._call("POST", "/expert", {}).get("action")
+        except _NotFound:
+            return None
+
+    def close(self) -> None:
+        try:
+            self._call("POST", "/close", {}, attempts=1)
+        except KrillError:
+            pass  # the session may be gone already (evicted, server restarted): nothing to free
+        self._http.close()
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def _info(self) -> dict[str, Any]:
+        try:
+            params = {"split": self.split} if self.split else None
+            return self._call("GET", "/info", None, params=params)
+        except _NotFound:  # servers without /info (the Rust krill protocol) still work
+            return {}
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: dict[str, str] | None = None,
+        attempts: int | None = None,
+    ) -> dict[str, Any]:
+        headers = {"X-Request-Id": uuid.uuid4().hex}
+        retrying = Retrying(
+            stop=stop_after_attempt(attempts or self.retries + 1),
+            wait=wait_exponential(multiplier=self.backoff, max=10),
+            retry=retry_if_exception(lambda e: isinstance(e, httpx.TransportError | _Retryable)),
+            reraise=True,
+        )
+        try:
+            return retrying(self._send, method, path, body, params, headers)
+        except httpx.TransportError as exc:
+            raise EnvUnavailable(
+                f"env server unreachable after {retrying.statistics.get('attempt_number', 1)} attempts "
+                f"({type(exc).__name__}: {exc}); is `krill env serve` running?",
+                path=self.url + path,
+            ) from None
+        except _Retryable as exc:
+            raise EnvUnavailable(f"env server kept failing: {exc}", path=self.url + path) from None
+
+    def _send(
+        self, method: str, path: str, body: Any, params: dict[str, str] | None, headers: dict[str, str]
+    ) -> dict[str, Any]:
+        resp = self._http.request(method, path, json=body, params=params, headers=headers)
+        message = _error_message(resp)
+        if resp.status_code in _RETRY_STATUS:
+            raise _Retryable(resp.status_code, f"HTTP {resp.status_code}: {message}")
+        if resp.status_code == 404 and "unknown session" in message:
+            raise EnvUnavailable(
+                f"the env server lost this session (restarted, or evicted it): {message}",
+                path=self.url + path,
+            )
+        if resp.status_code == 404:
+            raise _NotFound(f"HTTP 404: {message}", path=self.url + path)
+        if resp.status_code >= 400:
+            raise KrillError(f"HTTP {resp.status_code}: {message}", path=self.url + path)
+        try:
+            data = resp.json()
+        except ValueError:
+            raise KrillError("env server answered with non-JSON", path=self.url + path) from None
+        if not isinstance(data, dict):
+            raise KrillError("env server answered with JSON that is not an object", path=self.url + path)
+        return data
+
+
+class _NotFound(KrillError):
+    """404: an endpoint the server lacks, or a session it no longer knows (evicted, restarted)."""
+
+
+def _error_message(resp: httpx.Response) -> str:
+    if resp.status_code < 400:
+        return ""
+    try:
+        data = resp.json()
+        if isinstance(data, dict) and "error" in data:
+            return str(data["error"])[:500]
+    except ValueError:
+        pass
+    return resp.text[:200] or resp.reason_phrase
+
+
+def _info_from(r: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
+    """The Env `info` dict: the server's full info when sent, else rebuilt from protocol fields."""
+    info = dict(r.get("info") or {})
+    info.setdefault("task_id", r.get("task_id", task_id))
+    info.setdefault("task_description", r.get("task_description", ""))
+    info.setdefault("task_category", r.get("task_category", ""))
+    info.setdefault("admissible_actions", list(r.get("available_actions", [])))
+    info.setdefault("won", bool(r.get("won", False)))
+    info.setdefault("valid", bool(r.get("valid", True)))
+    return info
+
+
+@register_env("remote")
+def make_remote_env(split: str = "train", cfg: Any = None, url: str | None = None, **kw: Any) -> RemoteEnv:
+    """A RemoteEnv for `url` (default: cfg.env.url); the token comes from $<cfg.env.token_env>."""
+    env_cfg = getattr(cfg, "env", None)
+    url = url or getattr(env_cfg, "url", None)
+    if not url:
+        raise KrillError("the remote env needs a server URL: pass --env-url or set env.url")
+    if "token" not in kw:
+        kw["token"] = os.environ.get(getattr(env_cfg, "token_env", "KRILL_ENV_TOKEN")) or None
+    return RemoteEnv(url, split=split, **kw)

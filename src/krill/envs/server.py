@@ -1,0 +1,454 @@
+"""Serve any registered env over HTTP with the Rust krill protocol (Starlette app, uvicorn server).
+
+    POST /reset  {"task_id": str | null,  → observation, task_description, task_category,
+                  "split"?: str}           available_actions, task_id, done=false, reward=0
+                                            (split defaults to the one being served)
+    POST /step   {"action": str}          → observation, reward, done, available_actions,
+                                            task_description, task_category, won, valid
+    POST /expert {}                       → {"action": the env expert's next action | null}
+    POST /close  {}                       → ends the caller's session
+    GET  /info?split=S                    → env, split, max_steps, task_ids
+    GET  /health                          → status (no auth: liveness probes)
+
+Every reply also carries `info`, the env's full info dict, so a client rebuilds it exactly.
+One session (env instance) per `X-Client-Id` header, a default session without it; sessions are
+capped (least recently used idle one evicted, 429 if all are busy). Env calls are blocking: they
+run in the threadpool under a per-session lock, so concurrent requests on one session serialise.
+A retried request carrying the same `X-Request-Id` as the session's last one gets the cached reply
+instead of stepping twice. Errors are JSON `{"error": message, "status": code}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import re
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from krill.envs.base import Env, make_env
+from krill.errors import KrillError
+
+log = logging.getLogger("krill.envs.server")
+
+DEFAULT_CLIENT = "default"
+_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._:@+-]{1,128}$")
+
+
+class ApiError(Exception):
+    """A 4xx/5xx answer with a one-line message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class _Session:
+    env: Env | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    active: bool = False  # an episode is in progress (reset, not yet done)
+    closed: bool = False  # evicted or closed: a request that still holds it must not use it
+    last_request_id: str | None = None
+    last_reply: dict[str, Any] | None = None
+
+
+class _Server:
+    def __init__(
+        self, env_name: str, split: str, cfg: Any, token: str | None, max_sessions: int, max_body: int
+    ):
+        if max_sessions < 1:
+            raise KrillError(f"max_sessions must be at least 1, got {max_sessions}")
+        self.env_name, self.split, self.cfg = env_name, split, cfg
+        self.token, self.max_sessions, self.max_body = token, max_sessions, max_body
+        self.sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._meta: dict[str, dict[str, Any]] = {}
+        self._meta_lock = asyncio.Lock()
+
+    # -- request plumbing --------------------------------------------------------------------
+    def check_auth(self, request: Request) -> None:
+        if self.token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+
+    async def read_json(self, request: Request) -> dict[str, Any]:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            raise ApiError(413, f"request body of {length} bytes exceeds the limit of {self.max_body}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body:
+                raise ApiError(413, f"request body exceeds the limit of {self.max_body} bytes")
+        if not body.strip():
+            return {}
+        try:
+            data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        except UnicodeDecodeError:
+            raise ApiError(400, "invalid JSON: body is not UTF-8") from None
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+        except (ValueError, RecursionError) as exc:
+            raise ApiError(400, f"invalid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ApiError(422, f"body must be a JSON object, got {type(data).__name__}")
+        return data
+
+    # -- sessions ----------------------------------------------------------------------------
+    async def get_or_create(self, client: str) -> _Session:
+        sess = self.sessions.get(client)
+        if sess is not None:
+            self.sessions.move_to_end(client)
+            return sess
+        while len(self.sessions) >= self.max_sessions:
+            await self._evict_one()
+        sess = self.sessions[client] = _Session()
+        return sess
+
+    async def _evict_one(self) -> None:
+        victim = next((k for k, s in self.sessions.items() if not s.lock.locked()), None)
+        if victim is None:
+            raise ApiError(429, f"all {self.max_sessions} sessions are busy; retry later")
+        sess = self.sessions.pop(victim)
+        log.info("evicting idle session %r (limit %d)", victim, self.max_sessions)
+        async with sess.lock:
+            sess.closed = True
+            if sess.env is not None:
+                await run_in_threadpool(_safe_close, sess.env)
+
+    def existing(self, client: str) -> _Session:
+        sess = self.sessions.get(client)
+        if sess is None:
+            raise ApiError(
+                404,
+                f"unknown session {client!r}: POST /reset first (idle sessions are evicted beyond {self.max_sessions})",
+            )
+        self.sessions.move_to_end(client)
+        return sess
+
+    async def close_session(self, client: str) -> None:
+        sess = self.existing(client)
+        self.sessions.pop(client, None)
+        async with sess.lock:
+            sess.closed = True
+            if sess.env is not None:
+                await run_in_threadpool(_safe_close, sess.env)
+
+    async def close_all(self) -> None:
+        for client in list(self.sessions):
+            await self.close_session(client)
+
+    async def env_call(self, sess: _Session, fn: Any, *args: Any) -> Any:
+        """Run a blocking env call; an env crash drops that env (next reset builds a fresh one)."""
+        try:
+            return await run_in_threadpool(fn, *args)
+        except KrillError as exc:
+            raise ApiError(422, str(exc)) from None
+        except Exception as exc:  # the env itself failed: report it, keep the server and session alive
+            log.exception("environment %s failed", self.env_name)
+            if sess.env is not None:
+                await run_in_threadpool(_safe_close, sess.env)
+            sess.env, sess.active = None, False
+            raise ApiError(500, f"environment failed: {type(exc).__name__}: {exc}") from None
+
+    async def meta(self, split: str) -> dict[str, Any]:
+        async with self._meta_lock:
+            if split not in self._meta:
+                self._meta[split] = await run_in_threadpool(self._build_meta, split)
+            return self._meta[split]
+
+    def build_env(self, split: str) -> Env:
+        return make_env(self.env_name, split, cfg=self.cfg)
+
+    def _build_meta(self, split: str) -> dict[str, Any]:
+        env = self.build_env(split)
+        try:
+            return {"env": env.name, "split": split, "max_steps": env.max_steps, "task_ids": env.task_ids()}
+        finally:
+            _safe_close(env)
+
+
+# -- handlers ------------------------------------------------------------------------------------
+def _client_id(request: Request) -> str:
+    client = request.headers.get("x-client-id")
+    if client is None:
+        return DEFAULT_CLIENT
+    if not _CLIENT_ID_RE.match(client):
+        raise ApiError(400, "bad X-Client-Id: use 1-128 characters from letters, digits and ._:@+-")
+    return client
+
+
+def _cached(sess: _Session, request: Request) -> dict[str, Any] | None:
+    rid = request.headers.get("x-request-id")
+    if rid and rid == sess.last_request_id and sess.last_reply is not None:
+        return sess.last_reply
+    return None
+
+
+def _remember(sess: _Session, request: Request, reply: dict[str, Any]) -> dict[str, Any]:
+    sess.last_request_id, sess.last_reply = request.headers.get("x-request-id"), reply
+    return reply
+
+
+async def _reset(request: Request) -> JSONResponse:
+    srv: _Server = request.app.state.server
+    srv.check_auth(request)
+    data = await srv.read_json(request)
+    task_id = data.get("task_id")
+    if isinstance(task_id, int) and not isinstance(task_id, bool):
+        task_id = str(task_id)
+    if task_id is not None and not isinstance(task_id, str):
+        raise ApiError(422, f"field 'task_id' must be a string or null, got {type(task_id).__name__}")
+    split = _split(data.get("split"), srv.split)
+    sess = await srv.get_or_create(_client_id(request))
+    async with sess.lock:
+        if sess.closed:
+            raise ApiError(409, "session was evicted while waiting; POST /reset again")
+        if (hit := _cached(sess, request)) is not None:
+            return JSONResponse(hit)
+        if sess.env is not None and sess.split != split:
+            await run_in_threadpool(_safe_close, sess.env)
+            sess.env = None
+        if sess.env is None:
+            sess.env = await srv.env_call(sess, srv.build_env, split)
+            sess.split = split
+        obs, info = await srv.env_call(sess, sess.env.reset, task_id)
+        sess.active = True
+        return JSONResponse(_remember(sess, request, reset_reply(obs, info, task_id)))
+
+
+async def _step(request: Request) -> JSONResponse:
+    srv: _Server = request.app.state.server
+    srv.check_auth(request)
+    data = await srv.read_json(request)
+    if "action" not in data:
+        raise ApiError(422, "missing field 'action'")
+    action = data["action"]
+    if not isinstance(action, str):
+        raise ApiError(422, f"field 'action' must be a string, got {type(action).__name__}")
+    sess = srv.existing(_client_id(request))
+    async with sess.lock:
+        if (hit := _cached(sess, request)) is not None:
+            return JSONResponse(hit)
+        _require_episode(sess)
+        obs, reward, done, info = await srv.env_call(sess, sess.env.step, action)
+        sess.active = not done
+        return JSONResponse(_remember(sess, request, step_reply(obs, reward, done, info)))
+
+
+async def _expert(request: Request) -> JSONResponse:
+    srv: _Server = request.app.state.server
+    srv.check_auth(request)
+    await srv.read_json(request)
+    sess = srv.existing(_client_id(request))
+    async with sess.lock:
+        _require_episode(sess)
+        action = await srv.env_call(sess, sess.env.expert_action)
+    return JSONResponse({"action": action})
+
+
+async def _close(request: Request) -> JSONResponse:
+    srv: _Server = request.app.state.server
+    srv.check_auth(request)
+    await srv.read_json(request)
+    await srv.close_session(_client_id(request))
+    return JSONResponse({"closed": True})
+
+
+async def _info(request: Request) -> JSONResponse:
+    srv: _Server = request.app.state.server
+    srv.check_auth(request)
+    split = _split(request.query_params.get("split"), srv.split)
+    try:
+        return JSONResponse(await srv.meta(split))
+    except KrillError as exc:
+        raise ApiError(500, f"cannot build environment {srv.env_name!r}: {exc}") from None
+
+
+async def _health(request: Request) -> JSONResponse:
+    srv: _Server = request.app.state.server
+    return JSONResponse(
+        {"status": "ok", "env": srv.env_name, "split": srv.split, "sessions": len(srv.sessions)}
+    )
+
+
+def _split(value: Any, default: str) -> str:
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_.-]{1,64}$", value):
+        raise ApiError(422, "field 'split' must be a split name such as 'train' or 'valid_unseen'")
+    return value
+
+
+def _require_episode(sess: _Session) -> None:
+    if sess.closed:
+        raise ApiError(409, "session was closed; POST /reset to start a new one")
+    if sess.env is None or not sess.active:
+        raise ApiError(
+            409, "no episode in progress in this session (not reset yet, or done): POST /reset first"
+        )
+
+
+# -- replies -------------------------------------------------------------------------------------
+def reset_reply(obs: str, info: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
+    """The protocol's reset fields (plus `info`, the env's full info)."""
+    return {
+        "observation": obs,
+        "task_description": info.get("task_description", ""),
+        "task_category": info.get("task_category", ""),
+        "available_actions": list(info.get("admissible_actions", [])),
+        "task_id": info.get("task_id", task_id),
+        "done": False,
+        "reward": 0.0,
+        "won": False,
+        "valid": True,
+        "info": jsonable(info),
+    }
+
+
+def step_reply(obs: str, reward: float, done: bool, info: dict[str, Any]) -> dict[str, Any]:
+    """The protocol's step fields (plus `info`, the env's full info)."""
+    return {
+        "observation": obs,
+        "reward": float(reward) if math.isfinite(float(reward)) else 0.0,
+        "done": bool(done),
+        "available_actions": list(info.get("admissible_actions", [])),
+        "task_description": info.get("task_description", ""),
+        "task_category": info.get("task_category", ""),
+        "task_id": info.get("task_id"),
+        "won": bool(info.get("won", False)),
+        "valid": bool(info.get("valid", True)),
+        "info": jsonable(info),
+    }
+
+
+def jsonable(obj: Any) -> Any:
+    """A JSON-safe copy: non-finite floats become null, unknown objects their str()."""
+    if obj is None or isinstance(obj, str | bool | int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item"):  # numpy scalars
+        return jsonable(obj.item())
+    return str(obj)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _safe_close(env: Env) -> None:
+    try:
+        env.close()
+    except Exception:  # closing a broken env must not break the server
+        log.exception("closing an environment failed")
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse({"error": exc.message, "status": exc.status}, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s", request.url.path, exc_info=exc)
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}", "status": 500}, status_code=500)
+
+
+def create_app(
+    env_name: str,
+    split: str = "train",
+    cfg: Any = None,
+    token: str | None = None,
+    max_sessions: int = 64,
+    max_body: int = 64_000,
+) -> Starlette:
+    """A Starlette app serving `env_name` (any registered env) with one session per client id."""
+    srv = _Server(env_name, split, cfg, token or None, max_sessions, max_body)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await srv.close_all()
+
+    routes = [
+        Route("/reset", _reset, methods=["POST"]),
+        Route("/step", _step, methods=["POST"]),
+        Route("/expert", _expert, methods=["POST"]),
+        Route("/close", _close, methods=["POST"]),
+        Route("/info", _info, methods=["GET"]),
+        Route("/health", _health, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+        lifespan=lifespan,
+    )
+    app.state.server = srv
+    return app
+
+
+# -- serving -------------------------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost; '0.0.0.0' and real addresses are not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to expose an env beyond this machine without a token."""
+    if not is_loopback(host) and not token:
+        raise KrillError(
+            f"refusing to bind the env server to non-loopback host {host!r} without a token; "
+            "pass --token or set $KRILL_ENV_TOKEN (or bind 127.0.0.1)"
+        )
+
+
+def serve(
+    env_name: str,
+    split: str = "train",
+    cfg: Any = None,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    max_sessions: int = 64,
+    max_body: int = 64_000,
+    log_level: str = "info",
+) -> None:
+    """Build one env up front (fails fast, warms caches such as generated games), then serve forever."""
+    import uvicorn
+
+    check_bind(host, token)
+    _safe_close(make_env(env_name, split, cfg=cfg))
+    app = create_app(env_name, split, cfg, token=token, max_sessions=max_sessions, max_body=max_body)
+    # limit_concurrency bounds open connections so a flood cannot exhaust threads or memory.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, limit_concurrency=max(64, 4 * max_sessions))

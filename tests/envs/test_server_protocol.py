@@ -1,0 +1,164 @@
+"""The env server's HTTP protocol: fields, sessions, errors, limits and auth (Starlette TestClient)."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from krill.envs.server import check_bind, create_app, is_loopback
+from krill.errors import KrillError
+
+
+@pytest.fixture
+def client() -> TestClient:
+    with TestClient(create_app("counter", "train", max_sessions=4, max_body=2_000)) as c:
+        yield c
+
+
+def _err(resp, status: int, needle: str) -> None:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert body["status"] == status
+    assert needle in body["error"], body["error"]
+
+
+def test_reset_and_step_fields(client):
+    r = client.post("/reset", json={"task_id": "t1"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["observation"].startswith("You are in a room")
+    assert body["task_id"] == "t1"
+    assert body["task_description"] == "make the counter show 3"
+    assert body["task_category"] == "Pick"
+    assert body["available_actions"] == ["inc", "dec", "look", "submit"]
+    assert body["done"] is False and body["reward"] == 0
+    s = client.post("/step", json={"action": "inc"}).json()
+    assert set(s) >= {
+        "observation",
+        "reward",
+        "done",
+        "available_actions",
+        "task_description",
+        "task_category",
+    }
+    assert s["observation"] == "The counter shows 1." and s["valid"] is True and s["won"] is False
+    bad = client.post("/step", json={"action": "fly"}).json()
+    assert bad["observation"] == "Nothing happens." and bad["valid"] is False
+
+
+def test_expert_plays_to_success(client):
+    client.post("/reset", json={"task_id": "t2"})
+    for _ in range(10):
+        action = client.post("/expert", json={}).json()["action"]
+        s = client.post("/step", json={"action": action}).json()
+        if s["done"]:
+            break
+    assert s["won"] is True and s["reward"] == 10.0 and s["observation"] == "You win!"
+
+
+def test_sessions_are_isolated_and_default_exists(client):
+    client.post("/reset", json={"task_id": "t0"}, headers={"X-Client-Id": "a"})
+    client.post("/reset", json={"task_id": "t4"}, headers={"X-Client-Id": "b"})
+    client.post("/reset", json={"task_id": "t5"})  # default session
+    for _ in range(3):
+        client.post("/step", json={"action": "inc"}, headers={"X-Client-Id": "a"})
+    b = client.post("/step", json={"action": "look"}, headers={"X-Client-Id": "b"}).json()
+    d = client.post("/step", json={"action": "dec"}).json()
+    assert b["observation"] == "The counter shows 0." and b["task_id"] == "t4"
+    assert d["observation"] == "The counter shows -1." and d["task_id"] == "t5"
+    assert client.get("/health").json()["sessions"] == 3
+
+
+def test_split_is_chosen_per_reset(client):
+    r = client.post("/reset", json={"task_id": "t12", "split": "test"}).json()
+    assert r["task_id"] == "t12"
+    assert client.get("/info", params={"split": "test"}).json()["task_ids"] == [
+        f"t{k}" for k in range(10, 15)
+    ]
+    _err(client.post("/reset", json={"split": "nope"}), 422, "unknown split 'nope'")
+    _err(client.post("/reset", json={"split": "../x"}), 422, "split name")
+
+
+def test_bad_json_and_missing_fields(client):
+    _err(client.post("/reset", content=b"{not json"), 400, "invalid JSON")
+    _err(client.post("/reset", content=b"\xff\xfe"), 400, "not UTF-8")
+    _err(client.post("/reset", content=b'{"task_id": NaN}'), 400, "NaN")
+    _err(client.post("/reset", content=b"[1, 2]"), 422, "must be a JSON object")
+    _err(client.post("/reset", json={"task_id": ["t1"]}), 422, "'task_id' must be a string")
+    _err(client.post("/reset", json={"task_id": "t99"}), 422, "unknown task 't99'")
+    client.post("/reset", json={})
+    _err(client.post("/step", json={}), 422, "missing field 'action'")
+    _err(client.post("/step", json={"action": 3}), 422, "'action' must be a string")
+    _err(client.post("/step", json={"action": "inc"}, headers={"X-Client-Id": "bad id!"}), 400, "X-Client-Id")
+
+
+def test_unknown_session_step_after_done_and_routes(client):
+    _err(
+        client.post("/step", json={"action": "inc"}, headers={"X-Client-Id": "ghost"}),
+        404,
+        "unknown session 'ghost'",
+    )
+    _err(client.post("/expert", json={}, headers={"X-Client-Id": "ghost"}), 404, "unknown session")
+    client.post("/reset", json={"task_id": "t0"})
+    client.post("/step", json={"action": "submit"})  # wrong answer: episode over
+    _err(client.post("/step", json={"action": "inc"}), 409, "no episode in progress")
+    _err(client.get("/nope"), 404, "Not Found")
+    _err(client.get("/step"), 405, "Method Not Allowed")
+    assert client.post("/close", json={}).json() == {"closed": True}
+    _err(client.post("/step", json={"action": "inc"}), 404, "unknown session 'default'")
+
+
+def test_request_size_limit(client):
+    _err(client.post("/step", json={"action": "x" * 5_000}), 413, "exceeds the limit of 2000")
+
+    def chunks():  # no Content-Length: the streamed body is still cut off
+        for _ in range(10):
+            yield b" " * 500
+
+    _err(client.post("/reset", content=chunks()), 413, "exceeds the limit")
+
+
+def test_lru_eviction_beyond_max_sessions(client):
+    for c in ["c1", "c2", "c3", "c4"]:
+        client.post("/reset", json={}, headers={"X-Client-Id": c})
+    client.post("/step", json={"action": "inc"}, headers={"X-Client-Id": "c1"})  # c1 is now recent
+    client.post("/reset", json={}, headers={"X-Client-Id": "c5"})  # evicts c2, the least recently used
+    _err(client.post("/step", json={"action": "inc"}, headers={"X-Client-Id": "c2"}), 404, "evicted beyond 4")
+    assert client.post("/step", json={"action": "inc"}, headers={"X-Client-Id": "c1"}).status_code == 200
+    assert client.get("/health").json()["sessions"] == 4
+
+
+def test_repeated_request_id_is_not_stepped_twice(client):
+    client.post("/reset", json={"task_id": "t0"})
+    h = {"X-Request-Id": "req-1"}
+    first = client.post("/step", json={"action": "inc"}, headers=h).json()
+    again = client.post("/step", json={"action": "inc"}, headers=h).json()
+    assert first == again and first["observation"] == "The counter shows 1."
+    assert client.post("/step", json={"action": "inc"}).json()["observation"] == "The counter shows 2."
+
+
+def test_env_exception_is_500_and_session_recovers(client):
+    client.post("/reset", json={"task_id": "t0"})
+    _err(client.post("/step", json={"action": "raise"}), 500, "RuntimeError: counter env exploded")
+    _err(client.post("/step", json={"action": "inc"}), 409, "no episode in progress")
+    assert client.post("/reset", json={"task_id": "t0"}).status_code == 200
+    assert client.post("/step", json={"action": "inc"}).json()["observation"] == "The counter shows 1."
+
+
+def test_token_required_when_configured():
+    with TestClient(create_app("counter", token="s3cret")) as c:
+        _err(c.post("/reset", json={}), 401, "Bearer")
+        _err(c.post("/reset", json={}, headers={"Authorization": "Bearer wrong"}), 401, "wrong token")
+        _err(c.get("/info"), 401, "token")
+        assert c.get("/health").status_code == 200  # liveness stays open, it reveals nothing
+        ok = c.post("/reset", json={}, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["task_id"] == "t0"
+
+
+def test_bind_policy():
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")
+    check_bind("127.0.0.1", None)
+    check_bind("0.0.0.0", "tok")
+    with pytest.raises(KrillError, match="refusing to bind .* '0.0.0.0' without a token"):
+        check_bind("0.0.0.0", None)
