@@ -1,0 +1,156 @@
+"""Actors choose one action for each live episode of a batch: the LLM policy, the env's expert, random.
+
+Every actor has `name` and `act(episodes, pool) -> list[Decision]`. The LLM actor makes ONE batched
+`policy.generate` call per step for all live episodes (that is where batching pays: decode is
+memory-bound). Actors never touch env state except through the pool (the expert asks it).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from krill.agent.parsing import TEMPLATE_SUFFIX, parse_action
+from krill.agent.prompts import PromptState, build_messages
+
+if TYPE_CHECKING:
+    from krill.agent.rollout import Episode
+    from krill.config import KrillConfig
+    from krill.models.base import Policy
+    from krill.skills.retrieval import Retriever
+
+
+@dataclass
+class Decision:
+    """The action to send to the env and what to record about it."""
+
+    action: str
+    valid: bool = True
+    think: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    tokens: int = 0
+
+
+class Actor(Protocol):
+    name: str
+
+    def act(self, episodes: list[Episode], pool: Any) -> list[Decision]: ...
+
+
+class LLMActor:
+    """A policy prompted with the task, history, admissible actions and retrieved skills.
+
+    `sample=False` decodes with `model.policy.temperature` (greedy by default); `sample=True` uses
+    `rl.temperature`, so G copies of one task in a batch are independent samples (GRPO groups).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        retriever: Retriever | None,
+        cfg: KrillConfig,
+        sample: bool = False,
+        want_logprobs: bool = False,
+        seed: int = 0,
+    ):
+        self.policy, self.retriever, self.cfg = policy, retriever, cfg
+        self.sample, self.want_logprobs, self.seed = sample, want_logprobs, seed
+        self.name = getattr(policy, "name", type(policy).__name__)
+        self.count_tokens = getattr(policy, "count_tokens", None)
+        self._calls = 0
+
+    def prompt_for(self, ep: Episode) -> list[dict[str, str]]:
+        """The chat messages for this episode's current step (retrieval done once per episode)."""
+        use_skills = self.cfg.agent.use_skills and self.retriever is not None
+        if use_skills and ep.retrieved is None:
+            ep.retrieved = self.retriever.retrieve(ep.task, ep.category)
+        state = PromptState(
+            task=ep.task,
+            observation=ep.observation,
+            admissible=ep.admissible,
+            history=ep.history,
+            step=len(ep.steps),
+            env_name=ep.env_name,
+            initial_observation=ep.initial_observation,
+        )
+        return build_messages(
+            state, self.cfg, ep.retrieved if use_skills else None, count_tokens=self.count_tokens
+        )
+
+    def act(self, episodes: list[Episode], pool: Any) -> list[Decision]:
+        pcfg = self.cfg.model.policy
+        batch = [self.prompt_for(ep) for ep in episodes]
+        temperature = self.cfg.rl.temperature if self.sample else pcfg.temperature
+        max_new = self.cfg.rl.max_response_length if self.sample else pcfg.max_new_tokens
+        self._calls += 1
+        gens = self.policy.generate(
+            batch,
+            max_new_tokens=max_new,
+            temperature=temperature,
+            top_p=pcfg.top_p,
+            want_logprobs=self.want_logprobs,
+            stop=["</action>"],
+            seed=self.seed * 100_003 + self._calls if temperature > 0 else None,
+        )
+        return [self._decide(ep, msgs, gen) for ep, msgs, gen in zip(episodes, batch, gens, strict=True)]
+
+    def _decide(self, ep: Episode, messages, gen) -> Decision:
+        skills = ep.retrieved.skill_ids() if (ep.retrieved is not None and self.cfg.agent.use_skills) else []
+        extras: dict[str, Any] = {
+            "prompt_text": gen.prompt_text if gen.prompt_text is not None else _flatten(messages),
+            "response": gen.text,
+            "response_token_ids": list(gen.token_ids),
+            "prompt_tokens": gen.prompt_tokens,
+            "response_tokens": gen.response_tokens,
+            "skills_used": skills,
+        }
+        if self.want_logprobs:
+            extras["response_logprobs"] = list(gen.logprobs) if gen.logprobs is not None else None
+        tokens = gen.prompt_tokens + gen.response_tokens
+        if gen.error:
+            extras["error"] = gen.error
+            return Decision("", False, None, extras, tokens)
+        parsed = parse_action(gen.text, ep.admissible, think_required=self.cfg.agent.think)
+        if not parsed.valid:
+            extras["invalid_reason"] = parsed.reason
+        return Decision(parsed.action, parsed.valid, parsed.think, extras, tokens)
+
+
+class ExpertActor:
+    """The environment's own expert (ALFWorld's planner walkthrough, WebShop's goal-driven shopper)."""
+
+    name = "expert"
+
+    def act(self, episodes: list[Episode], pool: Any) -> list[Decision]:
+        actions = pool.expert_actions([ep.slot for ep in episodes])
+        return [Decision(a, True) if a else Decision("", False, extras={"invalid_reason": "no expert action"})
+                for a in actions]  # fmt: skip
+
+
+class RandomActor:
+    """Uniform over admissible actions; a search page gets random words from the instruction."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def act(self, episodes: list[Episode], pool: Any) -> list[Decision]:
+        return [Decision(self._choose(ep)) for ep in episodes]
+
+    def _choose(self, ep: Episode) -> str:
+        # Per-episode generator: the same episode makes the same choices batched or alone.
+        rng = ep.scratch.setdefault("rng", random.Random(f"{self.seed}:{ep.index}"))
+        if not ep.admissible:
+            return "look"
+        choice = rng.choice(list(ep.admissible))
+        if choice.endswith(TEMPLATE_SUFFIX):
+            words = [w.strip(",.;:") for w in ep.task.split() if len(w) > 2]
+            k = min(len(words), rng.randint(2, 5))
+            return f"{choice[: -len(TEMPLATE_SUFFIX)]}[{' '.join(rng.sample(words, k)) if k else 'item'}]"
+        return choice
+
+
+def _flatten(messages: list[dict[str, str]]) -> str:
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)

@@ -1,0 +1,156 @@
+"""The policy's prompt: templates as module constants (verl-agent style) and one builder.
+
+Layout, chosen for prefix KV-cache reuse: everything that stays fixed within an episode comes
+FIRST (system text, retrieved skills, task, initial observation); what changes every step comes
+LAST (history window, current observation, admissible actions). Over-long prompts lose their
+oldest history first (`rl.max_prompt_length`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from krill.config import KrillConfig
+from krill.models.base import Messages
+from krill.skills.retrieval import Retrieved
+
+ENV_ROLES = {
+    "alfworld": "You are an expert agent operating in the ALFRED embodied household environment.",
+    "webshop": "You are an expert shopping agent navigating the WebShop website to buy what the user asks for.",
+}
+DEFAULT_ROLE = "You are an expert agent acting in a text environment."
+
+THINK_FORMAT = (
+    "At each step, first reason step by step about the situation inside <think> </think> tags, "
+    "then give exactly one admissible action inside <action> </action> tags, e.g.\n"
+    "<think>...</think><action>go to fridge 1</action>"
+)
+BARE_FORMAT = (
+    "At each step, answer with exactly one admissible action on a single line and nothing else, "
+    "e.g.\ngo to fridge 1"
+)
+
+SKILLS_HEADER = "## Retrieved Relevant Experience"
+GENERAL_HEADER = "### General Principles"
+CATEGORY_HEADER = "### {category} Skills"
+MISTAKES_HEADER = "### Mistakes to Avoid"
+SKILL_LINE = "- **{name}**: {principle} (when: {when_to_apply})"
+MISTAKE_LINE = "- {description}{how}"
+
+TASK_TEMPLATE = "## Task\nYour task is to: {task}"
+INITIAL_TEMPLATE = "## Initial Observation\n{observation}"
+HISTORY_HEADER = "## Recent History (you have taken {n} step(s) so far; last {k} shown)"
+HISTORY_ITEM = "[Step {i}] Observation: {observation}\nAction: {action}"
+CURRENT_TEMPLATE = "## Current Observation (step {step})\n{observation}"
+ADMISSIBLE_TEMPLATE = "## Admissible Actions\n{actions}"
+REMINDER_THINK = "Now reason inside <think> </think>, then give your action inside <action> </action>."
+REMINDER_BARE = "Your next action:"
+
+
+def default_count_tokens(text: str) -> int:
+    """Rough token count (~4 characters per token) when no tokenizer is at hand."""
+    return len(text) // 4
+
+
+@dataclass
+class PromptState:
+    """What the prompt builder needs about one live episode."""
+
+    task: str
+    observation: str
+    admissible: Sequence[str] = ()
+    history: Sequence[tuple[str, str]] = ()  # (observation seen, action taken), oldest first
+    step: int = 0
+    env_name: str = "alfworld"
+    initial_observation: str | None = None
+
+
+def skills_section(retrieved: Retrieved | None) -> str:
+    """`## Retrieved Relevant Experience` with general, category and mistake subsections ('' if empty)."""
+    if retrieved is None or (not len(retrieved) and not retrieved.mistakes):
+        return ""
+    parts = [SKILLS_HEADER]
+    if retrieved.general:
+        parts.append(GENERAL_HEADER)
+        parts.extend(_skill_line(s) for s in retrieved.general)
+    if retrieved.specific:
+        parts.append(CATEGORY_HEADER.format(category=_category_title(retrieved)))
+        parts.extend(_skill_line(s) for s, _ in retrieved.specific)
+    if retrieved.mistakes:
+        parts.append(MISTAKES_HEADER)
+        for m in retrieved.mistakes:
+            how = f" Avoid it: {m.how_to_avoid}" if m.how_to_avoid else ""
+            parts.append(MISTAKE_LINE.format(description=m.description.strip(), how=how))
+    return "\n".join(parts)
+
+
+def build_messages(
+    state: PromptState,
+    cfg: KrillConfig,
+    retrieved: Retrieved | None = None,
+    *,
+    count_tokens: Callable[[str], int] | None = None,
+) -> Messages:
+    """System + user chat messages for one step, capped at `rl.max_prompt_length` tokens.
+
+    Skills are left out when `agent.use_skills` is False. History beyond `agent.history_window`
+    is not shown; if the prompt is still too long, the oldest shown entries are dropped first.
+    """
+    count = count_tokens or default_count_tokens
+    acfg = cfg.agent
+    system = "\n\n".join(
+        [ENV_ROLES.get(state.env_name, DEFAULT_ROLE), THINK_FORMAT if acfg.think else BARE_FORMAT]
+    )
+    fixed = _fixed_part(state, retrieved if acfg.use_skills else None)
+    window = list(state.history)[-acfg.history_window :] if acfg.history_window else []
+    first_index = len(state.history) - len(window)
+    while True:
+        user = "\n\n".join([fixed, _changing_part(state, window, first_index, cfg)])
+        if not window or count(system) + count(user) <= cfg.rl.max_prompt_length:
+            break
+        window, first_index = window[1:], first_index + 1  # drop the oldest history entry
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _fixed_part(state: PromptState, retrieved: Retrieved | None) -> str:
+    parts = [skills_section(retrieved), TASK_TEMPLATE.format(task=state.task.strip())]
+    if state.initial_observation:
+        parts.append(INITIAL_TEMPLATE.format(observation=state.initial_observation.strip()))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _changing_part(state: PromptState, window: list[tuple[str, str]], first: int, cfg: KrillConfig) -> str:
+    parts = []
+    if window:
+        lines = [HISTORY_HEADER.format(n=len(state.history), k=len(window))]
+        for j, (obs, act) in enumerate(window):
+            # The initial observation is already in the fixed part: do not pay its tokens twice.
+            seen = "(the initial observation)" if obs == state.initial_observation else _squash(obs)
+            lines.append(HISTORY_ITEM.format(i=first + j + 1, observation=seen, action=act))
+        parts.append("\n".join(lines))
+    parts.append(CURRENT_TEMPLATE.format(step=state.step + 1, observation=state.observation.strip()))
+    if cfg.agent.show_admissible and state.admissible:
+        shown = list(state.admissible)[: cfg.agent.max_admissible]
+        more = len(state.admissible) - len(shown)
+        text = "\n".join(f"- {a}" for a in shown) + (f"\n(... {more} more)" if more > 0 else "")
+        parts.append(ADMISSIBLE_TEMPLATE.format(actions=text))
+    parts.append(REMINDER_THINK if cfg.agent.think else REMINDER_BARE)
+    return "\n\n".join(parts)
+
+
+def _skill_line(s) -> str:
+    return SKILL_LINE.format(
+        name=s.name.strip(), principle=s.principle.strip().rstrip("."), when_to_apply=s.when_to_apply.strip()
+    )
+
+
+def _category_title(retrieved: Retrieved) -> str:
+    if retrieved.category:
+        return retrieved.category
+    cats = sorted({s.category for s, _ in retrieved.specific})
+    return cats[0] if len(cats) == 1 else "Task-Specific"
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())

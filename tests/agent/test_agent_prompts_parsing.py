@@ -1,0 +1,125 @@
+"""Prompt assembly (sections, no-skills, history window, length cap, prefix order) and action parsing."""
+
+from __future__ import annotations
+
+from krill.agent.parsing import parse_action
+from krill.agent.prompts import (
+    GENERAL_HEADER,
+    MISTAKES_HEADER,
+    SKILLS_HEADER,
+    PromptState,
+    build_messages,
+)
+from krill.config import KrillConfig
+from krill.schema import CommonMistake, Skill
+from krill.skills.retrieval import Retrieved
+
+
+def retrieved():
+    g = Skill(name="Check inventory", principle="Know what you hold", when_to_apply="before placing")
+    h = Skill(
+        name="Use the microwave",
+        principle="Heat with microwave 1",
+        when_to_apply="heat tasks",
+        category="Heat",
+    )
+    m = CommonMistake(description="Putting the object before heating it", how_to_avoid="heat first")
+    return Retrieved(general=[g], specific=[(h, 0.71)], mistakes=[m], category="Heat")
+
+
+def state(n_hist=5, **kw):
+    hist = [(f"obs number {i}", f"go to place {i}") for i in range(n_hist)]
+    base = dict(task="heat some egg and put it in fridge", observation="You arrive at fridge 1.",
+                admissible=["go to fridge 1", "look", "open fridge 1"], history=hist, step=n_hist,
+                initial_observation="You are in the kitchen.")  # fmt: skip
+    return PromptState(**{**base, **kw})
+
+
+def cfg(**agent):
+    c = KrillConfig()
+    for k, v in agent.items():
+        setattr(c.agent, k, v)
+    return c
+
+
+def test_sections_present_in_order_and_fixed_part_first():
+    msgs = build_messages(state(), cfg(history_window=2), retrieved())
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    user = msgs[1]["content"]
+    order = [SKILLS_HEADER, GENERAL_HEADER, "### Heat Skills", MISTAKES_HEADER, "## Task", "## Initial Observation",
+             "## Recent History", "## Current Observation (step 6)", "## Admissible Actions"]  # fmt: skip
+    positions = [user.index(h) for h in order]
+    assert positions == sorted(positions)
+    assert "Use the microwave" in user and "heat first" in user and "- open fridge 1" in user
+    assert "<action>" not in msgs[0]["content"]  # bare-action format by default (agent.think False)
+    # prefix-cache friendly: two consecutive steps share everything up to the history
+    nxt = build_messages(state(n_hist=6, observation="Nothing happens."), cfg(history_window=2), retrieved())
+    cut = user.index("## Recent History")
+    assert nxt[1]["content"][:cut] == user[:cut] and nxt[0] == msgs[0]
+
+
+def test_think_mode_and_no_skills_mode():
+    msgs = build_messages(state(), cfg(think=True), retrieved())
+    assert "<think>" in msgs[0]["content"] and "<action>" in msgs[0]["content"]
+    plain = build_messages(state(), cfg(use_skills=False), retrieved())[1]["content"]
+    assert SKILLS_HEADER not in plain and "Use the microwave" not in plain and "## Task" in plain
+
+
+def test_history_window_and_admissible_cap():
+    user = build_messages(state(n_hist=5), cfg(history_window=2, max_admissible=2), None)[1]["content"]
+    assert "obs number 3" in user and "obs number 4" in user and "obs number 2" not in user
+    assert "[Step 4]" in user and "[Step 5]" in user
+    assert "- open fridge 1" not in user and "(... 1 more)" in user
+    none = build_messages(state(n_hist=5), cfg(history_window=0), None)[1]["content"]
+    assert "## Recent History" not in none
+
+
+def test_prompt_capped_by_dropping_oldest_history_first():
+    c = cfg(history_window=5)
+    words = lambda text: len(text.split())  # noqa: E731 - a countable token counter
+    full = build_messages(state(n_hist=5), c, retrieved(), count_tokens=words)
+    full_len = sum(words(m["content"]) for m in full)
+    c.rl.max_prompt_length = full_len - 1  # one token too many: drop exactly the oldest entry
+    capped = build_messages(state(n_hist=5), c, retrieved(), count_tokens=words)[1]["content"]
+    assert "obs number 0" not in capped and "obs number 1" in capped and "Use the microwave" in capped
+    c.rl.max_prompt_length = 32  # far too small: all history goes, the rest stays
+    tiny = build_messages(state(n_hist=5), c, retrieved(), count_tokens=words)[1]["content"]
+    assert "## Recent History" not in tiny and "## Current Observation" in tiny
+
+
+def test_parse_think_and_action():
+    p = parse_action(
+        "<think>The egg must be hot.</think>\n<action>Go To Microwave 1</action>", ["go to microwave 1"], True
+    )
+    assert (p.action, p.think, p.valid) == ("go to microwave 1", "The egg must be hot.", True)
+    unclosed = parse_action("<action>look", ["look"])  # generation stopped at the stop string
+    assert unclosed.valid and unclosed.action == "look"
+
+
+def test_parse_bare_lines_case_and_punctuation():
+    adm = ["go to countertop 1", "take egg 1 from countertop 1"]
+    assert (
+        parse_action("\n  Action: 'Take Egg 1 from countertop 1.'\nbecause", adm).action
+        == "take egg 1 from countertop 1"
+    )
+    assert parse_action("> go to  countertop 1", adm).valid
+    assert parse_action("1. go to countertop 1", adm).valid
+
+
+def test_parse_invalid_outputs():
+    adm = ["go to fridge 1"]
+    bad = parse_action("I want to fly to the moon", adm)
+    assert not bad.valid and bad.action == "I want to fly to the moon" and "admissible" in bad.reason
+    empty = parse_action("   \n ", adm)
+    assert not empty.valid and "no action" in empty.reason
+    missing_think = parse_action("<action>go to fridge 1</action>", adm, think_required=True)
+    assert not missing_think.valid and "think" in missing_think.reason
+
+
+def test_parse_webshop_search_template_and_clicks():
+    adm = ["search[...]", "click[Buy Now]", "click[< Prev]"]
+    s = parse_action("<action>search[Red Cotton T-Shirt large]</action>", adm)
+    assert s.valid and s.action == "search[Red Cotton T-Shirt large]"
+    assert parse_action("click[buy now]", adm).action == "click[Buy Now]"
+    assert not parse_action("search[]", adm).valid
+    assert not parse_action("search[shoes]", ["click[Buy Now]"]).valid  # no search box on this page
