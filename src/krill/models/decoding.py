@@ -1,0 +1,160 @@
+"""Batched decoding with a KV cache: left-padded prompts, greedy or nucleus sampling, per-row stop strings.
+
+A hand-written loop (not `model.generate`) so that every row stops on its own stop string, finished rows
+leave the batch (less compute per step), and the log-prob of each chosen token is exact.
+
+Log-prob convention: `logprobs[t] = log_softmax(raw_logits_t)[token_t]`, i.e. under the model's
+distribution at temperature 1 without top-p truncation, whatever temperature was used to sample. That
+is the π_θ(a|s) GRPO's ratio needs, and what `score()` recomputes teacher-forced.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class RowResult:
+    """What one prompt produced: token ids, their log-probs, the decoded text and why it stopped."""
+
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str = "length"
+
+
+def find_stop(text: str, stops: list[str]) -> int:
+    """End index of the earliest stop string that follows some non-whitespace content, else -1.
+
+    Leading whitespace never stops a row, so a stop of "\\n" ends a bare action line instead of
+    cutting an empty answer before it starts.
+
+    >>> find_stop("\\ngo to desk 1\\nmore", ["\\n"])
+    14
+    """
+    start = len(text) - len(text.lstrip())
+    if start == len(text):
+        return -1
+    best = -1
+    for s in stops:
+        i = text.find(s, start)
+        if i >= 0 and (best < 0 or i + len(s) < best):
+            best = i + len(s)
+    return best
+
+
+def next_tokens(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick one token per row from raw logits [B, V]; returns (tokens [B], log-probs at T=1 [B])."""
+    logits = logits.float()
+    logp = F.log_softmax(logits, dim=-1)  # [B, V]
+    if temperature <= 0:
+        tokens = logits.argmax(dim=-1)
+    else:
+        probs = F.softmax(logits / temperature, dim=-1)
+        if top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            # drop tokens once the mass before them already reaches top_p (the top token always stays)
+            drop = (sorted_p.cumsum(dim=-1) - sorted_p) >= top_p
+            sorted_p = sorted_p.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+@torch.no_grad()
+def decode_batch(
+    model,
+    tokenizer,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    stop: list[str] | None = None,
+    generator: torch.Generator | None = None,
+) -> list[RowResult]:
+    """Decode every row of a left-padded batch until EOS, a stop string, or `max_new_tokens`."""
+    from transformers import DynamicCache
+
+    n = input_ids.shape[0]
+    stops = [s for s in (stop or []) if s]
+    eos = _eos_ids(model, tokenizer)
+    rows = [RowResult() for _ in range(n)]
+    live = list(range(n))  # original row index of each row still in the batch
+    cache = DynamicCache(config=model.config)
+    cache_kw = _cache_kwarg(model)
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+        **{cache_kw: cache},
+    ).logits[:, -1, :]
+    for _ in range(max_new_tokens):
+        tokens, logps = next_tokens(logits, temperature, top_p, generator)
+        keep = []
+        for j, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist(), strict=True)):
+            row = rows[live[j]]
+            row.token_ids.append(tok)
+            row.logprobs.append(lp)
+            if tok in eos or _hit_stop(tokenizer, row, stops):
+                row.finish_reason = "stop"
+            else:
+                keep.append(j)
+        if not keep:
+            break
+        if len(keep) < len(live):  # finished rows leave the batch: later steps cost less
+            idx = torch.tensor(keep, device=input_ids.device)
+            cache.batch_select_indices(idx)
+            tokens, attention_mask, positions = tokens[idx], attention_mask[idx], positions[idx]
+            live = [live[j] for j in keep]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(live), 1))], dim=-1)
+        positions = positions[:, -1:] + 1
+        logits = model(
+            input_ids=tokens[:, None],
+            attention_mask=attention_mask,
+            position_ids=positions,
+            use_cache=True,
+            **{cache_kw: cache},
+        ).logits[:, -1, :]
+    for row in rows:
+        _finalize(tokenizer, row, stops, eos)
+    return rows
+
+
+def _cache_kwarg(model) -> str:
+    """transformers ≥ 5.2x names the KV cache argument `cache`; older versions `past_key_values`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(gen_eos) if isinstance(gen_eos, list) else {gen_eos}
+    return {i for i in ids if i is not None}
+
+
+def _hit_stop(tokenizer, row: RowResult, stops: list[str]) -> bool:
+    if not stops:
+        return False
+    row.text = tokenizer.decode(row.token_ids, skip_special_tokens=True)
+    return find_stop(row.text, stops) >= 0
+
+
+def _finalize(tokenizer, row: RowResult, stops: list[str], eos: set[int]) -> None:
+    """Decode the text and cut it right after the first stop string (token ids are kept whole)."""
+    ids = row.token_ids[:-1] if row.token_ids and row.token_ids[-1] in eos else row.token_ids
+    row.text = tokenizer.decode(ids, skip_special_tokens=True)
+    end = find_stop(row.text, stops) if stops else -1
+    if end >= 0:
+        row.text = row.text[:end]

@@ -1,0 +1,151 @@
+"""LocalPolicy: a transformers causal LM (embedded SmolLM2, 'tiny', or any local HF model) as a Policy.
+
+Prompts are chat-templated, left-padded and decoded together (see `krill.models.decoding`); `score()`
+recomputes the log-probs of given responses teacher-forced, which is what GRPO's ratio needs.
+The RL trainer reuses `.model` and `.tokenizer` directly (LoRA training updates them in place).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from krill.models.base import Generation, Messages
+from krill.models.decoding import decode_batch
+from krill.models.loading import load_causal_lm
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("KRILL_CACHE", str(Path.home() / ".cache" / "krill"))
+
+
+class LocalPolicy:
+    """A local HF causal LM behind the Policy protocol (batched, left-padded, per-row stop strings)."""
+
+    def __init__(
+        self,
+        model_name_or_path: str = "smollm2",
+        adapter: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        cache_dir: str | Path | None = None,
+        *,
+        batch_size: int = 64,
+        seed: int = 0,
+    ):
+        self.name = model_name_or_path if not adapter else f"{model_name_or_path}+{adapter}"
+        self.batch_size = batch_size  # rows per forward pass; bigger batches are split
+        self.model, self.tokenizer, self.device = load_causal_lm(
+            model_name_or_path,
+            adapter=adapter,
+            dtype=dtype,
+            device=device,
+            cache_dir=cache_dir or default_cache_dir(),
+            seed=seed,
+        )
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def prompt_text(self, messages: Messages) -> str:
+        """The exact templated prompt (chat template + generation prompt) the model sees."""
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+
+    # -- Policy ------------------------------------------------------------------------------------
+    def generate(
+        self,
+        batch: list[Messages],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        want_logprobs: bool = False,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+    ) -> list[Generation]:
+        """One response per conversation; texts keep the stop string they ended at (nothing after it).
+
+        `logprobs` (when asked) are per response token under the temperature-1 distribution
+        (log_softmax of the raw logits), matching `score()`. Sampling is reproducible given `seed`.
+        """
+        if not batch:
+            return []
+        prompts = [self.prompt_text(m) for m in batch]
+        generator = None
+        if temperature > 0:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+        out: list[Generation] = []
+        for lo in range(0, len(prompts), self.batch_size):
+            chunk = prompts[lo : lo + self.batch_size]
+            ids, mask = self._encode(chunk)
+            rows = decode_batch(
+                self.model,
+                self.tokenizer,
+                ids,
+                mask,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                stop=stop,
+                generator=generator,
+            )
+            for text, row, n_prompt in zip(chunk, rows, mask.sum(-1).tolist(), strict=True):
+                out.append(
+                    Generation(
+                        text=row.text,
+                        prompt_tokens=int(n_prompt),
+                        response_tokens=len(row.token_ids),
+                        prompt_text=text,
+                        token_ids=row.token_ids,
+                        logprobs=row.logprobs if want_logprobs else None,
+                        finish_reason=row.finish_reason,
+                    )
+                )
+        return out
+
+    # -- RL ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(
+        self, prompt_texts: list[str], response_token_ids: list[list[int]], *, batch_size: int = 8
+    ) -> list[list[float]]:
+        """Teacher-forced log-probs (temperature 1) of each response token given its templated prompt."""
+        out: list[list[float]] = [[] for _ in prompt_texts]
+        order = sorted(range(len(prompt_texts)), key=lambda i: len(prompt_texts[i]))  # less padding
+        for lo in range(0, len(order), batch_size):
+            idx = [i for i in order[lo : lo + batch_size] if response_token_ids[i]]
+            if not idx:
+                continue
+            for i, lps in zip(
+                idx,
+                self._score_chunk([prompt_texts[i] for i in idx], [response_token_ids[i] for i in idx]),
+                strict=True,
+            ):
+                out[i] = lps
+        return out
+
+    def _score_chunk(self, prompts: list[str], responses: list[list[int]]) -> list[list[float]]:
+        enc = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        seqs = [p + r for p, r in zip(enc, responses, strict=True)]
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        n_resp = max(len(r) for r in responses)
+        # left padding aligns every row's end, so the last n_resp+1 positions cover all responses
+        logits = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=n_resp + 1
+        ).logits[:, :-1, :]
+        logp = F.log_softmax(logits.float(), dim=-1)  # [B, n_resp, V]
+        result = []
+        for b, r in enumerate(responses):
+            targets = torch.tensor(r, device=self.device)
+            rows = logp[b, n_resp - len(r) :, :]
+            result.append(rows.gather(-1, targets[:, None]).squeeze(-1).tolist())
+        return result
