@@ -1,0 +1,86 @@
+"""1,000 mixed valid/invalid requests from 8 concurrent clients over real sockets: no 5xx, no dead session."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+
+import httpx
+from conftest import live_server
+
+from krill.envs.remote import RemoteEnv
+from krill.envs.server import create_app
+
+N_CLIENTS, PER_CLIENT = 8, 125
+
+
+def _requests(rng: random.Random) -> list[tuple[str, str, dict | None, bytes | None]]:
+    """A shuffled mix of well-formed and malformed (method, path, json, raw body) requests."""
+    kinds = [
+        ("POST", "/reset", {"task_id": None}, None),
+        ("POST", "/reset", {"task_id": "t3"}, None),
+        ("POST", "/step", {"action": "inc"}, None),
+        ("POST", "/step", {"action": "look"}, None),
+        ("POST", "/step", {"action": "fly to the moon"}, None),  # invalid action: 200, valid False
+        ("POST", "/expert", {}, None),
+        ("POST", "/step", None, b"{broken"),  # 400
+        ("POST", "/step", {"act": "inc"}, None),  # 422
+        ("POST", "/step", {"action": ["inc"]}, None),  # 422
+        ("POST", "/reset", {"task_id": "t404"}, None),  # 422 unknown task
+        ("POST", "/step", None, b'{"action": "' + b"x" * 20_000 + b'"}'),  # 413
+        ("GET", "/step", None, None),  # 405
+        ("GET", "/nowhere", None, None),  # 404
+        ("GET", "/health", None, None),
+        ("GET", "/info", None, None),
+    ]
+    return [rng.choice(kinds) for _ in range(PER_CLIENT)]
+
+
+def test_thousand_mixed_requests_from_eight_clients():
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def client(k: int, url: str) -> None:
+        rng = random.Random(k)
+        # clients 6 and 7 send no X-Client-Id: they share the default session concurrently
+        headers = {"X-Client-Id": f"stress-{k}"} if k < 6 else {}
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+            for method, path, body, raw in _requests(rng):
+                try:
+                    resp = http.request(method, path, json=body, content=raw)
+                except httpx.HTTPError as exc:
+                    errors.append(f"client {k}: {type(exc).__name__}: {exc}")
+                    continue
+                if resp.status_code >= 400 and "error" not in resp.json():
+                    errors.append(f"client {k}: {resp.status_code} without a JSON error: {resp.text[:80]}")
+                with lock:
+                    statuses[resp.status_code] += 1
+
+    with live_server(create_app("counter", max_sessions=16, max_body=16_000)) as url:
+        threads = [threading.Thread(target=client, args=(k, url)) for k in range(N_CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors[:3]
+        assert sum(statuses.values()) == N_CLIENTS * PER_CLIENT
+        assert not [s for s in statuses if s >= 500], statuses
+        assert {200, 400, 404, 405, 413, 422} <= set(statuses), statuses
+        # no crashed session: every client's session (and the default one) still plays to success
+        for cid in [f"stress-{k}" for k in range(6)] + [None]:
+            env = RemoteEnv(url, client_id=cid) if cid else _default_session_env(url)
+            obs, info = env.reset("t1")
+            done = False
+            while not done:
+                obs, reward, done, info = env.step(env.expert_action())
+            assert info["won"] and reward == 10.0, (cid, obs)
+        health = httpx.get(url + "/health").json()
+        assert health["status"] == "ok" and health["sessions"] <= 16
+
+
+def _default_session_env(url: str) -> RemoteEnv:
+    env = RemoteEnv(url)
+    env._http.headers.pop("X-Client-Id")  # talk to the default session like a header-less client
+    return env
