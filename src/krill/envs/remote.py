@@ -178,7 +178,7 @@ def _info_from(r: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
 
 @register_env("remote")
 def make_remote_env(split: str = "train", cfg: Any = None, url: str | None = None, **kw: Any) -> RemoteEnv:
-    """A RemoteEnv for `url` (default: cfg.env.url); the token comes from $<cfg.env.token_env>."""
+    """Any env served by `krill env serve` (URL from --env-url / env.url, token from $KRILL_ENV_TOKEN)."""
     env_cfg = getattr(cfg, "env", None)
     url = url or getattr(env_cfg, "url", None)
     if not url:
