@@ -155,6 +155,12 @@ class RlConfig(_Section):
     temperature: float = Field(1.0, gt=0, description="sampling temperature for rollouts")
     max_steps: int | None = Field(None, ge=1, description="episode step cap during RL (None = env default)")
     checkpoint_every: int = Field(1, ge=1, description="iterations between checkpoints")
+    train_model: str | None = Field(
+        None, description="local weights to train when rollouts use an OpenAI-compatible server (default: model.policy.model)"
+    )
+    adapter_sync_endpoint: str = Field(
+        "/v1/load_lora_adapter", description="server path that loads a saved LoRA adapter (vLLM's) after each update"
+    )
     seed: int = 0
 
 

@@ -1,0 +1,275 @@
+"""Skill-augmented SFT demonstrations: the prompt the agent would see + a target that cites the skills.
+
+Two sources:
+- `"expert"`: expert rollouts of the env's train tasks through the real rollout engine. At every step
+  the prompt is built by `LLMActor.prompt_for` — the very code the LLM agent runs — from the same
+  episode state (history, admissible actions, retrieved skills), and the expert's action is taken.
+- a list of successful `Trajectory`s (e.g. converted ETO data): prompts rebuilt step by step with the
+  agent's prompt builder (admissible actions only when the trajectory recorded them).
+
+Targets: `<think>…</think><action>a</action>` when `agent.think` is on, the bare action otherwise.
+The reasoning comes from a teacher: "analytic" composes it from the retrieved skills that fit the
+expert's next action; an LLM teacher (`complete_json`) is asked for it. Demos are saved as chat
+messages JSONL (`{"messages": [...]}`), loadable with `datasets.load_dataset("json", data_files=...)`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from krill.config import KrillConfig
+from krill.errors import KrillError
+from krill.io import read_jsonl, write_jsonl
+from krill.progress import progress_bar
+from krill.schema import SkillBank, Trajectory
+
+TEACHER_SCHEMA = {
+    "type": "object",
+    "properties": {"reasoning": {"type": "string"}},
+    "required": ["reasoning"],
+}
+TEACHER_PROMPT = (
+    "You write the short reasoning an expert agent thinks before acting. Given the agent's prompt "
+    "(task, observations, retrieved skills) and the action the expert takes next, explain in 1-3 "
+    "sentences why that action is right, citing by name the retrieved skills that apply. "
+    'Answer JSON: {{"reasoning": "..."}}.\n\n# Agent prompt\n{prompt}\n\n# Expert action\n{action}'
+)
+_WORD = re.compile(r"[a-z]+")
+_STOP = {"a", "an", "the", "to", "in", "on", "of", "from", "with", "and", "or", "it", "is", "at", "for"}
+
+
+# -- retrieval / prompts ---------------------------------------------------------------------------
+def make_retriever(bank: SkillBank | None, cfg: KrillConfig) -> Any:
+    """The agent's retriever for `bank` (None when skills are off), embedder from config."""
+    from krill.skills.retrieval import Retriever
+
+    if bank is None or not cfg.agent.use_skills:
+        return None
+    if cfg.skill_retrieval.mode == "template":
+        return Retriever(bank, None, cfg.skill_retrieval)
+    from krill.models import build_embedder
+
+    return Retriever(bank, build_embedder(cfg), cfg.skill_retrieval)
+
+
+class _PromptOnly:
+    """Stands in for the policy inside `LLMActor` when only its prompt builder is wanted."""
+
+    name = "prompt-builder"
+
+    def __init__(self, count_tokens: Any = None):
+        if count_tokens is not None:
+            self.count_tokens = count_tokens
+
+
+class DemoActor:
+    """Acts like the expert; records, per step, the messages the LLM agent would have been given."""
+
+    name = "expert"
+
+    def __init__(self, retriever: Any, cfg: KrillConfig, count_tokens: Any = None):
+        from krill.agent.actors import ExpertActor, LLMActor
+
+        self.prompter = LLMActor(_PromptOnly(count_tokens), retriever, cfg)
+        self.expert = ExpertActor()
+
+    def act(self, episodes: list, pool: Any) -> list:
+        prompts = [self.prompter.prompt_for(ep) for ep in episodes]
+        decisions = self.expert.act(episodes, pool)
+        for ep, msgs, dec in zip(episodes, prompts, decisions, strict=True):
+            dec.extras["prompt_messages"] = msgs
+            dec.extras["retrieved_skills"] = _skill_cards(ep.retrieved)
+        return decisions
+
+
+def _skill_cards(retrieved: Any) -> list[dict[str, str]]:
+    if retrieved is None:
+        return []
+    return [{"name": s.name, "principle": s.principle, "when": s.when_to_apply} for s in retrieved.skills]
+
+
+# -- targets ---------------------------------------------------------------------------------------
+def analytic_reasoning(task: str, action: str, skills: list[dict[str, str]]) -> str:
+    """Reasoning composed from the retrieved skills that best fit the next action (word overlap)."""
+    words = set(_WORD.findall(action.lower())) - _STOP
+    ranked = sorted(
+        skills,
+        key=lambda s: -len(words & set(_WORD.findall(f"{s['name']} {s['principle']} {s['when']}".lower()))),
+    )
+    cited = [s for s in ranked[:2] if words & set(_WORD.findall(f"{s['name']} {s['principle']}".lower()))]
+    cited = cited or ranked[:1]
+    parts = [f"My task is to {task.strip().rstrip('.')}."]
+    for s in cited:
+        parts.append(f'The skill "{s["name"]}" applies: {s["principle"].strip().rstrip(".")}.')
+    parts.append(f"So the next step is to {action}.")
+    return " ".join(parts)
+
+
+def format_target(action: str, reasoning: str | None, think: bool) -> str:
+    """`<think>r</think><action>a</action>` (think on) or the bare action line (think off)."""
+    if not think:
+        return action
+    return f"<think>{reasoning or ''}</think><action>{action}</action>"
+
+
+def _llm_reasonings(teacher: Any, items: list[dict[str, Any]]) -> list[str | None]:
+    prompts = [
+        [
+            {
+                "role": "user",
+                "content": TEACHER_PROMPT.format(prompt=it["messages"][-1]["content"], action=it["action"]),
+            }
+        ]
+        for it in items
+    ]
+    answers = teacher.complete_json(prompts, schema=TEACHER_SCHEMA)
+    return [a.get("reasoning") if isinstance(a, dict) else None for a in answers]
+
+
+def _make_teacher(cfg: KrillConfig, teacher: Any) -> Any:
+    """None = analytic; an object with `complete_json` = LLM teacher; else from `model.teacher.backend`."""
+    if teacher is not None and teacher != "analytic":
+        if teacher == "llm":
+            from krill.models import build_chat_client
+
+            return build_chat_client(cfg)
+        return teacher
+    if teacher is None and cfg.model.teacher.backend == "llm" and cfg.agent.think:
+        from krill.models import build_chat_client
+
+        return build_chat_client(cfg)
+    return None
+
+
+def finish_demos(items: list[dict[str, Any]], cfg: KrillConfig, teacher: Any) -> list[dict[str, Any]]:
+    """Turn (messages, action, skills) items into chat demos with the teacher's targets."""
+    llm = _make_teacher(cfg, teacher) if cfg.agent.think else None
+    reasons = _llm_reasonings(llm, items) if llm is not None and items else [None] * len(items)
+    out = []
+    for it, r in zip(items, reasons, strict=True):
+        if cfg.agent.think and r is None:  # analytic teacher, or the LLM gave nothing usable
+            r = analytic_reasoning(it["task"], it["action"], it["skills"])
+        target = format_target(it["action"], r, cfg.agent.think)
+        meta = {"task": it["task"], "category": it["category"], "step": it["step"], "source": it["source"]}
+        out.append({"messages": [*it["messages"], {"role": "assistant", "content": target}], "meta": meta})
+    return out
+
+
+# -- sources ---------------------------------------------------------------------------------------
+def expert_items(
+    bank: SkillBank | None, cfg: KrillConfig, n: int, *, split: str = "train"
+) -> list[dict[str, Any]]:
+    """Steps of successful expert episodes on seeded train tasks, until `n` steps are collected."""
+    from krill.agent.rollout import pool_size, run_episodes
+    from krill.envs.pool import make_pool
+
+    pool = make_pool(cfg, split, max(1, min(cfg.model.policy.batch_size, 16)))
+    try:
+        tasks = list(pool.task_ids())
+        if not tasks:
+            raise KrillError(f"the {cfg.env.name} {split} split has no tasks")
+        random.Random(cfg.sft.seed).shuffle(tasks)
+        actor = DemoActor(make_retriever(bank, cfg), cfg)
+        items: list[dict[str, Any]] = []
+        chunk = max(1, min(len(tasks), pool_size(pool)))
+        with progress_bar("expert demos", n) as bar:
+            for lo in range(0, len(tasks), chunk):
+                trajs = run_episodes(actor, pool, tasks[lo : lo + chunk], cfg, seed=cfg.sft.seed, split=split)
+                for t in trajs:
+                    new = _items_of(t, "expert")
+                    items.extend(new)
+                    bar.advance(min(len(new), max(0, n - len(items) + len(new))))
+                if len(items) >= n:
+                    break
+    finally:
+        pool.close()
+    return items[:n]
+
+
+def _items_of(t: Trajectory, source: str) -> list[dict[str, Any]]:
+    if not t.success:
+        return []
+    out = []
+    for s in t.steps:
+        extra = s.model_extra or {}
+        if not s.valid or "prompt_messages" not in extra:
+            continue
+        out.append({
+            "messages": extra["prompt_messages"], "action": s.action, "skills": extra.get("retrieved_skills", []),
+            "task": t.task_description, "category": t.task_category, "step": s.step_index, "source": source,
+        })  # fmt: skip
+    return out
+
+
+def trajectory_items(
+    trajs: list[Trajectory], bank: SkillBank | None, cfg: KrillConfig, n: int
+) -> list[dict[str, Any]]:
+    """Prompts rebuilt step by step for given successful trajectories (e.g. converted ETO data)."""
+    from krill.agent.prompts import PromptState, build_messages
+
+    retriever = make_retriever(bank, cfg)
+    env_name = cfg.env.name
+    items: list[dict[str, Any]] = []
+    for t in trajs:
+        if not t.success or not t.steps:
+            continue
+        retrieved = retriever.retrieve(t.task_description, t.task_category) if retriever else None
+        history: list[tuple[str, str]] = []
+        first = t.steps[0].observation
+        for s in t.steps:
+            admissible = (s.model_extra or {}).get("admissible_actions") or []
+            state = PromptState(
+                t.task_description, s.observation, admissible, list(history), len(history), env_name, first
+            )
+            msgs = build_messages(state, cfg, retrieved)
+            items.append({
+                "messages": msgs, "action": s.action, "skills": _skill_cards(retrieved), "task": t.task_description,
+                "category": t.task_category, "step": s.step_index, "source": "trajectories",
+            })  # fmt: skip
+            history.append((s.observation, s.action))
+            if len(items) >= n:
+                return items
+    return items
+
+
+def build_sft_demos(
+    bank: SkillBank | None,
+    cfg: KrillConfig,
+    source: str | list[Trajectory] = "expert",
+    teacher: Any = None,
+    n: int | None = None,
+) -> list[dict[str, Any]]:
+    """Skill-augmented demos (chat messages) from expert rollouts or given successful trajectories."""
+    n = n or cfg.sft.num_examples
+    if isinstance(source, str):
+        if source != "expert":
+            raise KrillError(f"unknown demo source {source!r}; use 'expert' or a list of trajectories")
+        items = expert_items(bank, cfg, n)
+    else:
+        items = trajectory_items(source, bank, cfg, n)
+    if not items:
+        raise KrillError("no demo steps: no successful episode/trajectory to learn from")
+    return finish_demos(items, cfg, teacher)
+
+
+def save_demos(demos: list[dict[str, Any]], path: str | Path) -> Path:
+    """Chat-messages JSONL, one demo per line (`datasets.load_dataset("json", data_files=path)`)."""
+    return write_jsonl(path, demos)
+
+
+def load_demos(path: str | Path) -> list[dict[str, Any]]:
+    """Read a demo JSONL; every line needs `messages` ending with an assistant turn."""
+    demos = []
+    for i, row in enumerate(read_jsonl(path), 1):
+        msgs = row.get("messages") if isinstance(row, dict) else None
+        if not isinstance(msgs, list) or not msgs or not isinstance(msgs[-1], dict):
+            raise KrillError('expected {"messages": [...]}', path=path, where=f"line {i}")
+        if msgs[-1].get("role") != "assistant":
+            raise KrillError("the last message must be the assistant's", path=path, where=f"line {i}")
+        demos.append(row)
+    if not demos:
+        raise KrillError("no demos in file", path=path)
+    return demos

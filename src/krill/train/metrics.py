@@ -1,0 +1,87 @@
+"""Per-iteration RL metrics: computed from the rollouts (gathered over processes), logged to JSONL + TensorBoard.
+
+Keys are namespaced as in CleanRL: `rollout/reward`, `charts/success_rate`, `losses/kl`, `adv/std`…
+Per-category values get a suffix (`charts/success_rate/Heat`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from krill.io import append_jsonl
+from krill.schema import Trajectory
+
+
+def iteration_metrics(
+    trajs: list[Trajectory], rewards: torch.Tensor, adv: torch.Tensor, zero_var: int, accel: Any
+) -> dict[str, float]:
+    """Reward, success, invalid actions, steps and tokens per category, advantage stats, zero-variance groups."""
+    from accelerate.utils import gather_object
+
+    local = [
+        (t.task_category or "?", float(r), float(t.success), float(t.num_invalid), len(t.steps),
+         sum(int((s.model_extra or {}).get("prompt_tokens", 0)) for s in t.steps),
+         sum(int((s.model_extra or {}).get("response_tokens", 0)) for s in t.steps), float(a))
+        for t, r, a in zip(trajs, rewards.tolist(), adv.tolist(), strict=True)
+    ]  # fmt: skip
+    rows = gather_object(local) if accel.num_processes > 1 else local
+    zero = gather_object([zero_var]) if accel.num_processes > 1 else [zero_var]
+    out: dict[str, float] = {"rollout/episodes": float(len(rows)), "groups/zero_variance": float(sum(zero))}
+    if not rows:
+        return {**out, "rollout/reward": 0.0, "charts/success_rate": 0.0}
+    out.update(_summary(rows, ""))
+    for cat in sorted({r[0] for r in rows}):
+        sub = [r for r in rows if r[0] == cat]
+        out[f"rollout/reward/{cat}"] = _mean([r[1] for r in sub])
+        out[f"charts/success_rate/{cat}"] = _mean([r[2] for r in sub])
+    advs = torch.tensor([r[7] for r in rows])
+    out.update({"adv/mean": advs.mean().item(), "adv/std": advs.std().item() if len(rows) > 1 else 0.0,
+                "adv/abs_max": advs.abs().max().item(), "adv/nonzero_frac": (advs != 0).float().mean().item()})  # fmt: skip
+    return out
+
+
+def _summary(rows: list[tuple], suffix: str) -> dict[str, float]:
+    return {
+        f"rollout/reward{suffix}": _mean([r[1] for r in rows]),
+        f"charts/success_rate{suffix}": _mean([r[2] for r in rows]),
+        f"rollout/invalid_actions{suffix}": _mean([r[3] for r in rows]),
+        f"rollout/steps{suffix}": _mean([r[4] for r in rows]),
+        "tokens/prompt": float(sum(r[5] for r in rows)),
+        "tokens/response": float(sum(r[6] for r in rows)),
+    }
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+class MetricsLogger:
+    """Appends one row per iteration to `out_dir/metrics.jsonl` and mirrors scalars to `out_dir/tb`."""
+
+    def __init__(self, out_dir: str | Path, *, enabled: bool = True):
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self.enabled = enabled
+        self._tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(Path(out_dir) / "tb"))
+            except ImportError:  # tensorboard is a dependency, but metrics.jsonl alone is enough
+                self._tb = None
+
+    def log(self, iteration: int, row: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        append_jsonl(self.path, {"iteration": iteration, **row})
+        if self._tb is not None:
+            for k, v in row.items():
+                self._tb.add_scalar(k, v, iteration)
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,79 @@
+"""Rollouts from an OpenAI-compatible generation server (e.g. vLLM serving the policy with LoRA enabled).
+
+After every update the trained adapter is saved and the server is asked to load it
+(`rl.adapter_sync_endpoint`, vLLM's `POST /v1/load_lora_adapter {"lora_name", "lora_path"}`; the
+server must run with `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True` and see the same filesystem). Later
+rollouts request that adapter by name. The server's responses are re-templated and re-tokenized with
+the local tokenizer so the RL update scores exactly what the server generated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from krill.config import KrillConfig
+from krill.errors import KrillError
+from krill.models.base import Generation, Messages
+
+
+class RemoteRollouts:
+    """A Policy that generates on the server and fills in the local prompt text and token ids."""
+
+    def __init__(self, remote: Any, tokenizer: Any):
+        self.remote, self.tokenizer = remote, tokenizer
+        self.name = getattr(remote, "name", "remote")
+
+    @classmethod
+    def after_update(
+        cls, cfg: KrillConfig, policy: Any, out_dir: Path, iteration: int, accel: Any
+    ) -> RemoteRollouts:
+        """Save the adapter of `iteration`, load it into the server (main process), and point rollouts at it."""
+        from krill.models import build_policy
+        from krill.train.checkpoint import export_model
+
+        rcfg = cfg.model_copy(deep=True)
+        if iteration > 0 or cfg.model.policy.adapter is not None:
+            name = f"krill-iter{iteration:04d}"
+            path = (Path(out_dir) / "served" / name).resolve()
+            if accel.is_main_process:
+                export_model(accel.unwrap_model(policy.model), policy.tokenizer, path, cfg)
+                load_adapter_on_server(cfg, name, path)
+            accel.wait_for_everyone()
+            rcfg.model.policy.model = name
+        return cls(build_policy(rcfg), policy.tokenizer)
+
+    def generate(self, batch: list[Messages], **kw: Any) -> list[Generation]:
+        gens = self.remote.generate(batch, **{**kw, "want_logprobs": False})
+        eos = self.tokenizer.eos_token_id
+        for msgs, g in zip(batch, gens, strict=True):
+            g.prompt_text = self.tokenizer.apply_chat_template(
+                msgs, add_generation_prompt=True, tokenize=False
+            )
+            ids = self.tokenizer(g.text, add_special_tokens=False)["input_ids"]
+            # the server stopped at end-of-turn unless it hit a stop string or the length limit
+            ended = g.finish_reason == "stop" and not g.text.rstrip().endswith("</action>")
+            g.token_ids = [*ids, eos] if ended else ids
+            g.response_tokens = len(g.token_ids)
+        return gens
+
+
+def load_adapter_on_server(cfg: KrillConfig, name: str, path: Path) -> None:
+    """POST {lora_name, lora_path} to the server's load-adapter endpoint; a refusal is a one-line error."""
+    import httpx
+
+    base = (cfg.model.policy.api_base or "").rstrip("/")
+    if not base:
+        raise KrillError("rollouts on a server need model.policy.api_base", where="model.policy.api_base")
+    root = base[: -len("/v1")] if base.endswith("/v1") else base
+    url = root + cfg.rl.adapter_sync_endpoint
+    headers = {"Authorization": f"Bearer {cfg.model.policy.api_key()}"} if cfg.model.policy.api_key() else {}
+    try:
+        resp = httpx.post(url, json={"lora_name": name, "lora_path": str(path)}, headers=headers,
+                          timeout=cfg.model.policy.timeout)  # fmt: skip
+    except httpx.HTTPError as exc:
+        raise KrillError(
+            f"cannot reach the generation server to load the adapter ({exc})", where=url
+        ) from None
+    if resp.status_code >= 400:
+        raise KrillError(f"server refused the adapter: HTTP {resp.status_code} {resp.text[:200]}", where=url)

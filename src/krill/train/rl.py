@@ -1,0 +1,359 @@
+"""GRPO for the skill-augmented agent (SkillRL §3.4): roll out groups, score, update the LoRA policy.
+
+One iteration (recipe shape: setup → rollout → advantages → update → log → checkpoint):
+1. pick `rl.batch_size / rl.group_size` train tasks (seeded by iteration), G copies each;
+2. roll out with `LLMActor(sample=True)` at `rl.temperature` (skills retrieved from the current bank);
+3. reward R_i = episode return − invalid_action_penalty × #invalid actions; A_i = group z-score;
+4. every LLM step of trajectory i is one sample (its prompt → its response tokens) carrying A_i;
+5. old log-probs are RECOMPUTED with the same model, same mode and dtype, right before the update
+   (not the sampler's): the sampler may batch/pad differently or be a remote server, and a ratio
+   that starts at exactly 1 is what the clipped surrogate assumes; reference log-probs come from the
+   same model with its LoRA adapter disabled (no second copy);
+6. `grpo_loss` over token-budgeted micro-batches (`rl.micro_batch_tokens`) with accumulation, so a
+   6,000-token prompt fits; the gradient is the exact token mean of the whole iteration.
+
+Samples from zero-variance groups (all won / all lost) have A = 0: they would only add the KL pull
+toward the reference, so they are dropped from the update (counted in `groups/zero_variance`), and an
+iteration with no informative group skips the update (`update/skipped`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from krill.config import KrillConfig
+from krill.errors import KrillError
+from krill.io import atomic_write_text, read_jsonl, write_jsonl
+from krill.progress import progress_bar
+from krill.schema import SkillBank, Trajectory
+from krill.train import checkpoint as ckpt_io
+from krill.train.grpo import group_advantages, grpo_loss, token_entropy, zero_variance_groups
+from krill.train.metrics import MetricsLogger, iteration_metrics
+from krill.train.sft import load_training_policy, make_accelerator
+
+
+@dataclass
+class Sample:
+    """One agent step as a training sample: prompt tokens → response tokens, with its trajectory's advantage."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    advantage: float
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + len(self.response_ids)
+
+
+@dataclass
+class RlResult:
+    out_dir: Path
+    adapter_dir: Path
+    bank_path: Path
+    iterations: int
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- rollout → samples ---------------------------------------------------------------------------
+def pick_tasks(task_ids: list[str], iteration: int, n: int, seed: int) -> list[str]:
+    """The tasks of one iteration: a seeded sample, the same whether the run was resumed or not."""
+    rng = random.Random(f"krill-rl:{seed}:{iteration}")
+    return rng.sample(task_ids, min(n, len(task_ids)))
+
+
+def shaped_rewards(trajs: list[Trajectory], penalty: float) -> torch.Tensor:
+    """R_i = episode return − penalty × number of invalid actions."""
+    return torch.tensor([t.total_reward - penalty * t.num_invalid for t in trajs], dtype=torch.float32)
+
+
+def build_samples(trajs: list[Trajectory], advantages: torch.Tensor, tokenizer: Any) -> list[Sample]:
+    """Every generated step of trajectory i becomes a sample carrying A_i (zero-advantage ones dropped)."""
+    out = []
+    for traj, adv in zip(trajs, advantages.tolist(), strict=True):
+        if adv == 0.0:
+            continue
+        for step in traj.steps:
+            extra = step.model_extra or {}
+            resp = extra.get("response_token_ids")
+            if not resp or extra.get("error") or not extra.get("prompt_text"):
+                continue
+            prompt = tokenizer(extra["prompt_text"], add_special_tokens=False)["input_ids"]
+            out.append(Sample(prompt, list(resp), adv))
+    return out
+
+
+def token_budget_batches(samples: list[Sample], budget: int) -> list[list[Sample]]:
+    """Pack samples (sorted by length) into micro-batches with count × longest ≤ budget tokens.
+
+    A sample longer than the budget gets a micro-batch of its own (one sequence must always fit).
+    """
+    batches: list[list[Sample]] = []
+    cur: list[Sample] = []
+    for s in sorted(samples, key=len):
+        if cur and (len(cur) + 1) * len(s) > budget:
+            batches.append(cur)
+            cur = []
+        cur.append(s)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def sequence_logprobs(model: Any, batch: list[Sample], pad_id: int, device: Any, *, entropy: bool = False):
+    """Log-probs of each sample's response tokens: (logp [b, R], mask [b, R], entropy [b, R] | None).
+
+    Left padding aligns every row's end, so only the last R+1 positions need logits (R = longest response).
+    """
+    seqs = [s.prompt_ids + s.response_ids for s in batch]
+    width = max(len(x) for x in seqs)
+    ids = torch.tensor([[pad_id] * (width - len(x)) + x for x in seqs], device=device)  # [b, L]
+    attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in seqs], device=device)  # [b, L]
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)  # [b, L]
+    R = max(len(s.response_ids) for s in batch)
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=R + 1).logits
+    logits = logits[:, :-1].float()  # [b, R, V]: position t predicts response token t
+    targets = ids[:, width - R :]  # [b, R]
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)  # [b, R]
+    lens = torch.tensor([len(s.response_ids) for s in batch], device=device)
+    mask = (torch.arange(R, device=device)[None, :] >= (R - lens)[:, None]).float()  # [b, R]
+    ent = token_entropy(logits.detach()) if entropy else None
+    return logp, mask, ent
+
+
+# -- the update --------------------------------------------------------------------------------------
+def grpo_update(
+    model: Any, optimizer: Any, samples: list[Sample], cfg: KrillConfig, accel: Any, pad_id: int
+) -> dict:
+    """`rl.ppo_epochs` passes of clipped-surrogate + KL over the samples; one optimizer step per pass."""
+    rl = cfg.rl
+    inner = accel.unwrap_model(model)
+    informative = accel.reduce(torch.tensor(float(len(samples)), device=accel.device), "sum").item()
+    if informative == 0:
+        return {"update/skipped": 1.0}
+    batches = token_budget_batches(samples, rl.micro_batch_tokens) or [[]]
+    total_tokens = sum(len(s.response_ids) for s in samples)
+    adapter_off = getattr(inner, "disable_adapter", None)
+    if adapter_off is None and rl.kl_coef > 0:
+        raise KrillError(
+            "the RL reference is the model with its LoRA adapter disabled; with full fine-tuning set rl.kl_coef=0"
+        )
+    model.train()
+    with torch.no_grad():  # π_old and π_ref once per iteration, same mode and dtype as the update
+        olds, refs = [], []
+        for b in batches:
+            with accel.autocast():
+                olds.append(sequence_logprobs(inner, b, pad_id, accel.device)[0] if b else None)
+                if b and adapter_off is not None:
+                    with adapter_off():
+                        refs.append(sequence_logprobs(inner, b, pad_id, accel.device)[0])
+                else:
+                    refs.append(olds[-1])
+    sums: dict[str, float] = {}
+    for _ in range(rl.ppo_epochs):
+        for k, (b, old, ref) in enumerate(zip(batches, olds, refs, strict=True)):
+            sync = nullcontext() if k == len(batches) - 1 else accel.no_sync(model)
+            with sync, accel.autocast():
+                if not b:  # this process has nothing to learn; still join DDP's gradient all-reduce
+                    accel.backward(sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0)
+                    continue
+                logp, mask, ent = sequence_logprobs(model, b, pad_id, accel.device, entropy=True)
+                adv = torch.tensor([s.advantage for s in b], device=accel.device)  # [b]
+                loss, st = grpo_loss(logp, old, ref, adv, mask, rl.clip_ratio, rl.kl_coef)
+                weight = st.tokens.item() / max(
+                    total_tokens, 1
+                )  # micro-batch token mean → iteration token mean
+                accel.backward(loss * weight)
+            for name, v in (("losses/loss", st.loss), ("losses/policy_loss", st.policy_loss), ("losses/kl", st.kl),
+                            ("losses/clip_frac", st.clip_frac), ("losses/approx_kl", st.approx_kl),
+                            ("losses/ratio", st.ratio_mean)):  # fmt: skip
+                sums[name] = sums.get(name, 0.0) + v.item() * weight / rl.ppo_epochs
+            sums["losses/entropy"] = sums.get("losses/entropy", 0.0) + (
+                (ent * mask).sum().item() / max(total_tokens, 1) / rl.ppo_epochs
+            )
+        grad_norm = accel.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad], rl.max_grad_norm
+        )
+        sums["losses/grad_norm"] = sums.get("losses/grad_norm", 0.0) + float(grad_norm) / rl.ppo_epochs
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    return {
+        **sums,
+        "update/skipped": 0.0,
+        "tokens/trained": float(total_tokens),
+        "update/micro_batches": float(len(batches)),
+    }
+
+
+# -- the loop ------------------------------------------------------------------------------------
+def run_rl(
+    cfg: KrillConfig,
+    bank: SkillBank,
+    out_dir: str | Path,
+    init: str | Path | None = None,
+    resume: bool = False,
+    evolve_hook: Any = None,
+    *,
+    policy: Any = None,
+) -> RlResult:
+    """GRPO iterations from `init` (an SFT adapter) or the base model; checkpoints make it resumable."""
+    from krill.envs.pool import make_pool
+    from krill.formats.banks import load_bank, save_bank
+
+    out_dir = Path(out_dir)
+    rl = cfg.rl
+    accel = make_accelerator(cfg)
+    tcfg = cfg.model_copy(deep=True)
+    if cfg.model.policy.backend != "local":  # rollouts on a server; the weights we train live here
+        tcfg.model.policy.backend, tcfg.model.policy.model = "local", rl.train_model or cfg.model.policy.model
+    if init is not None and not Path(init).exists():
+        raise KrillError("--init folder not found", path=init)
+    policy = policy if policy is not None else load_training_policy(tcfg, init)
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=rl.learning_rate, weight_decay=0.0)
+    model, optimizer = accel.prepare(policy.model, optimizer)
+    tok = policy.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    start = 0
+    last = ckpt_io.latest_checkpoint(out_dir) if resume else None
+    if last is not None:
+        state = ckpt_io.load_checkpoint(last, accel.unwrap_model(model), optimizer)
+        start, bank = state["step"], load_bank(state["bank_path"])
+    _trim_metrics(out_dir / "metrics.jsonl", start)
+    logger = MetricsLogger(out_dir, enabled=accel.is_main_process)
+    rollout_policy = _rollout_policy(cfg, policy, out_dir, start, accel)
+    if accel.is_main_process:
+        write_run_config(cfg, out_dir)
+
+    n_tasks = max(1, rl.batch_size // rl.group_size)
+    pool = make_pool(cfg, "train", max(1, min(cfg.model.policy.batch_size, n_tasks * rl.group_size)))
+    all_metrics: list[dict[str, Any]] = []
+    try:
+        train_tasks = list(pool.task_ids())
+        if not train_tasks:
+            raise KrillError(f"the {cfg.env.name} train split has no tasks")
+        retriever = _retriever(bank, cfg)
+        with progress_bar("rl", rl.iterations) as bar:
+            bar.advance(start)
+            for it in range(start, rl.iterations):
+                row, trajs = _iteration(
+                    it,
+                    cfg,
+                    accel,
+                    model,
+                    optimizer,
+                    rollout_policy,
+                    retriever,
+                    pool,
+                    train_tasks,
+                    n_tasks,
+                    pad_id,
+                    tok,
+                )
+                if evolve_hook is not None and (it + 1) % cfg.evolution.validation_interval == 0:
+                    bank = _call_hook(evolve_hook, it + 1, policy, bank, trajs) or bank
+                    retriever = _retriever(bank, cfg)
+                    row["bank/size"] = float(len(bank))
+                if rollout_policy is not policy:
+                    rollout_policy = _rollout_policy(cfg, policy, out_dir, it + 1, accel)
+                logger.log(it + 1, row)
+                all_metrics.append(row)
+                bar.advance()
+                bar.status(f"reward {row['rollout/reward']:.2f} succ {row['charts/success_rate']:.2f}")
+                if accel.is_main_process and ((it + 1) % rl.checkpoint_every == 0 or it + 1 == rl.iterations):
+                    bank_path = out_dir / "banks" / f"bank_iter_{it + 1:04d}.json"
+                    save_bank(bank, bank_path)
+                    ckpt_io.save_checkpoint(out_dir, it + 1, accel.unwrap_model(model), optimizer,
+                                            {"iteration": it + 1, "bank_path": str(bank_path), "config": cfg.to_public_dict()})  # fmt: skip
+                accel.wait_for_everyone()
+    finally:
+        pool.close()
+        logger.close()
+
+    adapter_dir = out_dir / "adapter"
+    bank_path = out_dir / "bank.json"
+    if accel.is_main_process:
+        ckpt_io.export_model(accel.unwrap_model(model), tok, adapter_dir, cfg)
+        save_bank(bank, bank_path)
+    return RlResult(out_dir, adapter_dir, bank_path, rl.iterations, all_metrics)
+
+
+def _iteration(
+    it, cfg, accel, model, optimizer, rollout_policy, retriever, pool, train_tasks, n_tasks, pad_id, tok
+):
+    """Roll out this process's share of the iteration's groups, then update; returns (metrics, trajectories)."""
+    from krill.agent.actors import LLMActor
+    from krill.agent.rollout import run_episodes
+
+    rl = cfg.rl
+    t0 = time.perf_counter()
+    tasks = pick_tasks(train_tasks, it, n_tasks, rl.seed)[accel.process_index :: accel.num_processes]
+    task_list = [t for t in tasks for _ in range(rl.group_size)]
+    group_ids = torch.tensor([i // rl.group_size for i in range(len(task_list))])
+    actor = LLMActor(
+        rollout_policy, retriever, cfg, sample=True, want_logprobs=True, seed=rl.seed * 1_000_003 + it
+    )
+    model.eval()
+    trajs = (
+        run_episodes(actor, pool, task_list, cfg, max_steps=rl.max_steps, seed=rl.seed + it, split="train")
+        if task_list
+        else []
+    )
+    t1 = time.perf_counter()
+    rewards = shaped_rewards(trajs, rl.invalid_action_penalty)
+    adv = group_advantages(rewards, group_ids) if trajs else torch.zeros(0)
+    samples = build_samples(trajs, adv, tok)
+    upd = grpo_update(model, optimizer, samples, cfg, accel, pad_id)
+    t2 = time.perf_counter()
+    row = iteration_metrics(
+        trajs, rewards, adv, zero_variance_groups(rewards, group_ids) if trajs else 0, accel
+    )
+    row.update(upd)
+    row.update({"time/rollout_s": t1 - t0, "time/update_s": t2 - t1, "time/iteration_s": t2 - t0})
+    return row, trajs
+
+
+def _retriever(bank: SkillBank, cfg: KrillConfig) -> Any:
+    from krill.train.demos import make_retriever
+
+    return make_retriever(bank, cfg)
+
+
+def _call_hook(
+    hook: Any, iteration: int, policy: Any, bank: SkillBank, trajs: list[Trajectory]
+) -> SkillBank | None:
+    """`hook(iteration, policy, bank)`; hooks that take `recent` also get this iteration's trajectories."""
+    if "recent" in inspect.signature(hook).parameters:
+        return hook(iteration, policy, bank, recent=trajs)
+    return hook(iteration, policy, bank)
+
+
+def _trim_metrics(path: Path, iteration: int) -> None:
+    """Keep only rows up to the checkpointed iteration (a crash may have logged a later one)."""
+    if not path.exists():
+        return
+    rows = [r for r in read_jsonl(path, repair_tail=True) if r.get("iteration", 0) <= iteration]
+    write_jsonl(path, rows)
+
+
+# -- rollouts on an OpenAI-compatible server (vLLM) ----------------------------------------------
+def _rollout_policy(cfg: KrillConfig, policy: Any, out_dir: Path, iteration: int, accel: Any) -> Any:
+    """The local policy itself, or (backend openai) the server after loading the latest adapter into it."""
+    if cfg.model.policy.backend == "local":
+        return policy
+    from krill.train.remote import RemoteRollouts
+
+    return RemoteRollouts.after_update(cfg, policy, out_dir, iteration, accel)
+
+
+def write_run_config(cfg: KrillConfig, out_dir: Path) -> None:
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_public_dict(), sort_keys=False))
