@@ -1,0 +1,196 @@
+"""Operations on whole banks: dedup/merge near-duplicates, merge two banks, diff, add evolved skills.
+
+Near-duplicates are skills whose embeddings have cosine ≥ a threshold (`distill.merge_threshold`,
+0.9). Merging is greedy over skills sorted by support (most provenance first): each skill either
+joins the first kept skill it is that close to (which gains its provenance) or is kept itself. So
+the kept skills are pairwise below the threshold, and the text kept is the best-supported wording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from krill.categories import normalize_category
+from krill.schema import GENERAL, CommonMistake, HistoryEntry, Provenance, Skill, SkillBank
+
+
+def embed_skills(skills: Sequence[Skill], embedder, *, force: bool = False) -> np.ndarray:
+    """(n, d) normalised embeddings of `skills`; missing ones are computed and stored on the skill."""
+    todo = [s for s in skills if force or s.embedding is None]
+    if todo:
+        vecs = embedder.embed([s.text_for_embedding() for s in todo])
+        for s, v in zip(todo, vecs, strict=True):
+            s.embedding = [float(x) for x in v]
+    if not skills:
+        return np.zeros((0, 0), dtype=np.float32)
+    mat = np.asarray([s.embedding for s in skills], dtype=np.float32)
+    norms = np.linalg.norm(mat, axis=1, keepdims=True)
+    return mat / np.maximum(norms, 1e-12)
+
+
+def union_provenance(a: list[Provenance], b: list[Provenance]) -> list[Provenance]:
+    seen = {(p.trajectory_id, p.success) for p in a}
+    return [*a, *(p for p in b if (p.trajectory_id, p.success) not in seen)]
+
+
+def greedy_merge(items: list, mat: np.ndarray, threshold: float) -> tuple[list, np.ndarray, int]:
+    """Cluster rows with cosine ≥ threshold; keep the best-supported item of each, union provenance."""
+    if not items:
+        return [], mat, 0
+    order = sorted(range(len(items)), key=lambda i: (-len(items[i].provenance), i))
+    kept: list[int] = []
+    merged = 0
+    for i in order:
+        if kept:
+            sims = mat[kept] @ mat[i]
+            j = int(np.argmax(sims))
+            if sims[j] >= threshold:
+                rep = items[kept[j]]
+                rep.provenance = union_provenance(rep.provenance, items[i].provenance)
+                _note_merge(rep, items[i])
+                merged += 1
+                continue
+        kept.append(i)
+    return [items[i] for i in kept], mat[kept], merged
+
+
+def _note_merge(rep, other) -> None:
+    """Remember which proposals were folded in (an extra field: older readers ignore it)."""
+    extra = rep.__pydantic_extra__ if rep.__pydantic_extra__ is not None else {}
+    ids = list(extra.get("merged_ids", []))
+    oid = getattr(other, "id", None) or getattr(other, "mistake_id", None)
+    ids.append(oid)
+    ids.extend(x for x in (other.__pydantic_extra__ or {}).get("merged_ids", []) if x not in ids)
+    extra["merged_ids"] = ids
+
+
+def dedup_skills(skills: list[Skill], embedder, threshold: float) -> tuple[list[Skill], int]:
+    mat = embed_skills(skills, embedder)
+    kept, _, merged = greedy_merge(skills, mat, threshold)
+    return kept, merged
+
+
+def dedup_mistakes(
+    mistakes: list[CommonMistake], embedder, threshold: float
+) -> tuple[list[CommonMistake], int]:
+    if not mistakes:
+        return [], 0
+    vecs = np.asarray(
+        embedder.embed([f"{m.description}. {m.how_to_avoid}" for m in mistakes]), dtype=np.float32
+    )
+    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    kept, _, merged = greedy_merge(mistakes, vecs, threshold)
+    return kept, merged
+
+
+def rebuild(bank: SkillBank, skills: list[Skill], mistakes: list[CommonMistake] | None = None) -> SkillBank:
+    """A bank holding `skills` (filed by category), keeping `bank`'s history for surviving ids."""
+    out = SkillBank(current_cycle=bank.current_cycle, common_mistakes=list(bank.common_mistakes))
+    if mistakes is not None:
+        out.common_mistakes = mistakes
+    for s in skills:
+        if s.is_general:
+            out.general_skills.append(s)
+        else:
+            out.task_specific_skills.setdefault(s.category, []).append(s)
+    alive = {s.id for s in skills}
+    out.history = [h for h in bank.history if h.skill_id in alive]
+    have = {h.skill_id for h in out.history}
+    out.history += [
+        HistoryEntry(skill_id=s.id, evolution_cycle=bank.current_cycle) for s in skills if s.id not in have
+    ]
+    return out
+
+
+def dedup_bank(bank: SkillBank, embedder, threshold: float) -> tuple[SkillBank, int]:
+    """Merge near-duplicate skills (cosine ≥ threshold) of the whole bank; returns (new bank, n merged).
+
+    A merged skill keeps the best-supported wording and the union of provenance; if its support then
+    spans two or more categories it becomes general (the hierarchy rule).
+    """
+    kept, merged = dedup_skills([s.model_copy(deep=True) for s in bank.all_skills()], embedder, threshold)
+    mistakes, m_merged = dedup_mistakes(
+        [m.model_copy(deep=True) for m in bank.common_mistakes], embedder, threshold
+    )
+    return rebuild(bank, kept, mistakes), merged + m_merged
+
+
+def merge_banks(a: SkillBank, b: SkillBank, embedder=None, threshold: float = 0.9) -> SkillBank:
+    """`a` ∪ `b` (same id → one copy); with an embedder, near-duplicates are merged as well."""
+    skills: dict[str, Skill] = {}
+    for s in [*a.all_skills(), *b.all_skills()]:
+        if s.id in skills:
+            skills[s.id].provenance = union_provenance(skills[s.id].provenance, s.provenance)
+        else:
+            skills[s.id] = s.model_copy(deep=True)
+    mistakes = {m.mistake_id: m.model_copy(deep=True) for m in [*a.common_mistakes, *b.common_mistakes]}
+    base = SkillBank(current_cycle=max(a.current_cycle, b.current_cycle), history=[*a.history, *b.history])
+    seen: set[str] = set()
+    base.history = [h for h in base.history if not (h.skill_id in seen or seen.add(h.skill_id))]
+    merged = rebuild(base, list(skills.values()), list(mistakes.values()))
+    if embedder is not None:
+        merged, _ = dedup_bank(merged, embedder, threshold)
+    return merged
+
+
+@dataclass
+class BankDiff:
+    """Skills in `b` but not `a` (added), in `a` not `b` (removed), and same id with other content (changed)."""
+
+    added: list[Skill] = field(default_factory=list)
+    removed: list[Skill] = field(default_factory=list)
+    changed: list[tuple[Skill, Skill]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
+def _content(s: Skill) -> tuple:
+    return (s.name, s.principle, s.when_to_apply, s.category)
+
+
+def diff_banks(a: SkillBank, b: SkillBank) -> BankDiff:
+    """What changed from bank `a` to bank `b`, by skill id (e.g. what an evolution cycle added)."""
+    old = {s.id: s for s in a.all_skills()}
+    new = {s.id: s for s in b.all_skills()}
+    return BankDiff(
+        added=[s for i, s in new.items() if i not in old],
+        removed=[s for i, s in old.items() if i not in new],
+        changed=[(old[i], s) for i, s in new.items() if i in old and _content(old[i]) != _content(s)],
+    )
+
+
+def add_if_novel(
+    bank: SkillBank,
+    skills: list[Skill],
+    embedder,
+    threshold: float,
+    category: str | None = None,
+    cycle: int | None = None,
+) -> list[Skill]:
+    """Evolution: add the skills that are not near-duplicates (cosine ≥ threshold) of existing or earlier ones.
+
+    Each added skill is filed as a task-specific skill of `category` (when given), embedded, marked
+    `source="evolution"`, and gets a history entry for `cycle` (default: bank.current_cycle + 1).
+    The bank is mutated in place; the added skills are returned.
+    """
+    cycle = bank.current_cycle + 1 if cycle is None else cycle
+    category = normalize_category(category) if category else None
+    existing = bank.all_skills()
+    mat = embed_skills(existing, embedder) if existing else None
+    added: list[Skill] = []
+    for s in skills:
+        s = s.model_copy(deep=True, update={"category": category} if category else {})
+        s.source = "evolution"
+        vec = embed_skills([s], embedder, force=True)[0]
+        if mat is not None and mat.size and float(np.max(mat @ vec)) >= threshold:
+            continue
+        if category and s.category == GENERAL:
+            s.category = category
+        bank.add(s, cycle=cycle)
+        added.append(s)
+        mat = vec[None, :] if mat is None or not mat.size else np.vstack([mat, vec[None, :]])
+    return added

@@ -1,0 +1,79 @@
+"""Bank operations: dedup/merge with provenance, merge two banks, diff, add evolved skills."""
+
+from __future__ import annotations
+
+import numpy as np
+from test_analytic_synth import HashEmbedder
+
+from krill.schema import Provenance, Skill, SkillBank
+from krill.skills.bank_ops import add_if_novel, dedup_bank, diff_banks, merge_banks
+
+
+def _skill(name, principle, cat="Heat", tids=("a",), success=True):
+    return Skill(
+        name=name, principle=principle, when_to_apply="heating tasks", category=cat,
+        provenance=[Provenance(trajectory_id=t, success=success) for t in tids],
+    )  # fmt: skip
+
+
+P = "Heat the object with the microwave after taking it and before placing it in the target receptacle."
+
+
+def test_dedup_merges_near_duplicates_with_union_of_provenance():
+    bank = SkillBank()
+    bank.add(_skill("Heat with the microwave", P, tids=("t1", "t2")))
+    bank.add(_skill("Heat with the microwave", P + " Always.", tids=("t3",)))
+    bank.add(_skill("Open closed receptacles", "Open the fridge before taking from it.", tids=("t4",)))
+    out, merged = dedup_bank(bank, HashEmbedder(), 0.9)
+    assert merged == 1 and len(out) == 2
+    heat = next(s for s in out.all_skills() if s.name == "Heat with the microwave")
+    assert [p.trajectory_id for p in heat.provenance] == ["t1", "t2", "t3"]
+    assert heat.principle == P  # the better-supported wording is kept
+    assert {h.skill_id for h in out.history} == {s.id for s in out.all_skills()}
+    assert len(bank) == 3  # the input bank is not mutated
+    again, merged2 = dedup_bank(out, HashEmbedder(), 0.9)
+    assert merged2 == 0 and len(again) == 2
+
+
+def test_dedup_threshold_one_merges_only_identical_text():
+    bank = SkillBank()
+    bank.add(_skill("A", P, tids=("t1",)))
+    bank.add(_skill("A", P + " x", tids=("t2",)))
+    assert dedup_bank(bank, HashEmbedder(), 1.0)[1] == 0
+
+
+def test_merge_banks_and_diff():
+    a, b = SkillBank(), SkillBank()
+    shared = _skill("Shared", "Shared principle text here.", tids=("s1",))
+    a.add(shared)
+    a.add(_skill("Only in a", "Removed later.", cat="Cool"))
+    b.add(shared.model_copy(deep=True, update={"provenance": [Provenance(trajectory_id="s2", success=True)]}))
+    changed = _skill("Changed", "Old text.", cat="Pick")
+    a.add(changed)
+    b.add(changed.model_copy(update={"principle": "New text."}))
+    b.add(_skill("Only in b", "Added by evolution.", cat="Clean"))
+    m = merge_banks(a, b)
+    assert {s.name for s in m.all_skills()} == {"Shared", "Only in a", "Changed", "Only in b"}
+    assert {p.trajectory_id for p in m.get(shared.id).provenance} == {"s1", "s2"}
+    d = diff_banks(a, b)
+    assert [s.name for s in d.added] == ["Only in b"]
+    assert [s.name for s in d.removed] == ["Only in a"]
+    assert [(x.principle, y.principle) for x, y in d.changed] == [("Old text.", "New text.")]
+    assert not diff_banks(a, a)
+
+
+def test_add_if_novel_drops_near_duplicates_and_files_under_category():
+    bank = SkillBank()
+    bank.add(_skill("Heat with the microwave", P))
+    emb = HashEmbedder()
+    new = [
+        _skill("Heat with the microwave", P, cat="General"),  # duplicate of an existing skill
+        _skill("Check the fridge for eggs", "Eggs are usually in the fridge; open it first.", cat="General"),
+        _skill("Check the fridge for eggs", "Eggs are usually in the fridge; open it first.", cat="General"),
+    ]
+    added = add_if_novel(bank, new, emb, 0.9, category="Heat", cycle=2)
+    assert [s.name for s in added] == ["Check the fridge for eggs"]
+    assert added[0].category == "Heat" and added[0].source == "evolution"
+    assert added[0] in bank.skills_for("Heat")
+    assert bank.history[-1].skill_id == added[0].id and bank.history[-1].evolution_cycle == 2
+    assert np.isclose(np.linalg.norm(added[0].embedding), 1.0)
