@@ -63,6 +63,9 @@ class EnvListPool:
     def size(self) -> int:
         return len(self.envs)
 
+    def task_ids(self) -> list[str]:
+        return self.envs[0].task_ids()
+
     def reset(self, indices: Sequence[int], task_ids: Sequence[str | None]) -> list[tuple[str, dict]]:
         return [self.envs[i].reset(t) for i, t in zip(indices, task_ids, strict=True)]
 
