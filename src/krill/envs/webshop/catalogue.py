@@ -8,6 +8,7 @@ reward's quirks (fuzzy option matching, colour normalisation) behave as on the r
 
 from __future__ import annotations
 
+import math
 import random
 import string
 from dataclasses import dataclass, field
@@ -86,9 +87,7 @@ def _make_product(rng: random.Random, asin: str, type_id: int) -> Product:
     brand = rng.choice(vocab.BRANDS[spec["cat"]])
     attributes = rng.sample(spec["attrs"], rng.randint(3, 5))
     options = {name: _pick_option_values(rng, values) for name, values in spec["opts"].items()}
-    lo, hi = spec["price"]
-    price = round(rng.uniform(lo, hi)) + rng.choice([-0.01, -0.05, -0.51, 0.0])
-    price = max(price, 1.99)
+    price = _price(rng, *spec["price"])
     title = _title(rng, brand, spec, attributes)
     description = _description(rng, brand, spec["noun"], attributes)
     bullets = _bullets(rng, attributes)
@@ -105,6 +104,14 @@ def _make_product(rng: random.Random, asin: str, type_id: int) -> Product:
         options=options,
         type_id=type_id,
     )
+
+
+def _price(rng: random.Random, lo: float, hi: float) -> float:
+    """Log-uniform over [lo, 2.5·hi]: Amazon prices have a long tail within one query, which is
+    what makes WebShop's price bound bite (a bound of ~10–40 dollars above the target's price)."""
+    price = math.exp(rng.uniform(math.log(lo), math.log(2.5 * hi)))
+    cents = rng.choice([0.99, 0.95, 0.49, 0.0])
+    return max(1.99, round(math.floor(price) + cents, 2))
 
 
 def _pick_option_values(rng: random.Random, values: list[str]) -> list[str]:
