@@ -44,7 +44,7 @@ def read_bank_json(path: str | Path) -> dict[str, Any]:
         if "is not allowed" not in str(exc):
             raise
         data = json.loads(text, parse_constant=float)  # only to locate the non-finite value
-        _raise_non_finite(data, path)
+        raise_non_finite(data, path)
         raise
     if not isinstance(data, dict):
         raise KrillError(f"expected a JSON object with general_skills, got {type(data).__name__}", path=path)
@@ -194,17 +194,19 @@ def _check_skill_category(skill: Any, path: Any, where: str) -> None:
     normalize_category(cat, path=path, where=where)
 
 
-def _raise_non_finite(obj: Any, path: Any, where: str = "") -> None:
+def raise_non_finite(obj: Any, path: Any, where: str = "") -> None:
+    """Raise at the field path of the first NaN/Infinity in a parsed object (`where` may end in ': ')."""
     if isinstance(obj, float) and not math.isfinite(obj):
         raise KrillError(
             f"{obj} is not a finite number (NaN/Infinity are not JSON)", path=path, where=where or None
         )
     if isinstance(obj, dict):
         for k, v in obj.items():
-            _raise_non_finite(v, path, f"{where}.{k}" if where else str(k))
+            sep = "." if where and not where.endswith(" ") else ""
+            raise_non_finite(v, path, f"{where}{sep}{k}")
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            _raise_non_finite(v, path, f"{where}[{i}]")
+            raise_non_finite(v, path, f"{where}[{i}]")
 
 
 def category_order(categories: list[str]) -> list[str]:

@@ -8,12 +8,15 @@ resumes where it stopped (`done_ids()`).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from krill.categories import normalize_category
 from krill.errors import KrillError
+from krill.formats.banks import raise_non_finite
 from krill.io import (
     append_jsonl,
     parse_json,
@@ -39,15 +42,21 @@ def iter_trajectories(path: str | Path, *, require_steps: bool = False) -> Itera
         return
     if stripped[0] != "{":
         raise KrillError("expected trajectories as JSONL objects or a JSON array", path=path, where="line 1")
-    # read_jsonl streams lines with line numbers in its errors; count lines to locate schema errors
-    lines = _line_numbers(text)
-    for n, row in zip(lines, read_jsonl(path), strict=False):
-        yield _validate(row, path, f"line {n}", require_steps)
+    for i, line in enumerate(text.split("\n")):
+        if line.strip():
+            yield _validate(_parse_line(line, path, i), path, f"line {i + 1}", require_steps)
 
 
 def load_trajectories(path: str | Path, *, require_steps: bool = False) -> list[Trajectory]:
-    """All trajectories in a file; an empty file (or array) is an error, not an empty run."""
-    trajs = list(iter_trajectories(path, require_steps=require_steps))
+    """All trajectories in a file; an empty file (or array) or a repeated id is an error."""
+    trajs, seen = [], {}
+    for i, t in enumerate(iter_trajectories(path, require_steps=require_steps)):
+        if t.id in seen:  # resume and GRPO grouping key on ids: two episodes must not share one
+            raise KrillError(
+                f"duplicate trajectory id {t.id!r} (trajectories #{seen[t.id] + 1} and #{i + 1})", path=path
+            )
+        seen[t.id] = i
+        trajs.append(t)
     if not trajs:
         raise KrillError("no trajectories in file", path=path)
     return trajs
@@ -57,7 +66,7 @@ def save_trajectories(path: str | Path, trajs: Iterable[Trajectory]) -> Path:
     """Write atomically: a JSON array if the path ends with .json (Rust krill), else JSONL."""
     rows = [_dump(t) for t in trajs]
     if str(path).endswith(".json"):
-        return write_json(path, rows)
+        return write_json(path, [_rust_compatible(r) for r in rows])
     return write_jsonl(path, rows)
 
 
@@ -100,7 +109,7 @@ class TrajectoryWriter:
     def close(self) -> Path:
         """Finish: for a .json target, write the array and remove the line log."""
         if self.is_array:
-            rows = list(read_jsonl(self.log, repair_tail=True))
+            rows = [_rust_compatible(r) for r in read_jsonl(self.log, repair_tail=True)]
             write_json(self.path, rows)
             os.unlink(self.log)
         return self.path
@@ -113,9 +122,22 @@ class TrajectoryWriter:
             self.close()
 
 
+def _parse_line(line: str, path: Any, index: int) -> Any:
+    try:
+        return parse_json(line, path=path, line_offset=index)
+    except KrillError as exc:
+        if "is not allowed" not in str(exc):
+            raise
+        # NaN/Infinity: name the line and the field, not just "invalid JSON"
+        raise_non_finite(json.loads(line, parse_constant=float), path, f"line {index + 1}: ")
+        raise
+
+
 def _validate(row: Any, path: Any, where: str, require_steps: bool) -> Trajectory:
     if not isinstance(row, dict):
         raise KrillError(f"expected a trajectory object, got {type(row).__name__}", path=path, where=where)
+    if row.get("task_category") is not None and not isinstance(row["task_category"], dict):
+        normalize_category(row["task_category"], path=path, where=f"{where}: task_category")
     try:
         traj = validate_as(Trajectory, row)
     except KrillError as exc:  # re-anchor: file, then line/index, then field path
@@ -129,7 +151,7 @@ _KRILL_STEP_EXTRAS = ("valid", "think")
 
 
 def _dump(traj: Trajectory | dict) -> dict[str, Any]:
-    """The Rust shape (its reader requires every metadata field) without krill's empty extras."""
+    """The stored shape, without krill's empty per-step extras."""
     if isinstance(traj, dict):
         return traj
     d = traj.model_dump(mode="json", exclude_none=False)
@@ -137,13 +159,14 @@ def _dump(traj: Trajectory | dict) -> dict[str, Any]:
         for k in _KRILL_STEP_EXTRAS:
             if step.get(k) is None:
                 step.pop(k, None)
-    meta = d["metadata"]
-    meta.setdefault("environment", "")
-    meta.setdefault("num_steps", len(d["steps"]))
-    meta.setdefault("total_tokens", 0)
-    meta.setdefault("skills_used", [])
     return d
 
 
-def _line_numbers(text: str) -> list[int]:
-    return [i + 1 for i, line in enumerate(text.split("\n")) if line.strip()]
+def _rust_compatible(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON arrays are the Rust krill format, whose reader requires every metadata field."""
+    meta = row.setdefault("metadata", {})
+    meta.setdefault("environment", "")
+    meta.setdefault("num_steps", len(row.get("steps", [])))
+    meta.setdefault("total_tokens", 0)
+    meta.setdefault("skills_used", [])
+    return row
