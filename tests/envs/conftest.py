@@ -128,3 +128,18 @@ def live_server(app: Any, port: int = 0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+def real_env_or_skip(env_name: str) -> tuple[Any, str]:
+    """(config, eval split) for a built-in env, or skip when this checkout does not register it."""
+    from krill.config import load_config
+    from krill.envs.base import ENVS, _import_builtin_envs
+
+    _import_builtin_envs()
+    if env_name not in ENVS:
+        pytest.skip(f"the {env_name} env is not in this checkout")
+    # the tiny preset's small catalogue / game set, with the real step limits
+    cfg = load_config(
+        None, preset="tiny", overrides=["env.alfworld.max_steps=50", "env.webshop.max_steps=15"]
+    )
+    return cfg, ("valid_unseen" if env_name == "alfworld" else "test")

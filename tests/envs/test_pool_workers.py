@@ -7,6 +7,7 @@ import signal
 import time
 
 import pytest
+from conftest import real_env_or_skip
 
 from krill.envs.pool import EnvPool, SerialPool
 from krill.errors import KrillError
@@ -101,3 +102,17 @@ def test_bad_calls_and_bad_env_name():
         pool.expert_actions([0, 0])
     with pytest.raises(KrillError, match="could not build 'nope'.*unknown environment 'nope'"):
         EnvPool("nope", 2, workers=1, timeout=5)
+
+
+@pytest.mark.parametrize("env_name", ["webshop", "alfworld"])
+def test_pool_equals_serial_on_real_env(env_name):
+    cfg, split = real_env_or_skip(env_name)
+    serial = SerialPool(env_name, 4, split, cfg)
+    tasks = serial.task_ids()[:4]
+    want = _play_expert(serial, 4, tasks)
+    serial.close()
+    with EnvPool(env_name, 4, split, cfg, workers=2, timeout=300) as pool:
+        got = _play_expert(pool, 4, tasks)
+    assert got == want
+    finals = [r for _, _, rs in got[1:] for r in rs if r[2]]
+    assert len(finals) == 4 and all(r[3]["won"] for r in finals)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import live_server
+from conftest import live_server, real_env_or_skip
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -121,3 +121,18 @@ def test_make_env_and_make_pool_use_the_remote_url():
                 after_done = p.step([0], ["inc"])[0]  # the server answers 409: the episode fails, no crash
                 assert after_done[2] is True and "HTTP 409: no episode in progress" in after_done[3]["error"]
         serial.close()
+
+
+@pytest.mark.parametrize("env_name", ["webshop", "alfworld"])
+def test_remote_expert_episode_on_real_env(env_name):
+    cfg, split = real_env_or_skip(env_name)
+    with live_server(create_app(env_name, split, cfg)) as url:
+        env = RemoteEnv(url)
+        assert env.name == env_name
+        task = env.task_ids()[0]
+        won, total, seen = _expert_episode(env, task)
+        env.close()
+    assert won and total == 10.0
+    local = make_env(env_name, split, cfg=cfg)
+    assert (won, total, seen) == _expert_episode(local, task)  # HTTP changes nothing
+    local.close()

@@ -377,6 +377,7 @@ class EnvPool:
                 conn.send(("close", None))
                 if conn.poll(5):
                     conn.recv()
+                    self._procs[w].join(5)  # let it exit normally: killing it now would leak its semaphores
             except (OSError, EOFError, ValueError):
                 pass
             self._kill(w)
