@@ -169,7 +169,9 @@ def make_teacher(cfg: KrillConfig, work_dir: str | Path | None = None, kind: str
         from krill.skills.llm_teacher import LLMTeacher
 
         cache = Path(work_dir) / "teacher_cache.jsonl" if work_dir else None
-        return LLMTeacher(build_chat_client(cfg, cache), cfg)
+        tcfg = cfg.model_copy(deep=True)  # distill.concurrency is the documented knob for distillation
+        tcfg.model.teacher.concurrency = cfg.distill.concurrency
+        return LLMTeacher(build_chat_client(tcfg, cache), cfg)
     raise KrillError(f"unknown teacher {kind!r}; choose analytic or llm", where="model.teacher.backend")
 
 
@@ -204,7 +206,7 @@ def distill_file(
     from krill.formats.banks import save_bank
     from krill.formats.trajectories import load_trajectories
 
-    trajs = load_trajectories(trajectories_path)
+    trajs = load_trajectories(trajectories_path, require_steps=True)
     check_trajectories(trajs, trajectories_path)
     if embedder is None:
         from krill.models import build_embedder

@@ -203,41 +203,52 @@ def _category(raw: object, allowed: list[str] | None) -> str | None:
     return cat if allowed is None or cat in allowed else None
 
 
+def _support(cited: object, batch: dict[str, str], cat: str) -> list[str]:
+    """The cited ids that were in the prompt; if none, the prompt's trajectories of the claimed category."""
+    tids = [t for t in cited if isinstance(t, str) and t in batch] if isinstance(cited, list) else []
+    if tids:
+        return list(dict.fromkeys(tids))
+    same = [t for t, c in batch.items() if c == cat]
+    return same or list(batch)
+
+
 def parse_answer(
-    answer: dict | None, batch_ids: list[str], success: bool | None, allowed: list[str] | None = None
+    answer: dict | None, batch: dict[str, str], success: bool | None, allowed: list[str] | None = None
 ) -> Proposals:
-    """Turn one teacher answer into validated proposals; bad items are dropped and counted with a warning."""
+    """Turn one teacher answer into validated proposals; bad items are dropped and counted with a warning.
+
+    `batch` maps the prompt's trajectory ids to their categories: cited ids outside it are ignored
+    (a teacher cannot invent provenance).
+    """
     out = Proposals()
     if not isinstance(answer, dict):
         out.skipped_answers = 1
         out.warnings.append("teacher answer stayed invalid after a re-ask; skipped")
         return out
-    ids = set(batch_ids)
     for i, item in enumerate(answer.get("skills") or []):
         item = item if isinstance(item, dict) else {}
         name, principle, when = _text(item, "name"), _text(item, "principle"), _text(item, "when_to_apply")
         cat = _category(item.get("category"), allowed)
-        if not (name and principle and when) or cat is None:
+        if cat is None or not (name and principle and when):
             out.dropped += 1
-            out.warnings.append(
-                f"skill {i} dropped: {'unknown category ' + repr(item.get('category')) if cat is None else 'empty field'}"
-            )
+            why = f"unknown category {item.get('category')!r}" if cat is None else "empty field"
+            out.warnings.append(f"skill {i} dropped: {why}")
             continue
-        raw_ids = item.get("source_trajectory_ids")
-        tids = [t for t in raw_ids if isinstance(t, str) and t in ids] if isinstance(raw_ids, list) else []
-        out.skills.append(make_skill(name, principle, when, cat, tids or batch_ids, success))
+        tids = _support(item.get("source_trajectory_ids"), batch, cat)
+        out.skills.append(make_skill(name, principle, when, cat, tids, success))
     for i, item in enumerate(answer.get("mistakes") or []):
         item = item if isinstance(item, dict) else {}
         desc = _text(item, "description")
-        cat = _category(item.get("category") or GENERAL, allowed and [*allowed])
+        cat = _category(item.get("category") or GENERAL, allowed)
         if not desc or cat is None:
             out.dropped += 1
             out.warnings.append(
                 f"mistake {i} dropped: {'empty description' if not desc else 'unknown category'}"
             )
             continue
+        why, how = _text(item, "why_it_happens"), _text(item, "how_to_avoid")
+        tids = _support(None, batch, cat)
         out.mistakes.append(
-            make_mistake(desc, _text(item, "why_it_happens"), _text(item, "how_to_avoid"),
-                         None if cat == GENERAL else cat, batch_ids, bool(success))
-        )  # fmt: skip
+            make_mistake(desc, why, how, None if cat == GENERAL else cat, tids, bool(success))
+        )
     return out

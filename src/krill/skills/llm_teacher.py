@@ -1,0 +1,125 @@
+"""The LLM teacher: skills from an OpenAI-compatible model, batched, concurrent, cached, validated.
+
+Trajectories are grouped into prompts of `distill.trajectories_per_call`, successes and failures
+apart (s+ and s− prompts differ) and categories interleaved, so one prompt shows the teacher
+several categories at once and a cross-category claim can be checked against its cited ids.
+The chat client runs `distill.concurrency` requests at a time, re-asks an invalid answer once, and
+appends each valid answer to the cache in the output's work dir as it arrives: a killed run resumes
+without re-asking finished prompts and a re-run costs no request at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from krill.categories import ALFWORLD_CATEGORIES, known_categories
+from krill.config import KrillConfig
+from krill.schema import Skill, Trajectory
+from krill.skills.analytic import categories_of
+from krill.skills.teacher_prompts import ANSWER_SCHEMA, Proposals, distill_prompt, evolve_prompt, parse_answer
+
+log = logging.getLogger(__name__)
+_STAT_NAMES = ("requests", "cache_hits", "prompt_tokens", "completion_tokens")
+
+
+def interleave(trajs: list[Trajectory], cats: dict[str, str]) -> list[Trajectory]:
+    """Round-robin over categories (stable within each) so consecutive trajectories differ in category."""
+    groups: dict[str, list[Trajectory]] = defaultdict(list)
+    for t in trajs:
+        groups[cats[t.id]].append(t)
+    out: list[Trajectory] = []
+    queues = list(groups.values())
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
+
+
+def make_batches(trajs: list[Trajectory], cats: dict[str, str], per_call: int) -> list[list[Trajectory]]:
+    """Successes and failures in separate prompts of at most `per_call` trajectories each."""
+    batches: list[list[Trajectory]] = []
+    for outcome in (True, False):
+        group = interleave([t for t in trajs if t.success == outcome], cats)
+        batches += [group[i : i + per_call] for i in range(0, len(group), per_call)]
+    return batches
+
+
+class LLMTeacher:
+    """Teacher over a `ChatClient` (`complete_json(prompts, schema=...)`)."""
+
+    name = "llm"
+
+    def __init__(self, client, cfg: KrillConfig | None = None):
+        self.client = client
+        self.cfg = cfg or KrillConfig()
+
+    def _stats(self) -> dict[str, int]:
+        stats = getattr(self.client, "stats", None)
+        return {k: int(getattr(stats, k, 0) or 0) for k in _STAT_NAMES}
+
+    def _ask(
+        self, prompts: list, on_done: Callable[[int], None] | None = None, sizes: list[int] | None = None
+    ):
+        """Complete prompts in chunks (for progress), returning answers in order and the cost."""
+        before = self._stats()
+        chunk = max(1, self.cfg.distill.concurrency * 4)
+        answers: list = []
+        for i in range(0, len(prompts), chunk):
+            answers += self.client.complete_json(prompts[i : i + chunk], schema=ANSWER_SCHEMA)
+            if on_done:
+                on_done(sum(sizes[i : i + chunk]) if sizes else len(prompts[i : i + chunk]))
+        after = self._stats()
+        return answers, {k: after[k] - before[k] for k in _STAT_NAMES}
+
+    def propose(self, trajectories: Iterable[Trajectory], on_progress=None) -> Proposals:
+        """One prompt per batch of trajectories; answers validated into skills and common mistakes."""
+        trajs = list(trajectories)
+        cats = categories_of(trajs)
+        known = sorted(set(cats.values()), key=lambda c: (c not in ALFWORLD_CATEGORIES, c))
+        batches = make_batches(trajs, cats, self.cfg.distill.trajectories_per_call)
+        mo = self.cfg.distill.max_observation_chars
+        prompts = [distill_prompt(b, cats, known, mo) for b in batches]
+        answers, cost = self._ask(prompts, on_progress, [len(b) for b in batches])
+        out = Proposals(calls=cost["requests"], cache_hits=cost["cache_hits"],
+                        prompt_tokens=cost["prompt_tokens"], completion_tokens=cost["completion_tokens"])  # fmt: skip
+        for batch, answer in zip(batches, answers, strict=True):
+            out.extend(
+                parse_answer(answer, {t.id: cats[t.id] for t in batch}, batch[0].success, known_categories())
+            )
+        for w in dict.fromkeys(out.warnings):
+            log.warning("teacher: %s", w)
+        return out
+
+    def propose_for_category(
+        self,
+        category: str,
+        failures: list[Trajectory],
+        existing_skills: list[Skill],
+        max_new: int,
+        shallow: list[Trajectory] | None = None,
+    ) -> list[Skill]:
+        """Evolution: ≤ max_new new skills for `category` from its real failures (deep + shallow)."""
+        if max_new <= 0 or not failures:
+            return []
+        ecfg = self.cfg.evolution
+        deep = failures[: ecfg.deep]
+        shallow = list(shallow) if shallow is not None else failures[ecfg.deep : ecfg.deep + ecfg.shallow]
+        prompt = evolve_prompt(
+            category, deep, shallow, existing_skills, max_new, self.cfg.distill.max_observation_chars
+        )
+        answers, _ = self._ask([prompt])
+        props = parse_answer(answers[0], {t.id: category for t in deep}, False, None)
+        for w in props.warnings:
+            log.warning("teacher (evolution, %s): %s", category, w)
+        have = {s.name.strip().lower() for s in existing_skills}
+        out: list[Skill] = []
+        for s in props.skills:
+            if s.name.strip().lower() in have:
+                continue
+            s.category = category  # evolution files new skills under the failing category only
+            s.source = "evolution"
+            out.append(s)
+        return out[:max_new]
