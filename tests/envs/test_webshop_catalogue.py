@@ -83,8 +83,13 @@ def test_goals_follow_their_target(goals, catalogue):
 
 
 def test_unknown_split_names_the_known_ones():
-    with pytest.raises(KrillError, match="unknown WebShop split 'dev'; known: train, valid, test"):
+    with pytest.raises(
+        KrillError, match="unknown WebShop split 'dev'; known: train, valid, test, valid_seen"
+    ):
         goals_for_split("dev", 200, 0, 10)
+    # ALFWorld's split names map onto WebShop's held-out splits
+    assert goals_for_split("valid_unseen", 200, 0, 10) == goals_for_split("test", 200, 0, 10)
+    assert goals_for_split("valid_seen", 200, 0, 10) == goals_for_split("valid", 200, 0, 10)
 
 
 def test_bm25_search_finds_goal_targets(goals, catalogue):

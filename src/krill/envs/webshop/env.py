@@ -18,7 +18,7 @@ from krill.envs.base import INVALID_OBSERVATION, register_env
 from krill.envs.webshop import pages
 from krill.envs.webshop.catalogue import Catalogue, Product, get_catalogue
 from krill.envs.webshop.expert import expert_next_action
-from krill.envs.webshop.goals import Goal, goals_for_split
+from krill.envs.webshop.goals import Goal, canonical_split, goals_for_split
 from krill.envs.webshop.reward import RewardInfo, get_reward
 from krill.envs.webshop.search import SearchEngine, get_search_engine
 from krill.envs.webshop.state import DONE, ITEM, RESULTS, SEARCH, SUB, Session
@@ -55,7 +55,7 @@ class WebshopEnv:
         num_test_goals: int = 500,
         max_steps: int = 15,
     ):
-        self.split = split
+        self.split = canonical_split(split)
         self.max_steps = max_steps
         self.catalogue: Catalogue = get_catalogue(num_products, seed)
         self.engine: SearchEngine = get_search_engine(self.catalogue)

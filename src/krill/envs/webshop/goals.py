@@ -17,6 +17,9 @@ from krill.envs.webshop.catalogue import Catalogue, Product, get_catalogue
 from krill.errors import KrillError
 
 SPLITS = ("train", "valid", "test")
+# ALFWorld's split names, so split-agnostic callers (evaluation defaults to valid_unseen, evolution
+# validates on valid_seen) work on WebShop too: both are product-disjoint from train.
+SPLIT_ALIASES = {"valid_seen": "valid", "valid_unseen": "test", "eval": "test"}
 PRICE_RANGE = [10.0 * i for i in range(1, 100)]  # goal.py
 NO_PRICE_LIMIT = 1_000_000.0  # goal.py uses 1000000 when no bound is stated
 NUM_VALID_GOALS = 200
@@ -168,6 +171,13 @@ def _options_phrase(rng: random.Random, options: dict[str, str]) -> str:
 
 def goals_for_split(split: str, num_products: int, seed: int, num_test_goals: int) -> tuple[Goal, ...]:
     """The goals of one split; an unknown split name raises a KrillError listing the known ones."""
+    return get_goals(num_products, seed, num_test_goals)[canonical_split(split)]
+
+
+def canonical_split(split: str) -> str:
+    """train | valid | test, also accepting ALFWorld's names (valid_seen → valid, valid_unseen → test)."""
+    split = SPLIT_ALIASES.get(split, split)
     if split not in SPLITS:
-        raise KrillError(f"unknown WebShop split {split!r}; known: {', '.join(SPLITS)}")
-    return get_goals(num_products, seed, num_test_goals)[split]
+        known = ", ".join([*SPLITS, *SPLIT_ALIASES])
+        raise KrillError(f"unknown WebShop split {split!r}; known: {known}")
+    return split
