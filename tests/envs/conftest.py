@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 
 from krill.envs.base import INVALID_OBSERVATION, register_env
 from krill.errors import KrillError
@@ -70,7 +69,9 @@ class CounterEnv:
             self.done = True
             obs = "You win!" if self.won else f"Wrong: the counter shows {self.count}."
         else:
-            self.count += {"inc": 1, "dec": -1, "look": 0}[action]
+            before = self.count
+            time.sleep(0.002)  # racy on purpose: two unserialised steps would lose an update
+            self.count = before + {"inc": 1, "dec": -1, "look": 0}[action]
             obs = f"The counter shows {self.count}."
         if self.steps >= self.max_steps:
             self.done = True
@@ -114,6 +115,8 @@ def counter_env() -> CounterEnv:
 @contextmanager
 def live_server(app: Any, port: int = 0) -> Iterator[str]:
     """Serve `app` with uvicorn on 127.0.0.1 (a free port unless given) in a thread; yields the URL."""
+    import uvicorn  # here, not at the top: pool workers load this file and never serve
+
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -84,3 +84,22 @@ def _default_session_env(url: str) -> RemoteEnv:
     env = RemoteEnv(url)
     env._http.headers.pop("X-Client-Id")  # talk to the default session like a header-less client
     return env
+
+
+def test_concurrent_steps_on_one_session_serialise():
+    with live_server(create_app("counter")) as url:
+        httpx.post(url + "/reset", json={"task_id": "t0"}, headers={"X-Client-Id": "shared"})
+        seen: list[str] = []
+
+        def one_step() -> None:
+            r = httpx.post(
+                url + "/step", json={"action": "inc"}, headers={"X-Client-Id": "shared"}, timeout=30
+            )
+            seen.append(r.json()["observation"])
+
+        threads = [threading.Thread(target=one_step) for _ in range(9)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert sorted(seen) == sorted(f"The counter shows {k}." for k in range(1, 10))

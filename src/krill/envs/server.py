@@ -119,6 +119,8 @@ class _Server:
             return sess
         while len(self.sessions) >= self.max_sessions:
             await self._evict_one()
+            if client in self.sessions:  # created by a concurrent request while we evicted
+                return self.sessions[client]
         sess = self.sessions[client] = _Session()
         return sess
 
