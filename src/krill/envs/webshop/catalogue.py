@@ -84,7 +84,7 @@ def _new_asin(rng: random.Random, taken: set[str]) -> str:
 
 def _make_product(rng: random.Random, asin: str, type_id: int) -> Product:
     spec = vocab.PRODUCT_TYPES[type_id]
-    brand = rng.choice(vocab.BRANDS[spec["cat"]])
+    brand = rng.choice(vocab.BRANDS_BY_QUERY.get(spec["query"]) or vocab.BRANDS[spec["cat"]])
     attributes = rng.sample(spec["attrs"], rng.randint(3, 5))
     options = {name: _pick_option_values(rng, values) for name, values in spec["opts"].items()}
     price = _price(rng, *spec["price"])
@@ -137,14 +137,18 @@ def _gender(path: str) -> str | None:
 
 
 def _title(rng: random.Random, brand: str, spec: dict, attributes: list[str]) -> str:
-    adjectives = rng.sample(vocab.TITLE_ADJECTIVES[:30], 2)
-    in_title = [a.title() for a in attributes[: rng.randint(1, 2)]]
+    adjectives = rng.sample(vocab.MODIFIERS[spec["cat"]], 2)
+    in_title = [_capitalise(a) for a in attributes[: rng.randint(1, 2)]]
     head = f"{brand} {adjectives[0].title()} {spec['noun']}"
     gender = _gender(spec["path"])
     if gender:
         head += f" for {gender}"
     tail = ", ".join([*in_title, adjectives[1].title()])
     return f"{head} - {tail}"
+
+
+def _capitalise(phrase: str) -> str:
+    return " ".join(w.upper() if w in vocab.ACRONYMS else w[:1].upper() + w[1:] for w in phrase.split())
 
 
 def _description(rng: random.Random, brand: str, noun: str, attributes: list[str]) -> str:

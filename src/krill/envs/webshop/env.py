@@ -6,6 +6,12 @@ observation "Nothing happens.", `info["valid"] = False`, state unchanged (one de
 original, which also runs a search typed on a page without a search box; here search is admissible
 only where the search box is, so `admissible_actions` and validity agree). The episode ends at
 "Buy Now" with reward 10·score, or after `max_steps` (15) with reward 0.
+
+Calibration on the 500 test goals (default catalogue): the expert scores 1.0 (success 100%); a
+uniform random policy (search = 2–5 random instruction words) ≈ 0.17; WebShop's rule baseline
+(search the instruction, buy the first result) scores 0.67 with success 10.4%, against 45.6 and
+9.6% in the paper: success is as hard as on the real site (options must be chosen), but with ~40
+products per type the first hit more often has the right type and attributes than among 1.18M.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ class SearchEngine:
 
     def __init__(self, catalogue: Catalogue):
         self.products = catalogue.products
-        self.retriever = bm25s.BM25()
+        # pyserini LuceneSearcher defaults (WebShop's search engine): k1=0.9, b=0.4
+        self.retriever = bm25s.BM25(k1=0.9, b=0.4)
         corpus = [tokenize(product_document(p)) for p in self.products]
         self.retriever.index(corpus, show_progress=False)
         self.vocab = self.retriever.vocab_dict

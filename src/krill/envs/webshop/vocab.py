@@ -70,6 +70,22 @@ BRANDS = {
     ],
 }
 
+# "other" mixes grocery, pet, sports and office goods: brands by query keep "Purina" off snack bars.
+BRANDS_BY_QUERY = {
+    "coffee": ["Lavazza", "Peets", "Death Wish", "Kicking Horse"],
+    "snack bars": ["Kind", "RXBAR", "Quest", "Clif"],
+    "herbal tea": ["Twinings", "Yogi", "Traditional Medicinals", "Celestial"],
+    "dog food": ["Purina", "Blue Buffalo", "Wellness", "Iams"],
+    "cat toy": ["Kong", "Petstages", "SmartyKat", "Frisco"],
+    "yoga mat": ["Gaiam", "Manduka", "BalanceFrom", "Amazon Basics"],
+    "notebook": ["Moleskine", "Five Star", "Mead", "Rocketbook"],
+    "protein powder": ["Optimum Nutrition", "Dymatize", "Isopure", "Orgain"],
+}
+# Kept upper case when a title is capitalised ("USB Charging Port", not "Usb Charging Port").
+ACRONYMS = frozenset(
+    "usb hdmi led uv spf rfid hd gmo pd bcaa ipx7 4k hdr 8k 14k tpe dpi 1080p 60w 20w 48gbps usda".split()
+)
+
 # Words used as modifiers in titles; `reward.title_nouns` treats them as non-nouns (spaCy would tag
 # most of them ADJ), so the type score compares what a product *is*, not how it is described.
 TITLE_ADJECTIVES = [
@@ -80,6 +96,18 @@ TITLE_ADJECTIVES = [
     "original", "ultra", "thin", "high", "low", "long", "short", "sleeve", "lasting", "free", "best",
     "mens", "womens", "unisex", "kids", "men's", "women's", "pro", "plus", "super", "everyday",
 ]  # fmt: skip
+TITLE_ADJECTIVES += ["rustic", "sturdy", "travel", "smart", "fresh", "pure", "gourmet", "healthy", "stylish"]
+
+# Title modifiers that suit each category (all are in TITLE_ADJECTIVES).
+MODIFIERS = {
+    "apparel": ["soft", "lightweight", "comfortable", "classic", "casual", "premium", "breathable", "slim", "warm", "cozy", "stylish"],
+    "footwear": ["comfortable", "lightweight", "breathable", "casual", "classic", "durable", "waterproof", "stylish", "sturdy"],
+    "home_decor": ["modern", "vintage", "elegant", "cozy", "premium", "rustic", "luxury", "soft", "stylish"],
+    "electronics": ["portable", "wireless", "fast", "compact", "premium", "ultra", "pro", "mini", "smart", "durable"],
+    "accessories": ["classic", "vintage", "elegant", "slim", "premium", "durable", "casual", "lightweight", "travel", "stylish"],
+    "beauty_health": ["gentle", "natural", "organic", "daily", "luxury", "premium", "pure", "travel", "pro"],
+    "other": ["organic", "natural", "premium", "daily", "classic", "durable", "fresh", "gourmet", "healthy", "sturdy"],
+}  # fmt: skip
 
 A = "apparel"
 F = "footwear"
