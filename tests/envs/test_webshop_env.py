@@ -143,7 +143,10 @@ def test_same_actions_same_observations_and_different_actions_differ():
     assert obs_a == obs_b
     b.reset("webshop_test_0007")
     assert b.step("search[leather wallet]")[0] != obs_a[1]
-    assert [a.reset()[1]["task_id"] for _ in range(5)] != []  # reset(None) draws a task
+    # reset(None) draws tasks from the split, the same sequence for the same seed
+    fresh = [make_env("webshop", "test", cfg=KrillConfig()) for _ in range(2)]
+    drawn = [[e.reset()[1]["task_id"] for _ in range(5)] for e in fresh]
+    assert drawn[0] == drawn[1] and len(set(drawn[0])) > 1 and set(drawn[0]) <= set(a.task_ids())
     with pytest.raises(KrillError, match="unknown WebShop task id 'nope'"):
         a.reset("nope")
 
@@ -173,3 +176,45 @@ def test_expert_beats_random_on_200_test_goals(env):
     print(f"expert mean {statistics.mean(expert):.3f}, random mean {statistics.mean(rand):.3f}")
     assert statistics.mean(expert) >= 0.95
     assert statistics.mean(rand) < 0.2
+
+
+def test_paging_past_the_end_shows_an_empty_page(env):
+    _to_results(env, query="wallet")
+    total = len(env.session.results)
+    for _ in range((total + 9) // 10):
+        obs, _, _, info = env.step("click[next >]")
+    assert info["valid"] and obs.endswith("< Prev [SEP] Next >")  # no products, as in the original
+    assert info["admissible_actions"] == ["click[back to search]", "click[< prev]", "click[next >]"]
+
+
+def test_last_option_click_per_group_is_what_gets_bought(env):
+    env.reset("webshop_test_0008")
+    goal = env.goal
+    assert goal.options, "pick a goal with options"
+    group, want = next(iter(goal.options.items()))
+    target = env.catalogue.by_asin[goal.asin]
+    other = next(v for v in target.options[group] if v != want)
+    env.step(f"search[{target.title}]")
+    env.step(f"click[{goal.asin}]")
+    for value in [other, *goal.options.values()]:
+        assert env.step(f"click[{value}]")[3]["valid"]
+    assert env.session.options == goal.options
+    assert env.step("click[buy now]")[3]["score"] == 1.0
+
+
+def test_expert_accepts_an_equally_good_product(env):
+    from krill.envs.webshop.expert import winning_options
+
+    for task_id in env.task_ids():
+        env.reset(task_id)
+        goal = env.goal
+        twins = [p for p in env.catalogue.products if p.asin != goal.asin and winning_options(p, goal)]
+        if twins:
+            break
+    assert twins, "some goal should have a non-target product that scores 1"
+    twin = twins[0]
+    env.step(f"search[{twin.title}]")
+    assert env.step(f"click[{twin.asin}]")[3]["valid"]
+    for value in winning_options(twin, goal).values():
+        env.step(f"click[{value}]")
+    assert env.step("click[buy now]")[3]["score"] == 1.0
