@@ -154,11 +154,26 @@ def failed(cat: str, rng: random.Random, tid: str, max_steps: int = 30) -> Traje
     return _traj(tid, w, cat, steps[:max_steps], False)
 
 
+INITIAL = (
+    "You are in the middle of a room. Looking quickly around you, you see "
+    + ", ".join(f"a {r}" for r in RECEPS)
+    + "."
+)
+
+
+def steps_from(pairs: list[tuple[str, str]]) -> list[Step]:
+    """(action, its result) pairs → Steps holding the observation seen BEFORE each action, as rollouts record."""
+    seen = [INITIAL, *(result for _, result in pairs[:-1])]
+    return [
+        Step(action=a, observation=o, step_index=i)
+        for i, ((a, _), o) in enumerate(zip(pairs, seen, strict=True))
+    ]
+
+
 def _traj(tid: str, w: World, cat: str, steps: list[tuple[str, str]], won: bool) -> Trajectory:
     return Trajectory(
-        id=tid, task_description=f"You are in the middle of a room. Your task is to: {w.task}",
-        task_category=cat, success=won, total_reward=10.0 if won else 0.0,
-        steps=[Step(action=a, observation=o, step_index=i, reward=0.0) for i, (a, o) in enumerate(steps)],
+        id=tid, task_description=w.task, task_category=cat, success=won, total_reward=10.0 if won else 0.0,
+        steps=steps_from(steps),
         metadata={"environment": "alfworld", "num_steps": len(steps), "max_steps": 30},
     )  # fmt: skip
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from krill.categories import ALFWORLD_CATEGORIES, category_from_task
 from krill.config import KrillConfig
 from krill.schema import GENERAL, CommonMistake, Skill, Trajectory
-from krill.skills.compress_traj import INVALID_OBSERVATION
+from krill.skills.compress_traj import action_validity
 from krill.skills.teacher_prompts import Proposals, make_mistake, make_skill
 
 TRANSFORMS = {"Heat": ("heat", "heated"), "Cool": ("cool", "cooled"), "Clean": ("clean", "cleaned")}
@@ -60,10 +60,10 @@ class Act:
     text: str = ""
 
 
-def parse_action(action: str, observation: str = "", valid: bool | None = None) -> Act:
+def parse_action(action: str, valid: bool = True) -> Act:
     """Parse an ALFWorld command into verb + object/receptacle types (both `put … in` and `move … to`)."""
     text = " ".join(action.strip().lower().split())
-    ok = valid if valid is not None else observation.strip() != INVALID_OBSERVATION
+    ok = valid
     for verb, pat in _ACTION_PATTERNS:
         m = re.fullmatch(pat, text)
         if m:
@@ -114,7 +114,7 @@ class Episode:
 
 def episode_of(traj: Trajectory) -> Episode:
     cat = traj.task_category or category_from_task(traj.task_description) or "Pick"
-    acts = [parse_action(s.action, s.observation, s.valid) for s in traj.steps]
+    acts = [parse_action(s.action, ok) for s, ok in zip(traj.steps, action_validity(traj), strict=True)]
     target, dest = parse_task(traj.task_description)
     if target is None:  # fall back on what the agent handled
         target = next((a.obj for a in acts if a.verb == "take" and a.valid), None)
@@ -139,9 +139,9 @@ def role_plan(ep: Episode) -> str:
         elif a.verb == "use":
             role = f"turn on the {a.recep} while holding it"
         elif a.verb == "put":
-            role = "put it in/on the target receptacle" if a.recep == ep.dest else f"put it in the {a.recep}"
+            role = "put it in/on the target" if a.recep == ep.dest else f"put it in the {a.recep}"
         elif a.verb == "open" and a.recep == ep.dest:
-            role = "open the target receptacle"
+            role = "open the target"
         elif (
             a.verb == "go"
             and took
@@ -149,9 +149,9 @@ def role_plan(ep: Episode) -> str:
         ):
             role = f"go to the {a.recep}"
         elif a.verb == "go" and took and a.recep == ep.dest:
-            role = "go to the target receptacle"
+            role = "go to the target"
         elif a.verb in ("go", "open", "examine") and not took:
-            role = "search for the object (open closed receptacles)"
+            role = "find it (open closed receptacles)"
         else:
             continue
         if not roles or roles[-1] != role:
@@ -163,6 +163,10 @@ def role_plan(ep: Episode) -> str:
 
 def _pct(k: int, n: int) -> str:
     return f"{k} of {n}"
+
+
+def _names(counter: Counter, k: int = 3) -> str:
+    return "/".join(str(name) for name, _ in counter.most_common(k) if name)
 
 
 def _top(counter: Counter, k: int = 3) -> str:
@@ -193,9 +197,8 @@ def _plan_skill(cat: str, group: list[Episode]) -> Skill:
     example = group[0].traj.task_description.split("Your task is to:")[-1].strip()
     steps = sorted(len(ep.traj.steps) for ep in group)
     principle = (
-        f"In {_pct(k, len(group))} successful {cat} episodes the plan was: {plan}. "
-        f"Target objects seen: {_top(objs, 4)}; target receptacles: {_top(dests, 3)}. "
-        f"Median length {steps[len(steps) // 2]} steps."
+        f"{_pct(k, len(group))} {cat} successes: {plan}. Objects: {_names(objs, 4)}; targets: "
+        f"{_names(dests, 3)}; median {steps[len(steps) // 2]} steps."
     )
     return make_skill(f"{cat} task plan", principle, f"{cat} tasks such as '{example}'", cat, support, True)
 
@@ -213,11 +216,11 @@ def _search_skill(cat: str, group: list[Episode]) -> Skill:
     fast = Counter(ep.found_at()[0] for ep in group if ep.found_at()[1] <= 1 and ep.found_at()[0])
     avg = sum(visits) / max(1, len(visits))
     objs = "; ".join(
-        f"{o}: {_top(c, 2)}" for o, c in sorted(per_obj.items(), key=lambda kv: -sum(kv[1].values()))[:4]
+        f"{o}: {_top(c, 2)}" for o, c in sorted(per_obj.items(), key=lambda kv: -sum(kv[1].values()))[:3]
     )
     principle = (
-        f"{objs}; in all {len(visits)} {cat} successes: {_top(where, 4)}, after {avg:.1f} places on average "
-        f"(first try hits: {_top(fast, 3) or 'none'}). Check these first."
+        f"{objs}. {cat} successes found the object after {avg:.1f} places on average (first try: "
+        f"{_names(fast, 2) or 'none'}); check these first."
     )
     names = ", ".join(o for o, _ in sorted(per_obj.items(), key=lambda kv: -sum(kv[1].values()))[:3])
     return make_skill(
@@ -239,9 +242,8 @@ def _category_step_skill(cat: str, group: list[Episode]) -> Skill | None:
             return None
         tool = tools.most_common(1)[0][0]
         principle = (
-            f"In {_pct(len(ordered), len(group))} successful {cat} episodes the object was {done} with "
-            f"'{verb} <object> with {tool}' after taking it and before placing it (tools used: "
-            f"{_top(tools)}); holding the object at the {tool} is enough, it is not put inside first."
+            f"{_pct(len(ordered), len(group))} {cat} successes used '{verb} <object> with {tool}' after "
+            f"taking the object and before placing it; holding it at the {tool} is enough."
         )
         return make_skill(
             f"{verb.capitalize()} with the {tool} before placing", principle,
@@ -251,8 +253,8 @@ def _category_step_skill(cat: str, group: list[Episode]) -> Skill | None:
         lamps = Counter(a.recep for ep in group for a in ep.acts if a.valid and a.verb == "use")
         held = [ep.tid for ep in group if (ep.first("take", ep.target) or 10**6) < (ep.first("use") or -1)]
         principle = (
-            f"In {_pct(len(held), len(group))} successful Look episodes the agent first took the object, "
-            f"then went to a light and used it ({_top(lamps)}); examining without the light does not finish the task."
+            f"{_pct(len(held), len(group))} Look successes took the object first, then went to the "
+            f"{_names(lamps, 1)} and used it; examining without the light does not finish the task."
         )
         return make_skill(
             "Take the object, then switch on the lamp", principle,
@@ -263,9 +265,8 @@ def _category_step_skill(cat: str, group: list[Episode]) -> Skill | None:
             ep.tid for ep in group if len({a.recep for a in ep.acts if a.verb == "take" and a.valid}) == 1
         ]
         principle = (
-            f"Successful PickTwo episodes placed the first object before fetching the second; in "
-            f"{_pct(len(same), len(group))} both copies were taken from the same receptacle type, so "
-            f"return to where the first one was found before searching elsewhere."
+            f"Successes placed the first object before fetching the second; in {_pct(len(same), len(group))} "
+            f"both came from the same receptacle type, so look there again first."
         )
         return make_skill(
             "Place one, then fetch the second from the same spot", principle,
@@ -289,9 +290,8 @@ def _open_first_skill(eps: list[Episode]) -> Skill | None:
     if not hits:
         return None
     principle = (
-        f"In {_pct(len(hits), len(eps))} successful episodes ({_top(cats, 6)}) the agent opened a closed "
-        f"receptacle ({_top(types, 4)}) before taking from or putting into it; 'take'/'put' with a closed "
-        f"receptacle does nothing, so open it first and close nothing you still need."
+        f"{_pct(len(hits), len(eps))} successes ({len(cats)} task types) opened a closed {_names(types, 3)} "
+        f"before taking from or putting into it; take/put at a closed receptacle does nothing."
     )
     return make_skill(
         "Open closed receptacles before using them", principle,
@@ -307,11 +307,11 @@ def _object_locations_skill(eps: list[Episode]) -> Skill | None:
         if recep and ep.target:
             per_obj[ep.target][recep] += 1
             tids.append(ep.tid)
-    common = sorted(per_obj.items(), key=lambda kv: -sum(kv[1].values()))[:8]
+    common = sorted(per_obj.items(), key=lambda kv: -sum(kv[1].values()))[:6]
     if not common:
         return None
-    facts = "; ".join(f"{o} → {_top(c, 2)}" for o, c in common)
-    principle = f"Where objects were found in successful episodes of every task type: {facts}."
+    facts = "; ".join(f"{o}: {_top(c, 1)}" for o, c in common)
+    principle = f"Where successes found objects (count): {facts}."
     return make_skill(
         "Typical object locations", principle, "Deciding where to search first for any object",
         GENERAL, tids, True,
@@ -372,21 +372,21 @@ def detect_modes(ep: Episode, step_limit: int) -> dict[str, str]:
 # mode → (skill name, what went wrong, how to avoid); {d} = the most common detail
 MODE_TEXT = {
     "invalid": ("Use only admissible actions", "wasted steps on invalid actions ('Nothing happens.'), most often '{d}'",
-                "copy the next action from the admissible list; take only objects visible where you stand and put only what you hold"),
+                "copy the next action from the admissible list"),
     "loop": ("Break repetition loops", "repeated one action without progress (e.g. '{d}')",
-             "if an action left the observation unchanged, try another place or action instead of repeating it"),
+             "after an action that changed nothing, try another place or action"),
     "step_limit": ("Spend the step budget on the likeliest places", "ran out of steps (limit {d})",
-                   "go straight to the receptacle types where such objects are usually found and do not revisit places"),
+                   "go first to where such objects usually are and do not revisit places"),
     "never_found": ("Search systematically until the object is found", "never saw the target object (e.g. {d})",
-                    "visit unvisited receptacles, opening closed ones, starting with the usual locations of that object"),
+                    "visit new receptacles, opening closed ones, usual locations first"),
     "seen_not_taken": ("Take the object as soon as it is visible", "saw the target ({d}) in an observation but never took it",
-                       "when the observation lists the target object, take it from that receptacle right away"),
+                       "take the target as soon as an observation lists it"),
     "wrong_object": ("Match the exact object type in the task", "took a different object ({d}) instead of the target",
                      "compare the object's type word with the task before taking it"),
     "wrong_receptacle": ("Place the object only in the named receptacle", "put the object in a wrong receptacle ({d})",
                          "go to the receptacle type named in the task before using put"),
     "skipped_transform": ("Never skip the required step", "took the {d} but never did '{t}'",
-                          "right after taking the object, do '{t}' while holding it, as the successes did, then finish the task"),
+                          "do '{t}' right after taking the object, as the successes did"),
     "placed_before_transform": ("Transform before placing", "placed the {d} before doing '{t}'",
                                 "do '{t}' while holding the object, then go to the target receptacle"),
     "only_one": ("Deliver both objects", "placed only one of the two objects ({d})",
@@ -468,12 +468,7 @@ def _mode_skill(
     scope = "failed episodes" if cat == GENERAL else f"failed {cat} episodes"
     n = len(group) if cat == GENERAL else cats[cat]
     total = sum(totals.values()) if cat == GENERAL else totals[cat]
-    principle = (
-        f"{n} of {total} {scope} {what.format(d=d)}"
-        + (f" ({_mode_counts(cats, totals)})" if cat == GENERAL else "")
-        + ". "
-        f"To avoid it, {how.format(d=d)}."
-    )
+    principle = f"{n} of {total} {scope} {what.format(d=d)}. Instead, {how.format(d=d)}."
     when = MODE_WHEN[mode] + ("" if cat == GENERAL else f" ({cat} tasks)")
     label = name if cat == GENERAL else f"{name} ({cat})"
     return make_skill(label, principle, when, cat, [ep.tid for ep in group], False)
@@ -486,9 +481,10 @@ def _mode_mistake(
     d = details.most_common(1)[0][0]
     what, how = what.replace("{t}", tool), how.replace("{t}", tool)
     alt = ", ".join(f"'{x}' ({k})" for x, k in details.most_common(3))
+    counts = _mode_counts(cats if cat == GENERAL else Counter({cat: cats[cat]}), totals)
     return make_mistake(
-        description=f"The agent {what.format(d=d)} — {_mode_counts(cats if cat == GENERAL else Counter({cat: cats[cat]}), totals)}",
-        why=f"Seen in {len(group)} failed episodes; most frequent details: {alt}",
+        description=f"The agent {what.format(d=d)}",
+        why=f"{len(group)} failed episodes ({counts}); frequent: {alt}",
         how=how.format(d=d)[0].upper() + how.format(d=d)[1:] + ".",
         category=None if cat == GENERAL else cat,
         tids=[ep.tid for ep in group],
@@ -599,7 +595,7 @@ def _ws_facts(t: Trajectory) -> dict:
         "overlap": len(q & want) / max(1, len(want)), "qlen": len(queries[0].split()) if queries else 0,
         "pages": sum(1 for c in clicks if c == "next >"),
         "price_limit": bool(re.search(r"(?:lower|less) than \$?\d", t.task_description.lower())),
-        "invalid": sum(1 for s in t.steps if s.valid is False or s.observation.strip() == INVALID_OBSERVATION),
+        "invalid": action_validity(t).count(False),
     }  # fmt: skip
 
 

@@ -1,5 +1,9 @@
 """Trajectories as compact text for teacher prompts and raw-trajectory memory.
 
+A step holds the observation the agent saw *before* acting and the action it took (as rollouts and
+the Rust format record them), so an action's result is the next step's observation; `valid` on the
+step, when recorded, is authoritative, else an invalid action shows as a next "Nothing happens.".
+
 Long trajectories are compressed, not cut blindly: a run of identical (action, observation) steps
 is folded into one line with a repeat count (`(x7) > take apple 1 from table 1 / Nothing happens.`),
 and each observation is truncated at `max_obs_chars` with a visible `…[truncated]` marker so the
@@ -14,6 +18,19 @@ from krill.schema import Trajectory
 
 TRUNCATION_MARKER = "…[truncated]"
 INVALID_OBSERVATION = "Nothing happens."
+
+
+def action_validity(traj: Trajectory) -> list[bool]:
+    """Was each step's action valid? The recorded `valid` flag, else: the next observation is not 'Nothing happens.'."""
+    out = []
+    for i, step in enumerate(traj.steps):
+        if step.valid is not None:
+            out.append(bool(step.valid))
+        elif i + 1 < len(traj.steps):
+            out.append(traj.steps[i + 1].observation.strip() != INVALID_OBSERVATION)
+        else:
+            out.append(True)
+    return out
 
 
 def truncate(text: str, max_chars: int) -> str:
@@ -62,7 +79,7 @@ def compress_trajectory(
     max_lines: int = 60,
     with_outcome: bool = True,
 ) -> str:
-    """The trajectory as numbered `> action` / observation lines, folded and truncated.
+    """The trajectory as observation / numbered `> action` lines, folded and truncated.
 
     Above `max_lines` folded steps, the middle is elided (the start shows the plan, the end shows
     where it went wrong) and the number of elided steps is stated.
@@ -78,8 +95,8 @@ def compress_trajectory(
             lines.append(f.observation)
             continue
         rep = f"(x{f.count}) " if f.count > 1 else ""
-        lines.append(f"{f.first + 1}. {rep}> {f.action}")
         lines.append(f"   {truncate(f.observation, max_obs_chars)}")
+        lines.append(f"{f.first + 1}. {rep}> {f.action}")
     if with_outcome:
         outcome = "SUCCESS" if traj.success else "FAILURE"
         lines.append(f"Outcome: {outcome} after {len(traj.steps)} steps (reward {traj.total_reward:g}).")
@@ -88,7 +105,7 @@ def compress_trajectory(
 
 def summarize_trajectory(traj: Trajectory, *, max_chars: int = 240) -> str:
     """One line: task, outcome, step count, invalid actions and the last actions (for shallow analysis)."""
-    invalid = sum(1 for s in traj.steps if s.valid is False or s.observation.strip() == INVALID_OBSERVATION)
+    invalid = action_validity(traj).count(False)
     last = "; ".join(s.action for s in traj.steps[-3:])
     outcome = "success" if traj.success else "failure"
     text = f"{traj.task_description} — {outcome}, {len(traj.steps)} steps, {invalid} invalid; last: {last}"
