@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import random
 import statistics
 
@@ -23,6 +25,12 @@ def env() -> WebshopEnv:
 def _to_results(env: WebshopEnv, task_id: str = "webshop_test_0000", query: str = "t-shirt cotton"):
     env.reset(task_id)
     return env.step(f"search[{query}]")
+
+
+@pytest.mark.parametrize("module", ["env", "pages", "search", "expert", "catalogue", "goals"])
+def test_module_doctests(module):
+    mod = importlib.import_module(f"krill.envs.webshop.{module}")
+    assert doctest.testmod(mod).failed == 0
 
 
 def test_registered_and_configured(env):

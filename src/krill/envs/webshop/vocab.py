@@ -22,53 +22,14 @@ COLORS = [
 PACKS = ["pack of 1", "pack of 2", "pack of 3", "pack of 4", "pack of 6", "pack of 12"]
 
 BRANDS = {
-    "apparel": [
-        "Hanes",
-        "Gildan",
-        "Levis",
-        "Champion",
-        "Columbia",
-        "Carhartt",
-        "Amazon Essentials",
-        "Zonon",
-        "Tagoo",
-    ],
+    "apparel": ["Hanes", "Gildan", "Levis", "Champion", "Columbia", "Carhartt", "Amazon Essentials", "Zonon", "Tagoo"],
     "footwear": ["Skechers", "Crocs", "Clarks", "Brooks", "Merrell", "Vionic", "Dream Pairs", "Teva"],
-    "home_decor": [
-        "Yankee",
-        "Umbra",
-        "nuLOOM",
-        "Deconovo",
-        "Nicetown",
-        "Bedsure",
-        "Utopia",
-        "Lumiere",
-        "Kasla",
-    ],
+    "home_decor": ["Yankee", "Umbra", "nuLOOM", "Deconovo", "Nicetown", "Bedsure", "Utopia", "Lumiere", "Kasla"],
     "electronics": ["Anker", "Belkin", "JBL", "Logitech", "Ugreen", "Sony", "Aukey", "Soundcore", "Wyze"],
     "accessories": ["Fossil", "Ray-Ban", "Herschel", "Vinmall", "Timex", "Kate Spade", "Buffalo", "Mkono"],
-    "beauty_health": [
-        "Neutrogena",
-        "CeraVe",
-        "Olay",
-        "Maybelline",
-        "Revlon",
-        "Burts Bees",
-        "Oral-B",
-        "Real Techniques",
-    ],
-    "other": [
-        "Lavazza",
-        "Kind",
-        "Purina",
-        "Kong",
-        "Gaiam",
-        "Moleskine",
-        "Twinings",
-        "Optimum Nutrition",
-        "Blue Buffalo",
-    ],
-}
+    "beauty_health": ["Neutrogena", "CeraVe", "Olay", "Maybelline", "Revlon", "Burts Bees", "Oral-B", "Real Techniques"],
+    "other": ["Lavazza", "Kind", "Purina", "Kong", "Gaiam", "Moleskine", "Twinings", "Optimum Nutrition", "Blue Buffalo"],
+}  # fmt: skip
 
 # "other" mixes grocery, pet, sports and office goods: brands by query keep "Purina" off snack bars.
 BRANDS_BY_QUERY = {
