@@ -138,7 +138,7 @@ def _gender(path: str) -> str | None:
 
 def _title(rng: random.Random, brand: str, spec: dict, attributes: list[str]) -> str:
     adjectives = rng.sample(vocab.MODIFIERS[spec["cat"]], 2)
-    in_title = [_capitalise(a) for a in attributes[: rng.randint(1, 2)]]
+    in_title = [_capitalise(a) for a in attributes[: rng.randint(1, 2)] if a not in spec["noun"].lower()]
     head = f"{brand} {adjectives[0].title()} {spec['noun']}"
     gender = _gender(spec["path"])
     if gender:
