@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import multiprocessing as mp
+import signal
 import sys
 import time
 import traceback
@@ -196,6 +197,8 @@ def _load_plugin(plugin: tuple[str, str] | None) -> None:
 
 def _worker_main(conn: Connection, spec: dict[str, Any]) -> None:
     """A worker: build its envs, then answer (cmd, [(local index, arg)]) messages until 'close'/EOF."""
+    # Ctrl-C reaches the whole process group: the parent handles it and closes the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         _load_plugin(spec["plugin"])
         slots = [
