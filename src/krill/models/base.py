@@ -56,6 +56,8 @@ class Embedder(Protocol):
 class ChatClient(Protocol):
     """What a teacher needs from an LLM: complete many prompts concurrently, as JSON."""
 
-    def complete_json(self, prompts: list[Messages], *, schema: dict[str, Any]) -> list[dict[str, Any] | None]:
+    def complete_json(
+        self, prompts: list[Messages], *, schema: dict[str, Any]
+    ) -> list[dict[str, Any] | None]:
         """One validated JSON object per prompt; None where it stayed invalid after one re-ask."""
         ...
