@@ -88,16 +88,29 @@ class DemoActor:
 def _skill_cards(retrieved: Any) -> list[dict[str, str]]:
     if retrieved is None:
         return []
-    return [{"name": s.name, "principle": s.principle, "when": s.when_to_apply} for s in retrieved.skills]
+    cards = [
+        {"name": s.name, "principle": s.principle, "when": s.when_to_apply, "tier": "general"}
+        for s in retrieved.general
+    ]
+    cards += [
+        {"name": s.name, "principle": s.principle, "when": s.when_to_apply, "tier": "task"}
+        for s, _ in retrieved.specific
+    ]
+    return cards
 
 
 # -- targets ---------------------------------------------------------------------------------------
 def analytic_reasoning(task: str, action: str, skills: list[dict[str, str]]) -> str:
     """Reasoning composed from the retrieved skills that best fit the next action (word overlap)."""
     words = set(_WORD.findall(action.lower())) - _STOP
+    # most word overlap with the action first; ties go to task-specific skills (already ranked by
+    # similarity to the task), so with no overlap the best task skill is cited, not an arbitrary one
     ranked = sorted(
         skills,
-        key=lambda s: -len(words & set(_WORD.findall(f"{s['name']} {s['principle']} {s['when']}".lower()))),
+        key=lambda s: (
+            -len(words & set(_WORD.findall(f"{s['name']} {s['principle']} {s['when']}".lower()))),
+            s.get("tier") != "task",
+        ),
     )
     cited = [s for s in ranked[:2] if words & set(_WORD.findall(f"{s['name']} {s['principle']}".lower()))]
     cited = cited or ranked[:1]
