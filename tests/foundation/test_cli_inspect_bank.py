@@ -147,9 +147,12 @@ def test_console_script_has_no_traceback_unless_debug(tmp_path):
     p = tmp_path / "broken.json"
     p.write_text('{"general_skills": [')
     env = {**os.environ, "COLUMNS": "80"}
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-m", "krill.cli.main", *a], capture_output=True, text=True, env=env
-    )  # noqa: E731
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "krill.cli.main", *args], capture_output=True, text=True, env=env
+        )
+
     r = run("inspect", str(p))
     assert r.returncode == 2 and r.stderr == f"error: {p}: line 1, column 21: invalid JSON: Expecting value\n"
     r = run("--debug", "inspect", str(p))
