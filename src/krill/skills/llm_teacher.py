@@ -65,7 +65,7 @@ class LLMTeacher:
     ):
         """Complete prompts in chunks (for progress), returning answers in order and the cost."""
         before = self._stats()
-        chunk = max(1, self.cfg.distill.concurrency * 4)
+        chunk = max(64, self.cfg.distill.concurrency * 8)  # big chunks: each one waits for its slowest answer
         answers: list = []
         for i in range(0, len(prompts), chunk):
             answers += self.client.complete_json(prompts[i : i + chunk], schema=ANSWER_SCHEMA)
