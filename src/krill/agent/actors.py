@@ -57,7 +57,7 @@ class LLMActor:
         self.policy, self.retriever, self.cfg = policy, retriever, cfg
         self.sample, self.want_logprobs, self.seed = sample, want_logprobs, seed
         self.name = getattr(policy, "name", type(policy).__name__)
-        self.count_tokens = getattr(policy, "count_tokens", None)
+        self.count_tokens = getattr(policy, "count_tokens", None) or _tokenizer_counter(policy)
         self._calls = 0
 
     def prompt_for(self, ep: Episode) -> list[dict[str, str]]:
@@ -90,7 +90,9 @@ class LLMActor:
             temperature=temperature,
             top_p=pcfg.top_p,
             want_logprobs=self.want_logprobs,
-            stop=["</action>"],
+            # A bare action is one line: stopping at the newline saves decode steps (leading
+            # whitespace never stops a row, see krill.models.decoding.find_stop).
+            stop=["</action>"] if self.cfg.agent.think else ["</action>", "\n"],
             seed=self.seed * 100_003 + self._calls if temperature > 0 else None,
         )
         return [self._decide(ep, msgs, gen) for ep, msgs, gen in zip(episodes, batch, gens, strict=True)]
@@ -150,6 +152,14 @@ class RandomActor:
             k = min(len(words), rng.randint(2, 5))
             return f"{choice[: -len(TEMPLATE_SUFFIX)]}[{' '.join(rng.sample(words, k)) if k else 'item'}]"
         return choice
+
+
+def _tokenizer_counter(policy: Any):
+    """Exact prompt-length counting with the policy's own tokenizer, when it has one."""
+    tok = getattr(policy, "tokenizer", None)
+    if tok is None or not callable(tok):
+        return None
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
 
 
 def _flatten(messages: list[dict[str, str]]) -> str:
