@@ -1,0 +1,288 @@
+"""TextWorld's PDDL engine (`tw-pddl`), as ALFWorld plays it, with the slow parts cached.
+
+`make_engine()` builds what ALFWorld's `AlfredTWEnv` builds: `PddlEnv` wrapped in `AlfredDemangler`
+(entity ids → "apple 1") and `AlfredInfos`, asking for `won`, `admissible_commands` and `facts`.
+The game logic is unchanged; only pure work is cached, keyed by its input text:
+- `fast_downward.pddl2sas` (grounding the problem, seconds per game) ran twice per load and twice
+  per reset (once more for the planner, unused here); here it runs once per problem, kept in memory
+  and on disk next to the game (`game.sas.pkl`).
+- the TWL2 grammar (`GameLogic`) is parsed once per grammar text, and the text-generation
+  grammar's templates/conditions once per string instead of once per admissible command per step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import sys
+import zlib
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import textworld
+from textworld.envs.pddl import PddlEnv
+from textworld.envs.pddl import logic as pddl_logic
+from textworld.envs.pddl.textgen import (
+    ConditionalSymbol,
+    ContextSensitiveGrammar,
+    CSGUnknownSymbolError,
+    EvalSymbol,
+    ListSymbol,
+    NonterminalSymbol,
+    TerminalSymbol,
+)
+from textworld.envs.pddl.textgen import _parse_and_convert as _parse_symbols
+from textworld.logic import Proposition, Rule, Variable
+
+from krill.io import atomic_write_bytes
+
+_CACHE_FORMAT = 1  # bump when the pickled translation's shape changes
+
+
+class _Lru(OrderedDict):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def put(self, key: Any, value: Any) -> Any:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+_TRANSLATIONS = _Lru(64)
+_LOGICS = _Lru(64)
+_SYMBOLS: dict[str, list] = {}
+_QUERIES: dict[str, Rule] = {}
+
+
+def translate(domain: str, problem: str, cache_file: Path | None = None) -> tuple[Any, str]:
+    """fast-downward's (task, SAS) for a problem: memory, then disk, then the translator."""
+    key = hashlib.sha1((domain + "\0" + problem).encode()).hexdigest()
+    if key in _TRANSLATIONS:
+        return _TRANSLATIONS[key]
+    if cache_file is not None and cache_file.exists():
+        try:
+            fmt, disk_key, value = pickle.loads(zlib.decompress(cache_file.read_bytes()))
+            if fmt == _CACHE_FORMAT and disk_key == key:
+                return _TRANSLATIONS.put(key, value)
+        except Exception:  # noqa: BLE001 - a stale/torn cache is rebuilt, never trusted
+            pass
+    import fast_downward
+
+    argv = list(sys.argv)  # pddl2sas overwrites sys.argv for its option parser
+    try:
+        value = fast_downward.pddl2sas(domain, problem)
+    finally:
+        sys.argv = argv
+    if cache_file is not None:
+        try:
+            atomic_write_bytes(cache_file, zlib.compress(pickle.dumps((_CACHE_FORMAT, key, value)), 6))
+        except OSError:  # read-only game folders still play, just slower on first load
+            pass
+    return _TRANSLATIONS.put(key, value)
+
+
+def _ctx(context: dict) -> dict:
+    """textgen's `copy_context`, copying the two dicts but not the entity infos they point to.
+
+    TextWorld deep-copies `variables`/`mapping` although only the dicts are ever updated; the deep
+    copies (entity infos, variables) were most of the engine's time per step.
+    """
+    return {"state": context["state"], "facts": context["facts"], "variables": dict(context["variables"]),
+            "mapping": dict(context["mapping"]), "entity_infos": context["entity_infos"]}  # fmt: skip
+
+
+def _parsed_query(condition: str) -> Rule:
+    if condition not in _QUERIES:
+        _QUERIES[condition] = Rule.parse_conjunctive_query(condition)
+    return _QUERIES[condition]
+
+
+class _Terminal(TerminalSymbol):
+    def clone(self):
+        return _Terminal(self.symbol)
+
+    def copy(self, context):
+        out = self.clone()
+        out.context = _ctx(context)
+        return out
+
+
+class _Nonterminal(NonterminalSymbol):
+    clone, copy = (lambda self: _Nonterminal(self.symbol)), _Terminal.copy
+
+
+class _Eval(EvalSymbol):
+    clone, copy = (lambda self: _Eval(self.expression)), _Terminal.copy
+
+
+class _List(ListSymbol):
+    clone, copy = (lambda self: _List(self.symbol.clone())), _Terminal.copy
+
+
+class _Conditional(ConditionalSymbol):
+    clone, copy = (lambda self: _Conditional(self.expression.clone(), self.given)), _Terminal.copy
+
+    def derive(self):
+        """textgen's ConditionalSymbol.derive + `query`, with the condition parsed once."""
+        if len(self.context) == 0:
+            raise ValueError("Empty context")
+        context = _ctx(self.context)
+        contexts = [context]
+        if self.given:
+            contexts = []
+            for mapping in context["state"].all_assignments(_parsed_query(self.given), context["mapping"]):
+                sub = _ctx(context)
+                sub["variables"].update(
+                    {ph.name: sub["entity_infos"][var.name] for ph, var in mapping.items()}
+                )
+                sub["mapping"].update(mapping)
+                contexts.append(sub)
+        return [self.expression.copy(c) for c in contexts]
+
+
+def _fast(symbol):
+    """Rebuild a parsed symbol tree with the classes above (same fields, cheaper copies)."""
+    if isinstance(symbol, ConditionalSymbol):
+        return _Conditional(_fast(symbol.expression), symbol.given)
+    if isinstance(symbol, ListSymbol):
+        return _List(_fast(symbol.symbol))
+    if isinstance(symbol, EvalSymbol):
+        return _Eval(symbol.expression)
+    if isinstance(symbol, NonterminalSymbol):
+        return _Nonterminal(symbol.symbol)
+    return _Terminal(symbol.symbol)
+
+
+class _CachedGrammar(ContextSensitiveGrammar):
+    """TextWorld's grammar, same derivations, with parses memoised and light symbol copies."""
+
+    def replace(self, start):
+        rules = self._rules.get(str(start))
+        if not rules:
+            raise CSGUnknownSymbolError(start)
+
+        def applicable(rule) -> bool:
+            if not rule.condition:
+                return True
+            query = _parsed_query(rule.condition)
+            return any(True for _ in start.context["state"].all_assignments(query, start.context["mapping"]))
+
+        rhs = next(r for r in rules if applicable(r)).rhs
+        return [symbol.copy(start.context) for symbol in rhs]
+
+    def derive(self, start: str, context: dict | None = None) -> str:
+        context = context or {}
+        if start not in _SYMBOLS:
+            _SYMBOLS[start] = [_fast(s) for s in _parse_symbols(start, rule_name="symbols")]
+        stack = [symbol.copy(context) for symbol in reversed(_SYMBOLS[start])]
+        out = []
+        while stack:
+            symbol = stack.pop()
+            if isinstance(symbol, TerminalSymbol):
+                out.append(symbol)
+            elif isinstance(symbol, NonterminalSymbol):
+                stack += self.replace(symbol)[::-1]
+            elif isinstance(symbol, ConditionalSymbol | EvalSymbol | ListSymbol):
+                stack += symbol.derive()[::-1]
+            else:
+                raise NotImplementedError(f"Unknown symbol: {type(symbol)}")
+        return "".join(map(str, out))
+
+
+def game_logic(domain: str, grammar: str) -> pddl_logic.GameLogic:
+    key = hashlib.sha1((domain + "\0" + grammar).encode()).hexdigest()
+    if key not in _LOGICS:
+        logic = pddl_logic.GameLogic(domain=domain, grammar=grammar)
+        cached = _CachedGrammar()
+        for name, rules in logic.grammar._rules.items():
+            for rule in rules:
+                rule.rhs = [_fast(s) for s in rule.rhs]
+            cached._rules[name] = list(rules)
+        logic.grammar = cached
+        _LOGICS.put(key, logic)
+    return _LOGICS[key]
+
+
+class _State(pddl_logic.PddlState):
+    """`PddlState.__init__` from a cached translation, without the planner's second translation."""
+
+    def __init__(self, downward_lib, pddl_problem: str, logic, translation):  # noqa: D107
+        from collections import Counter, defaultdict
+
+        import fast_downward
+
+        self._facts = defaultdict(set)
+        self._vars_by_name = {}
+        self._vars_by_type = defaultdict(set)
+        self._var_counts = Counter()
+        self._logic = logic
+        self.downward_lib = downward_lib
+        self.pddl_problem = pddl_problem
+        self.task, self.sas = translation
+        self._actions = {a.name: a for a in self.task.actions}
+        for type_ in self.task.types:
+            try:
+                self._logic.types.add(textworld.logic.Type(type_.name, type_.supertype_names))
+            except ValueError:
+                pass
+        self.downward_lib.load_sas(self.sas.encode("utf-8"))
+        self.name2type = {o.name: o.type_name for o in self.task.objects}
+        facts = []
+        for atom in self.task.init:
+            if isinstance(atom, fast_downward.translate.pddl.conditions.Atom) and atom.predicate != "=":
+                facts.append(Proposition(atom.predicate, [Variable(a, self.name2type[a]) for a in atom.args]))
+        self.add_facts(facts)
+        atoms = (pddl_logic.Atom * self.downward_lib.get_state_size())()
+        self.downward_lib.get_state(atoms)
+        self.add_facts([f for f in (a.get_fact(self.name2type) for a in atoms) if not f.is_negation])
+
+    def replan(self, infos):  # the planner's SAS is not loaded: fail loudly, not silently
+        raise NotImplementedError("krill's engine does not load fast-downward's planner; use the expert")
+
+
+class CachedPddlEnv(PddlEnv):
+    """`PddlEnv` whose load/reset reuse cached logic and translation (step and infos unchanged)."""
+
+    def load(self, filename: str) -> None:  # noqa: D102
+        from krill.io import read_json
+
+        path = Path(filename)
+        data = read_json(path)
+        self._game_file = str(path)
+        self._game_data = data
+        self.walkthrough = data.get("walkthrough")
+        self._logic = game_logic(data["pddl_domain"], data["grammar"])
+        self._translation = translate(data["pddl_domain"], data["pddl_problem"], path.with_suffix(".sas.pkl"))
+        self._pddl_state = self._new_state()
+        self._entity_infos = self._get_entity_infos()
+
+    def _new_state(self) -> _State:
+        return _State(self.downward_lib, self._game_data["pddl_problem"], self._logic, self._translation)
+
+    def reset(self):  # noqa: D102 - PddlEnv.reset with a cached state build
+        from textworld.core import GameState
+
+        self._pddl_state = self._new_state()
+        self.prev_state = None
+        self.state = GameState()
+        self._last_action = None
+        self._moves = 0
+        context = {"state": self._pddl_state, "facts": list(self._pddl_state.facts), "variables": {},
+                   "mapping": {}, "entity_infos": self._entity_infos}  # fmt: skip
+        self.state.feedback = self._logic.grammar.derive("#intro#", context)
+        self.state.raw = self.state.feedback
+        self._gather_infos()
+        return self.state
+
+
+def make_engine() -> textworld.core.Environment:
+    """ALFWorld's wrapper stack around the cached PDDL env (as `AlfredTWEnv.init_env` builds it)."""
+    from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
+
+    infos = textworld.EnvInfos(won=True, admissible_commands=True, facts=True, extras=["gamefile"])
+    return AlfredInfos(AlfredDemangler(CachedPddlEnv(infos), shuffle=False))

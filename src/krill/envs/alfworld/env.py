@@ -1,0 +1,170 @@
+"""`AlfworldEnv`: ALFWorld games played on TextWorld's PDDL engine, behind krill's Env protocol.
+
+Games come from real ALFWorld data when present (`env.alfworld.data_dir`, else `$ALFWORLD_DATA`,
+holding `json_2.1.1/<split>/<task>/<trial>/game.tw-pddl`), else from the generated set (`games_dir`,
+`env.alfworld.games_dir`, or the default set generated into the cache on first use).
+Observations, admissible commands and "Nothing happens." are the engine's own; reward is 10 at the
+step the game is won; an episode ends when won or after `env.alfworld.max_steps` (50) steps.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from krill.categories import ALFWORLD_TASK_TYPES
+from krill.envs.alfworld.expert import Goal, next_action
+from krill.envs.base import INVALID_OBSERVATION, register_env
+from krill.errors import KrillError
+from krill.io import read_json
+
+REWARD_WON = 10.0
+
+
+def real_data_split(cfg, split: str) -> Path | None:
+    """`<data>/json_2.1.1/<split>` when the user has real ALFWorld data, else None."""
+    for root in (cfg.env.alfworld.data_dir if cfg else None, os.environ.get("ALFWORLD_DATA")):
+        if root:
+            path = Path(root).expanduser() / "json_2.1.1" / split
+            if path.is_dir() and next(path.glob("*/*/game.tw-pddl"), None):
+                return path
+    return None
+
+
+def _real_task_ids(split_dir: Path) -> list[str]:
+    """Playable games as AlfredTWEnv collects them: no movable/sliced tasks, marked solvable."""
+    ids = []
+    for game in sorted(split_dir.glob("*/*/game.tw-pddl")):
+        folder = game.parent
+        if "movable" in str(folder) or "Sliced" in str(folder) or not (folder / "traj_data.json").exists():
+            continue
+        if read_json(game).get("solvable", True):
+            ids.append(f"{folder.parent.name}/{folder.name}")
+    return ids
+
+
+class AlfworldEnv:
+    """One ALFWorld game at a time on the real engine (see module docstring)."""
+
+    name = "alfworld"
+
+    def __init__(self, split: str = "train", cfg=None, games_dir: str | Path | None = None, **_: Any):
+        from krill.config import KrillConfig
+        from krill.envs.alfworld.engine import make_engine
+
+        cfg = cfg or KrillConfig()
+        self.split = split
+        self.max_steps = cfg.env.alfworld.max_steps
+        self.root = self._find_games(cfg, split, games_dir)
+        self._ids = self._list_ids(cfg, split, games_dir)
+        if not self._ids:
+            raise KrillError(f"no ALFWorld games in split {split!r}", path=self.root)
+        self._known = set(self._ids)
+        self._order = list(self._ids)
+        random.Random(f"alfworld-order:{cfg.env.seed}:{split}").shuffle(self._order)
+        self._next = 0
+        self._engine = make_engine()
+        self._state: Any = None
+        self.task_id: str | None = None
+
+    # --- where the games are -----------------------------------------------------------------
+    def _find_games(self, cfg, split: str, games_dir) -> Path:
+        if games_dir is None:
+            real = real_data_split(cfg, split)
+            if real is not None:
+                self.source = "alfworld"
+                return real
+        from krill.envs.alfworld.generate import SPLITS, ensure_games
+
+        if split not in SPLITS:
+            raise KrillError(f"unknown ALFWorld split {split!r}; known: {', '.join(SPLITS)}")
+        self.source = "generated"
+        root = Path(games_dir) if games_dir is not None else ensure_games(cfg)
+        return root / split
+
+    def _list_ids(self, cfg, split: str, games_dir) -> list[str]:
+        if self.source == "alfworld":
+            return _real_task_ids(self.root)
+        from krill.envs.alfworld.generate import load_manifest
+
+        return [e["task_id"] for e in load_manifest(self.root.parent)["splits"].get(split, [])]
+
+    def task_ids(self) -> list[str]:
+        """Every game of this split, in a stable order."""
+        return list(self._ids)
+
+    # --- playing -----------------------------------------------------------------------------
+    def reset(self, task_id: str | None = None) -> tuple[str, dict[str, Any]]:
+        """Start a game (`None`: the next one in this env's seeded order)."""
+        if task_id is None:
+            task_id = self._order[self._next % len(self._order)]
+            self._next += 1
+        if task_id not in self._known:
+            raise KrillError(f"unknown ALFWorld task {task_id!r} in split {self.split}", path=self.root)
+        folder = self.root / task_id
+        traj = read_json(folder / "traj_data.json")
+        self.task_id = task_id
+        self.task_type = traj["task_type"]
+        params = traj.get("pddl_params", {})
+        self.goal = Goal(
+            self.task_type,
+            (params.get("object_target") or "").lower(),
+            (params.get("parent_target") or "").lower(),
+            (params.get("toggle_target") or "").lower(),
+        )
+        self._engine.load(str(folder / "game.tw-pddl"))
+        self._state = self._engine.reset()
+        self.description = self._state.feedback.split("Your task is to: ", 1)[-1].strip().rstrip(".")
+        self.steps, self.won, self.done = 0, False, False
+        return self._state.feedback, self._info(valid=True)
+
+    def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
+        """Play one command; an inadmissible one is answered "Nothing happens." (valid False)."""
+        if self._state is None:
+            raise KrillError("step() before reset() on the ALFWorld env")
+        action = action.strip()
+        if self.done:
+            return INVALID_OBSERVATION, 0.0, True, self._info(valid=False)
+        valid = action in self._state.admissible_commands
+        self._state, _, _ = self._engine.step(action)
+        self.steps += 1
+        won_now = bool(self._state["won"]) and not self.won
+        self.won = self.won or won_now
+        self.done = self.won or self.steps >= self.max_steps
+        obs = self._state.feedback if valid else INVALID_OBSERVATION
+        return obs, REWARD_WON if won_now else 0.0, self.done, self._info(valid=valid)
+
+    def expert_action(self) -> str | None:
+        """The expert's next command from the current state (None when finished)."""
+        if self._state is None or self.done:
+            return None
+        return next_action(self._state["facts"], self.goal)
+
+    def admissible_actions(self) -> list[str]:
+        return list(self._state.admissible_commands) if self._state is not None else []
+
+    def close(self) -> None:
+        self._state = None
+        self.task_id = None
+
+    def _info(self, valid: bool) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "task_description": self.description,
+            "task_category": ALFWORLD_TASK_TYPES.get(self.task_type, "Pick"),
+            "task_type": self.task_type,
+            "admissible_actions": self.admissible_actions(),
+            "won": self.won,
+            "valid": valid,
+            "step": self.steps,
+        }
+
+
+@register_env("alfworld")
+def make_alfworld(
+    split: str = "train", cfg=None, games_dir: str | Path | None = None, **kw: Any
+) -> AlfworldEnv:
+    """Registry factory: `make_env("alfworld", split, cfg=cfg)`."""
+    return AlfworldEnv(split=split, cfg=cfg, games_dir=games_dir, **kw)
