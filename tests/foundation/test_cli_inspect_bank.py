@@ -173,3 +173,26 @@ def test_bank_dedup_merges_exact_duplicates(tmp_path, cli, monkeypatch):
     code, stdout, err = cli("bank", "dedup", str(p), "--out", str(out), "--threshold", "0.99")
     assert code == 0, err
     assert "merged 1" in stdout and len(load_bank(out)) == 4 and len(load_bank(p)) == 5
+
+
+def test_bank_compression_runs_on_the_shipped_examples(cli, tmp_path):
+    pytest.importorskip("krill.skills.compression")
+    from krill.data import example_bank_path, example_trajectories_path
+
+    code, out, err = cli(
+        "bank",
+        "compression",
+        "--bank",
+        str(example_bank_path()),
+        "--trajectories",
+        str(example_trajectories_path()),
+        "--json",
+    )
+    assert code == 0, err
+    assert isinstance(json.loads(out), dict) and json.loads(out)
+    empty = tmp_path / "no_steps.jsonl"
+    empty.write_text('{"id": "a", "task_description": "put a hot egg in diningtable.", "steps": []}\n')
+    code, _, err = cli(
+        "bank", "compression", "--bank", str(example_bank_path()), "--trajectories", str(empty)
+    )
+    assert code == 2 and err == f"error: {empty}: line 1: steps: trajectory has no steps\n"

@@ -135,7 +135,10 @@ def compression(
     from krill.formats.trajectories import load_trajectories
     from krill.skills.compression import compression_report
 
-    report = compression_report(load_bank(bank), load_trajectories(trajectories), get_config())
+    trajs = load_trajectories(
+        trajectories, require_steps=True
+    )  # a step-less episode has no memory to compare
+    report = compression_report(load_bank(bank), trajs, get_config())
     _print_dict(report, as_json, title="token compression")
 
 
