@@ -77,3 +77,29 @@ def test_add_if_novel_drops_near_duplicates_and_files_under_category():
     assert added[0] in bank.skills_for("Heat")
     assert bank.history[-1].skill_id == added[0].id and bank.history[-1].evolution_cycle == 2
     assert np.isclose(np.linalg.norm(added[0].embedding), 1.0)
+
+
+def test_evolution_cycle_with_the_analytic_teacher_adds_at_most_max_new_to_one_category():
+    from test_analytic_synth import synth_trajectories
+
+    from krill.config import KrillConfig
+    from krill.skills.analytic import AnalyticTeacher
+    from krill.skills.distill import distill
+
+    cfg, emb = KrillConfig(), HashEmbedder()
+    bank, _ = distill(synth_trajectories(60, 60, seed=1), AnalyticTeacher(cfg), emb, cfg)
+    before = {c: len(bank.skills_for(c)) for c in bank.categories()}
+    n_general = len(bank.general_skills)
+    fails = [t for t in synth_trajectories(0, 60, seed=8, prefix="v") if t.task_category == "Cool"]
+    teacher = AnalyticTeacher(cfg)
+    proposals = teacher.propose_for_category(
+        "Cool", fails[:10], bank.skills_for("Cool"), 3, shallow=fails[10:]
+    )
+    added = add_if_novel(bank, proposals, emb, cfg.evolution.dedup_threshold, category="Cool", cycle=1)
+    assert 1 <= len(added) <= 3
+    assert len(bank.skills_for("Cool")) == before["Cool"] + len(added)
+    assert all(len(bank.skills_for(c)) == n for c, n in before.items() if c != "Cool")
+    assert len(bank.general_skills) == n_general
+    assert {h.evolution_cycle for h in bank.history if h.skill_id in {s.id for s in added}} == {1}
+    again = add_if_novel(bank, proposals, emb, cfg.evolution.dedup_threshold, category="Cool", cycle=2)
+    assert again == []  # the same proposals are now near-duplicates of what the bank holds

@@ -58,6 +58,8 @@ class Act:
     recep: str = ""  # receptacle type
     valid: bool = True
     text: str = ""
+    o_name: str = ""  # full names with instance numbers ("apple 1"), for state tracking
+    r_name: str = ""
 
 
 def parse_action(action: str, valid: bool = True) -> Act:
@@ -68,7 +70,8 @@ def parse_action(action: str, valid: bool = True) -> Act:
         m = re.fullmatch(pat, text)
         if m:
             g = m.groupdict()
-            return Act(verb, kind_of(g.get("o")), kind_of(g.get("r")), ok, text)
+            o, r = (g.get("o") or "").strip(), (g.get("r") or "").strip()
+            return Act(verb, kind_of(o), kind_of(r), ok, text, o, r)
     return Act(text.split(" ")[0] if text else "", valid=ok, text=text)
 
 
@@ -122,6 +125,61 @@ def episode_of(traj: Trajectory) -> Episode:
     if cat == "Look":
         dest = dest or "desklamp"
     return Episode(traj, cat, target, dest, acts)
+
+
+# why an invalid command failed, from the agent's tracked location and hands → the fix
+INVALID_FIX = {
+    "take while holding something": "hold one object at a time: put the held one down first",
+    "take from a place you are not at": "go to the receptacle before taking from it",
+    "take an object that is not there": "take only objects the last observation lists, with their number",
+    "put without holding the object": "take the object before putting it anywhere",
+    "put at a place you are not at": "go to the receptacle before putting into it",
+    "use an appliance you are not at": "go to the appliance (microwave, fridge, sinkbasin) first",
+    "transform without holding the object": "take the object before heating, cooling or cleaning it",
+    "open/close a receptacle you are not at": "go to a receptacle before opening it",
+    "open/close that changed nothing": "open a receptacle only once, and only if it is closed",
+    "go to a place that does not exist": "go only to places listed in the room description",
+    "go to where you already are": "once there, act on the place (open, take, put) instead of going again",
+    "unknown command": "use only commands from the admissible list",
+}
+
+
+def invalid_reasons(ep: Episode) -> list[str]:
+    """For each invalid action, the likely reason given where the agent stood and what it held."""
+    here, held, out = "", "", []
+    for a in ep.acts:
+        if a.valid:
+            here = a.r_name if a.verb == "go" else here
+            held = a.o_name if a.verb == "take" else ("" if a.verb == "put" else held)
+            continue
+        if a.verb == "take":
+            why = (
+                "take while holding something"
+                if held
+                else "take from a place you are not at"
+                if a.r_name != here
+                else "take an object that is not there"
+            )
+        elif a.verb == "put":
+            why = "put without holding the object" if a.o_name != held else "put at a place you are not at"
+        elif a.verb in ("heat", "cool", "clean"):
+            why = (
+                "transform without holding the object"
+                if a.o_name != held
+                else "use an appliance you are not at"
+            )
+        elif a.verb in ("open", "close"):
+            why = (
+                "open/close a receptacle you are not at"
+                if a.r_name != here
+                else "open/close that changed nothing"
+            )
+        elif a.verb == "go":
+            why = "go to where you already are" if a.r_name == here else "go to a place that does not exist"
+        else:
+            why = "unknown command"
+        out.append(why)
+    return out
 
 
 # -- action plan with roles --------------------------------------------------------------------
@@ -322,9 +380,9 @@ def _object_locations_skill(eps: list[Episode]) -> Skill | None:
 def detect_modes(ep: Episode, step_limit: int) -> dict[str, str]:
     """Failure modes of one failed episode → a short detail string each."""
     modes: dict[str, str] = {}
-    invalid = [a for a in ep.acts if not a.valid]
-    if invalid and len(invalid) >= max(2, len(ep.acts) // 5):
-        modes["invalid"] = Counter(a.verb for a in invalid).most_common(1)[0][0]
+    reasons = invalid_reasons(ep)
+    if reasons and len(reasons) >= max(2, len(ep.acts) // 5):
+        modes["invalid"] = Counter(reasons).most_common(1)[0][0]
     texts = [a.text for a in ep.acts]
     run, best, best_act = 1, 1, ""
     for i in range(1, len(texts)):
@@ -371,8 +429,8 @@ def detect_modes(ep: Episode, step_limit: int) -> dict[str, str]:
 
 # mode → (skill name, what went wrong, how to avoid); {d} = the most common detail
 MODE_TEXT = {
-    "invalid": ("Use only admissible actions", "wasted steps on invalid actions ('Nothing happens.'), most often '{d}'",
-                "copy the next action from the admissible list"),
+    "invalid": ("Use only admissible actions", "wasted steps on invalid actions ('Nothing happens.'), most often: {d}",
+                "{fix}; copy the next action from the admissible list"),
     "loop": ("Break repetition loops", "repeated one action without progress (e.g. '{d}')",
              "after an action that changed nothing, try another place or action"),
     "step_limit": ("Spend the step budget on the likeliest places", "ran out of steps (limit {d})",
@@ -464,7 +522,7 @@ def _mode_skill(
 ) -> Skill:
     name, what, how = MODE_TEXT[mode]
     d = details.most_common(1)[0][0]
-    what, how = what.replace("{t}", tool), how.replace("{t}", tool)
+    what, how = what.replace("{t}", tool), _how(mode, how, tool, group, d)
     scope = "failed episodes" if cat == GENERAL else f"failed {cat} episodes"
     n = len(group) if cat == GENERAL else cats[cat]
     total = sum(totals.values()) if cat == GENERAL else totals[cat]
@@ -474,12 +532,21 @@ def _mode_skill(
     return make_skill(label, principle, when, cat, [ep.tid for ep in group], False)
 
 
+def _how(mode: str, how: str, tool: str, group: list[Episode], d: str) -> str:
+    """The fix; for invalid actions, the fixes of the two most frequent reasons in this group."""
+    how = how.replace("{t}", tool)
+    if mode != "invalid":
+        return how
+    top = Counter(r for ep in group for r in invalid_reasons(ep)).most_common(2) or [(d, 0)]
+    return how.replace("{fix}", "; ".join(INVALID_FIX.get(r, "check the command") for r, _ in top))
+
+
 def _mode_mistake(
     mode: str, cat: str, group, cats: Counter, totals: Counter, details: Counter, tool: str
 ) -> CommonMistake:
     _, what, how = MODE_TEXT[mode]
     d = details.most_common(1)[0][0]
-    what, how = what.replace("{t}", tool), how.replace("{t}", tool)
+    what, how = what.replace("{t}", tool), _how(mode, how, tool, group, d)
     alt = ", ".join(f"'{x}' ({k})" for x, k in details.most_common(3))
     counts = _mode_counts(cats if cat == GENERAL else Counter({cat: cats[cat]}), totals)
     return make_mistake(
@@ -508,7 +575,12 @@ class AnalyticTeacher:
     def propose(self, trajectories: Iterable[Trajectory], on_progress=None) -> Proposals:
         trajs = list(trajectories)
         web = [t for t in trajs if is_webshop(t)]
-        alf = [episode_of(t) for t in trajs if not is_webshop(t)]
+        alf = []
+        for t in trajs:  # parsing is the per-trajectory work: the progress bar follows it
+            if not is_webshop(t):
+                alf.append(episode_of(t))
+            if on_progress:
+                on_progress(1)
         limit = self.cfg.env.alfworld.max_steps
         wins = [e for e in alf if e.traj.success]
         skills = success_skills(wins) if wins else []
@@ -516,8 +588,6 @@ class AnalyticTeacher:
         out = Proposals(skills=skills + fskills, mistakes=mistakes)
         if web:
             out.extend(webshop_proposals(web, self.cfg.env.webshop.max_steps))
-        if on_progress:
-            on_progress(len(trajs))
         return out
 
     def propose_for_category(
@@ -528,7 +598,7 @@ class AnalyticTeacher:
         max_new: int,
         shallow: list[Trajectory] | None = None,
     ) -> list[Skill]:
-        """Up to `max_new` new skills for `category` from its failures, most frequent mode first."""
+        """Up to `max_new` new skills for `category` from its failures (deep + shallow alike)."""
         return propose_for_category(
             category, [*failures, *(shallow or [])], existing_skills, max_new, self.cfg
         )
@@ -541,7 +611,12 @@ def propose_for_category(
     max_new: int,
     cfg: KrillConfig | None = None,
 ) -> list[Skill]:
-    """Evolution: skills for one failing category, skipping failure modes its skills already name."""
+    """Evolution: ≤ max_new skills for one failing category from its real failures.
+
+    Candidates: where the search went wrong in these failures (places over-visited, closed ones
+    never opened, where the object was seen), then each failure mode, most frequent first; modes the
+    category's skills already name come last. Near-duplicates are dropped later by `add_if_novel`.
+    """
     cfg = cfg or KrillConfig()
     eps = [episode_of(t) for t in failures if not is_webshop(t)]
     for ep in eps:
@@ -549,13 +624,52 @@ def propose_for_category(
     skills, _ = failure_proposals(eps, cfg.env.alfworld.max_steps)
     if any(is_webshop(t) for t in failures):
         skills += webshop_proposals([t for t in failures if is_webshop(t)], cfg.env.webshop.max_steps).skills
-    known = {s.name.split(" (")[0].lower() for s in existing_skills}
-    fresh = [s for s in skills if s.name.split(" (")[0].lower() not in known]
-    fresh.sort(key=lambda s: -len(s.provenance))
-    out = []
-    for s in fresh[:max_new]:
-        out.append(s.model_copy(update={"category": category}))
-    return out
+    known = {s.name.lower() for s in existing_skills}
+    skills.sort(key=lambda s: (s.name.lower() in known, -len(s.provenance)))
+    gap = search_gap_skill(category, eps)
+    ranked = ([gap] if gap else []) + skills
+    return [
+        s.model_copy(update={"category": category, "source": "evolution"}) for s in ranked[: max(0, max_new)]
+    ]
+
+
+_SEEN = re.compile(r"(?:on the|in the|in it|in) ?([a-z]+ \d+)?[^.]*?you see ([^.]*)", re.I)
+
+
+def search_gap_skill(category: str, eps: list[Episode]) -> Skill | None:
+    """Where these failures searched, what closed places they never opened, and where the object showed up."""
+    visits, opened, closed, seen_at = Counter(), set(), set(), Counter()
+    for ep in eps:
+        steps = ep.traj.steps
+        for i, a in enumerate(ep.acts):
+            if not a.valid:
+                continue
+            if a.verb == "go":
+                visits[a.recep] += 1
+            if a.verb == "open":
+                opened.add(a.recep)
+            result = steps[i + 1].observation.lower() if i + 1 < len(steps) else ""
+            if a.verb in ("go", "open") and "is closed" in result:
+                closed.add(a.recep)
+            if a.verb in ("go", "open") and ep.target and re.search(rf"\b{re.escape(ep.target)} \d", result):
+                seen_at[a.recep] += 1
+    if not visits:
+        return None
+    unopened = sorted(closed - opened)
+    parts = [f"{len(eps)} failed {category} episodes went mostly to {_top(visits, 3)}"]
+    if unopened:
+        parts.append(f"but never opened the closed {'/'.join(unopened[:4])}")
+    if seen_at:
+        parts.append(f"; the object was visible at {_top(seen_at, 3)} and still not taken")
+    fix = (
+        "open closed receptacles and take the object where it is seen, instead of revisiting the same places"
+    )
+    principle = " ".join(parts).replace(" ;", ";") + f". Instead, {fix}."
+    name = f"{category}: search the places failures skipped" + (
+        f" ({'/'.join(unopened[:2])})" if unopened else ""
+    )
+    return make_skill(name, principle, f"Searching for the object of a {category} task", category,
+                      [ep.tid for ep in eps], False, source="evolution")  # fmt: skip
 
 
 def categories_of(trajs: Iterable[Trajectory]) -> dict[str, str]:
