@@ -154,3 +154,40 @@ def test_empty_bank_round_trips_both_formats(tmp_path):
     for fmt in ("krill", "official"):
         p = save_bank(SkillBank(), tmp_path / f"empty_{fmt}.json", fmt=fmt)
         assert len(load_bank(p)) == 0
+
+
+def test_official_mistakes_grouped_by_category_and_webshop_names(tmp_path):
+    d = {
+        "general_skills": [],
+        "task_specific_skills": {
+            "apparel": [
+                {
+                    "skill_id": "app_001",
+                    "title": "Size",
+                    "principle": "Pick size.",
+                    "when_to_apply": "Clothes.",
+                }
+            ]
+        },
+        "common_mistakes": {
+            "general": [{"mistake_id": "g1", "description": "Buying too early."}],
+            "apparel": [{"mistake_id": "a1", "description": "Ignoring the size option."}],
+        },
+    }
+    p = tmp_path / "webshop_official.json"
+    p.write_text(json.dumps(d))
+    bank = load_bank(p)
+    assert bank.categories() == ["apparel"]
+    assert [(m.mistake_id, m.category) for m in bank.common_mistakes] == [("g1", None), ("a1", "apparel")]
+    assert [m.mistake_id for m in bank.mistakes_for("apparel")] == ["g1", "a1"]
+
+
+def test_rust_webshop_search_category_round_trips(tmp_path):
+    d = rust_bank_dict()
+    d["task_specific_skills"] = {
+        "search": [{**d["task_specific_skills"]["Heat"][0], "category": {"TaskSpecific": "search"}}]
+    }
+    d["history"] = d["history"][:3]
+    p = tmp_path / "webshop_rust.json"
+    p.write_text(json.dumps(d))
+    assert json.loads(save_bank(load_bank(p), tmp_path / "again.json").read_text()) == d
