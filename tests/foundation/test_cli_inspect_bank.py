@@ -196,3 +196,19 @@ def test_bank_compression_runs_on_the_shipped_examples(cli, tmp_path):
         "bank", "compression", "--bank", str(example_bank_path()), "--trajectories", str(empty)
     )
     assert code == 2 and err == f"error: {empty}: line 1: steps: trajectory has no steps\n"
+
+
+def test_user_categories_from_config(tmp_path, cli):
+    d = rust_bank_dict()
+    d["task_specific_skills"] = {
+        "lab_bench": [{**d["task_specific_skills"]["Heat"][0], "category": {"TaskSpecific": "lab_bench"}}]
+    }
+    bank = tmp_path / "custom.json"
+    bank.write_text(json.dumps(d))
+    code, _, err = cli("inspect", str(bank), "--summary")
+    assert code == 2 and "unknown category 'lab_bench'" in err and "env.categories" in err
+    cfg = tmp_path / "krill.yaml"
+    cfg.write_text("env:\n  categories: [lab_bench]\n")
+    code, out, err = cli("--config", str(cfg), "inspect", str(bank), "--summary")
+    assert code == 0, err
+    assert out.endswith("lab_bench: 1\n")

@@ -28,6 +28,7 @@ def convert(
     to: str = typer.Option("krill", "--to", help="krill (Rust-compatible) | official (SkillRL)."),
 ) -> None:
     """Convert a bank between the krill/Rust and the official SkillRL JSON formats."""
+    get_config()  # registers user categories (env.categories) before a bank is read
     bank = load_bank(src)
     save_bank(bank, dst, fmt=_fmt(to, FORMATS, "--to"))
     typer.echo(f"wrote {len(bank)} skills ({to} format) to {dst}")
@@ -38,6 +39,7 @@ def stats(
     bank: str = typer.Argument(..., help="Skill bank file."), as_json: bool = typer.Option(False, "--json")
 ) -> None:
     """Counts per tier and category, embeddings, evolution history, duplicate names."""
+    get_config()  # registers user categories (env.categories) before a bank is read
     from krill.formats.bank_tools import bank_stats
 
     _print_dict(bank_stats(load_bank(bank)), as_json, title=bank)
@@ -50,6 +52,7 @@ def merge(
     out: str = typer.Option(..., "--out", "-o", help="Merged bank file."),
 ) -> None:
     """Union of two banks by skill id; history and common mistakes are merged too."""
+    get_config()  # registers user categories (env.categories) before a bank is read
     from krill.formats.bank_tools import merge_banks
 
     merged, counts = merge_banks(load_bank(a), load_bank(b))
@@ -67,6 +70,7 @@ def diff(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Skills added, removed and changed (by id) from A to B, e.g. what evolution added."""
+    get_config()  # registers user categories (env.categories) before a bank is read
     from krill.formats.bank_tools import diff_banks
 
     d = diff_banks(load_bank(a), load_bank(b))
@@ -89,6 +93,7 @@ def export(
     to: str = typer.Option(..., "--to", help="official | agent-skills"),
 ) -> None:
     """Export as an official SkillRL JSON file or as Agent Skills folders (one SKILL.md per skill)."""
+    get_config()  # registers user categories (env.categories) before a bank is read
     loaded = load_bank(bank)
     if _fmt(to, ("official", "agent-skills"), "--to") == "official":
         save_bank(loaded, out, fmt="official")

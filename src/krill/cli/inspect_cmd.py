@@ -19,6 +19,7 @@ from pathlib import Path
 import typer
 
 from krill.categories import normalize_category
+from krill.cli.common import get_config
 from krill.errors import KrillError
 from krill.formats.banks import bank_to_json, category_order, load_bank
 from krill.schema import CommonMistake, Skill, SkillBank
@@ -43,6 +44,7 @@ def inspect(
     example: bool = typer.Option(False, "--example", help="Show the example bank shipped with krill."),
 ) -> None:
     """Print a skill bank: general skills first, then per category, then the counts."""
+    get_config()  # registers user categories (env.categories) before the bank is read
     path = _bank_path(bank, example)
     loaded = filter_bank(load_bank(path), category=category, search=search)
     if as_json:
