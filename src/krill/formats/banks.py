@@ -43,7 +43,10 @@ def read_bank_json(path: str | Path) -> dict[str, Any]:
     except KrillError as exc:
         if "is not allowed" not in str(exc):
             raise
-        data = json.loads(text, parse_constant=float)  # only to locate the non-finite value
+        try:
+            data = json.loads(text, parse_constant=float)  # only to locate the non-finite value
+        except (ValueError, RecursionError):
+            raise exc from None
         raise_non_finite(data, path)
         raise
     if not isinstance(data, dict):

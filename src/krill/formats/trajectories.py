@@ -129,7 +129,11 @@ def _parse_line(line: str, path: Any, index: int) -> Any:
         if "is not allowed" not in str(exc):
             raise
         # NaN/Infinity: name the line and the field, not just "invalid JSON"
-        raise_non_finite(json.loads(line, parse_constant=float), path, f"line {index + 1}: ")
+        try:
+            row = json.loads(line, parse_constant=float)
+        except (ValueError, RecursionError):
+            raise exc from None
+        raise_non_finite(row, path, f"line {index + 1}: ")
         raise
 
 
