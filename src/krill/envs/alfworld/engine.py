@@ -5,15 +5,18 @@
 The game logic is unchanged; only pure work is cached, keyed by its input text:
 - `fast_downward.pddl2sas` (grounding the problem, seconds per game) ran twice per load and twice
   per reset (once more for the planner, unused here); here it runs once per problem, kept in memory
-  and on disk next to the game (`game.sas.pkl`).
-- the TWL2 grammar (`GameLogic`) is parsed once per grammar text, and the text-generation
+  and on disk next to the game (`game.sas.pkl`, zlib-compressed, ~50 KB).
+- the TWL2 grammar (`GameLogic`) is parsed once (games differ only in the task sentence), and the text-generation
   grammar's templates/conditions once per string instead of once per admissible command per step.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import pickle
+import re
 import sys
 import zlib
 from collections import OrderedDict
@@ -30,6 +33,7 @@ from textworld.envs.pddl.textgen import (
     EvalSymbol,
     ListSymbol,
     NonterminalSymbol,
+    ProductionRule,
     TerminalSymbol,
 )
 from textworld.envs.pddl.textgen import _parse_and_convert as _parse_symbols
@@ -194,10 +198,24 @@ class _CachedGrammar(ContextSensitiveGrammar):
         return "".join(map(str, out))
 
 
+_TASK_RHS = re.compile(r'"rhs": "(Your task is to: (?:[^"\\]|\\.)*)"')
+
+
 def game_logic(domain: str, grammar: str) -> pddl_logic.GameLogic:
-    key = hashlib.sha1((domain + "\0" + grammar).encode()).hexdigest()
+    """TextWorld's GameLogic for a game, parsed once per grammar *without* the task sentence.
+
+    ALFWorld games differ only in the `task` rule ("Your task is to: …"); parsing the TWL2 file
+    costs ~1 s, so the rest is parsed once and the task rule is swapped in per game.
+    """
+    match = _TASK_RHS.search(grammar)
+    generic = (
+        grammar
+        if match is None
+        else grammar[: match.start(1)] + "Your task is to: UNKNOWN GOAL." + grammar[match.end(1) :]
+    )
+    key = hashlib.sha1((domain + "\0" + generic).encode()).hexdigest()
     if key not in _LOGICS:
-        logic = pddl_logic.GameLogic(domain=domain, grammar=grammar)
+        logic = pddl_logic.GameLogic(domain=domain, grammar=generic)
         cached = _CachedGrammar()
         for name, rules in logic.grammar._rules.items():
             for rule in rules:
@@ -205,7 +223,16 @@ def game_logic(domain: str, grammar: str) -> pddl_logic.GameLogic:
             cached._rules[name] = list(rules)
         logic.grammar = cached
         _LOGICS.put(key, logic)
-    return _LOGICS[key]
+    logic = _LOGICS[key]
+    if match is None:
+        return logic
+    task = json.loads(f'"{match.group(1)}"')
+    game = copy.copy(logic)
+    game.grammar = _CachedGrammar()
+    game.grammar._rules = dict(logic.grammar._rules)
+    rhs = [_fast(s) for s in _parse_symbols(task, rule_name="symbols")]
+    game.grammar._rules["task"] = [ProductionRule(lhs="task", rhs=rhs)]
+    return game
 
 
 class _State(pddl_logic.PddlState):
