@@ -37,6 +37,9 @@ def collect(
     max_steps: int | None = typer.Option(
         None, "--max-steps", help="Step cap per episode (default: the env's)."
     ),
+    mock: bool = typer.Option(
+        False, "--mock", help="Built-in offline environments (the default; original krill flag)."
+    ),
 ) -> None:
     """Roll out a policy and write trajectories; successes and failures are both kept.
 
@@ -48,6 +51,7 @@ def collect(
     from krill.agent.collect import collect as run_collect
     from krill.progress import progress_bar
 
+    STATE.mock = STATE.mock or mock
     note_mock_once()
     overrides = [f"env.name={env}"] if env else []
     if model:

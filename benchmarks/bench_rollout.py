@@ -1,0 +1,114 @@
+"""Batched rollout (8 episodes, one generate per step) vs one episode at a time, same model, side by side.
+
+    python benchmarks/bench_rollout.py                      # SmolLM2-135M (embedded), CPU or GPU
+    python benchmarks/bench_rollout.py --model tiny         # a quick run on the tiny random model
+    python benchmarks/bench_rollout.py --think --max-new-tokens 64   # reasoning-length responses
+
+Both runs play the same tasks with the same greedy policy for `--steps` steps each, so they
+generate (nearly) the same tokens; the figure is generated tokens per second of wall time, prompt
+processing included. Target: batched ≥ 4× one-at-a-time. On CPU a step is prefill-bound (prefill
+is compute-bound and does not batch), so short bare-action responses gain less than long ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+
+def machine() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+
+
+def run(actor, pool_factory, tasks, cfg, steps):
+    from krill.agent.rollout import run_episodes
+
+    pool = pool_factory()
+    try:
+        t0 = time.perf_counter()
+        trajs = run_episodes(actor, pool, tasks, cfg, max_steps=steps)
+        wall = time.perf_counter() - t0
+    finally:
+        pool.close()
+    gen = sum(s.model_extra.get("response_tokens", 0) for t in trajs for s in t.steps)
+    prompt = sum(s.model_extra.get("prompt_tokens", 0) for t in trajs for s in t.steps)
+    return trajs, wall, gen, prompt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2", help="smollm2 | tiny | HF path")
+    ap.add_argument("--env", default="alfworld", help="alfworld | webshop")
+    ap.add_argument("--episodes", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=3, help="steps per episode")
+    ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--think", action="store_true", help="ask for <think>…</think> before the action")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    args = ap.parse_args()
+
+    import torch
+
+    from krill.agent.actors import LLMActor
+    from krill.config import KrillConfig
+    from krill.envs.base import ENVS, _import_builtin_envs
+    from krill.envs.pool import SerialPool
+    from krill.models import build_policy
+
+    torch.set_num_threads(args.threads)
+    _import_builtin_envs()
+    env = args.env if args.env in ENVS else "webshop"
+    if env != args.env:
+        print(f"note: env {args.env!r} is not available here; using {env}")
+    cfg = KrillConfig()
+    cfg.env.name = env
+    cfg.model.policy.model = args.model
+    cfg.model.policy.max_new_tokens = args.max_new_tokens
+    cfg.model.policy.batch_size = args.episodes
+    cfg.agent.think = args.think
+    cfg.agent.history_window = 2
+    policy = build_policy(cfg)
+    actor = LLMActor(policy, None, cfg)
+    tasks = SerialPool(env, 1, "train", cfg).task_ids()[: args.episodes]
+    print(f"machine: {machine()}; model {args.model}; env {env}; {len(tasks)} episodes × {args.steps} steps; "
+          f"max_new_tokens {args.max_new_tokens}; think {args.think}")  # fmt: skip
+
+    run(actor, lambda: SerialPool(env, 1, "train", cfg), tasks[:1], cfg, 1)  # warm-up (weights, kernels)
+    b_trajs, b_wall, b_gen, b_prompt = run(
+        actor, lambda: SerialPool(env, len(tasks), "train", cfg), tasks, cfg, args.steps
+    )
+    s_trajs, s_wall, s_gen, s_prompt = run(
+        actor, lambda: SerialPool(env, 1, "train", cfg), tasks, cfg, args.steps
+    )
+    same = sum(
+        a.action == b.action
+        for x, y in zip(b_trajs, s_trajs, strict=True)
+        for a, b in zip(x.steps, y.steps, strict=False)
+    )
+    total = sum(len(t.steps) for t in s_trajs)
+    b_tps, s_tps = b_gen / b_wall, s_gen / s_wall
+    print(
+        f"{'mode':<16} {'wall s':>8} {'gen tok':>8} {'gen tok/s':>10} {'prompt tok':>11} {'prompt tok/s':>13}"
+    )
+    print(
+        f"{'batched x' + str(len(tasks)):<16} {b_wall:>8.1f} {b_gen:>8} {b_tps:>10.1f} {b_prompt:>11} {b_prompt / b_wall:>13.0f}"
+    )
+    print(
+        f"{'one at a time':<16} {s_wall:>8.1f} {s_gen:>8} {s_tps:>10.1f} {s_prompt:>11} {s_prompt / s_wall:>13.0f}"
+    )
+    ratio = b_tps / s_tps
+    print(f"speed-up (generated tokens/s): {ratio:.2f}x  (target ≥ 4x: {'PASS' if ratio >= 4 else 'below'}); "
+          f"wall-time speed-up {s_wall / b_wall:.2f}x; same actions in {same}/{total} steps")  # fmt: skip
+    name = f"rollout gen tok/s, batch {len(tasks)} vs 1 ({args.model}, {'GPU' if torch.cuda.is_available() else 'CPU'})"
+    print("BENCH " + json.dumps({"name": name, "value": round(b_tps, 1), "unit": "tok/s", "baseline": round(s_tps, 1),
+                                 "ratio": round(ratio, 2)}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
