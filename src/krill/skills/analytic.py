@@ -470,6 +470,21 @@ def tools_from(successes: list[Episode]) -> dict[str, str]:
     return {c: cnt.most_common(1)[0][0] for c, cnt in seen.items()}
 
 
+def infer_step_limit(eps: list[Episode], default: int) -> int:
+    """The step cap the failures ran under: `default`, or a shorter length most failures stopped at.
+
+    Collect/RL may cap episodes below the env's limit (`--max-steps`) without recording it; many
+    failures ending at exactly the same, longest length is that cap.
+    """
+    lengths = Counter(len(ep.acts) for ep in eps)
+    if not lengths:
+        return default
+    longest = max(lengths)
+    if longest < default and longest >= 5 and lengths[longest] >= max(2, 0.3 * len(eps)):
+        return longest
+    return default
+
+
 def failure_proposals(
     eps: list[Episode], step_limit: int, tools: dict[str, str] | None = None
 ) -> tuple[list[Skill], list[CommonMistake]]:
@@ -477,6 +492,7 @@ def failure_proposals(
     tools = {**DEFAULT_TOOLS, **(tools or {})}
     hits: dict[str, list[Episode]] = defaultdict(list)
     details: dict[str, Counter] = defaultdict(Counter)
+    step_limit = infer_step_limit(eps, step_limit)
     for ep in eps:
         ep.modes = detect_modes(ep, step_limit)
         for mode, detail in ep.modes.items():
