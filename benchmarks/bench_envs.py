@@ -26,6 +26,7 @@ from krill.envs.pool import EnvPool, SerialPool
 from krill.envs.remote import RemoteEnv
 
 ROWS: list[dict[str, Any]] = []
+STEP_LIMITS = ["env.alfworld.max_steps=50", "env.webshop.max_steps=15"]  # the benchmarks' own limits
 
 
 def bench(name: str, value: float, unit: str, **extra: Any) -> None:
@@ -39,19 +40,21 @@ def bench_config(env_name: str) -> Any:
     return load_config(
         None,
         preset="tiny",
-        overrides=["env.alfworld.max_steps=50", "env.webshop.max_steps=15", f"env.name={env_name}"],
+        overrides=[*STEP_LIMITS, f"env.name={env_name}"],
     )
 
 
-def single_process(env_name: str, split: str, cfg: Any, episodes: int) -> list[str]:
+def single_process(env_name: str, split: str, cfg: Any, episodes: int) -> tuple[list[str], int]:
     t0 = time.perf_counter()
     env = make_env(env_name, split, cfg=cfg)
     build = time.perf_counter() - t0
     tasks = env.task_ids()[:episodes]
-    t0 = time.perf_counter()
-    for t in tasks:
-        env.reset(t)
-    resets = len(tasks) / (time.perf_counter() - t0)
+    rates = []
+    for _ in range(2):  # first pass: cold (games loaded/translated); second: warm (engine caches hit)
+        t0 = time.perf_counter()
+        for t in tasks:
+            env.reset(t)
+        rates.append(len(tasks) / (time.perf_counter() - t0))
     steps, step_time, expert_time, won = 0, 0.0, 0.0, 0
     for t in tasks:
         env.reset(t)
@@ -68,10 +71,11 @@ def single_process(env_name: str, split: str, cfg: Any, episodes: int) -> list[s
         won += bool(info.get("won"))
     env.close()
     print(f"{env_name}: env built in {build:.2f}s; {len(tasks)} expert episodes, {steps} steps, {won} won")
-    bench(f"{env_name} resets/s (1 process)", resets, "resets/s")
+    bench(f"{env_name} resets/s (1 process, first visit)", rates[0], "resets/s")
+    bench(f"{env_name} resets/s (1 process, revisit)", rates[1], "resets/s")
     bench(f"{env_name} steps/s (1 process, env.step only)", steps / step_time, "steps/s")
     bench(f"{env_name} expert actions/s", steps / max(expert_time, 1e-9), "actions/s")
-    return tasks
+    return tasks, steps
 
 
 def play_batch(pool: Any, tasks: list[str], repeats: int = 3) -> tuple[float, int]:
@@ -122,21 +126,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def remote_overhead(env_name: str, split: str, tasks: list[str]) -> None:
+def remote_overhead(env_name: str, split: str, tasks: list[str], expected_steps: int) -> None:
     port = free_port()
-    cmd = [
-        "krill",
-        "--preset",
-        "tiny",
-        "env",
-        "serve",
-        "--env",
-        env_name,
-        "--split",
-        split,
-        "--port",
-        str(port),
-    ]
+    cmd = ["krill", "--preset", "tiny", *[f"--set={o}" for o in STEP_LIMITS], "env", "serve"]
+    cmd += ["--env", env_name, "--split", split, "--port", str(port)]
     env_vars = {**os.environ, "KRILL_ENV_TOKEN": ""}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_vars)
     try:
@@ -158,6 +151,8 @@ def remote_overhead(env_name: str, split: str, tasks: list[str]) -> None:
                 steps += 1
         secs = time.perf_counter() - t0
         remote.close()
+        if steps != expected_steps:
+            print(f"WARNING: {env_name}: {steps} steps through HTTP, {expected_steps} in process")
     finally:
         proc.terminate()
         proc.wait(30)
@@ -173,17 +168,19 @@ def main() -> None:
     ap.add_argument("--no-remote", action="store_true", help="skip the HTTP measurement")
     args = ap.parse_args()
     _import_builtin_envs()
-    print(f"machine: {os.cpu_count()} CPU cores; Python {sys.version.split()[0]}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    # a pool can only beat one process when cores are idle: the load average says whether they were
+    print(f"machine: {os.cpu_count()} CPU cores, load average {load}; Python {sys.version.split()[0]}")
     for env_name in args.envs.split(","):
         if env_name not in ENVS:
             print(f"{env_name}: not registered in this checkout, skipped")
             continue
         split = "valid_unseen" if env_name == "alfworld" else "test"
         cfg = bench_config(env_name)
-        tasks = single_process(env_name, split, cfg, args.episodes)
+        tasks, steps = single_process(env_name, split, cfg, args.episodes)
         pool_speedup(env_name, split, cfg, tasks, args.workers)
         if not args.no_remote:
-            remote_overhead(env_name, split, tasks)
+            remote_overhead(env_name, split, tasks, steps)
     print("\n| measurement | value | unit | ratio |\n|---|---|---|---|")
     for r in ROWS:
         print(f"| {r['name']} | {r['value']:g} | {r['unit']} | {r.get('ratio', '')} |")

@@ -104,7 +104,7 @@ def test_bad_calls_and_bad_env_name():
         EnvPool("nope", 2, workers=1, timeout=5)
 
 
-@pytest.mark.parametrize("env_name", ["webshop", "alfworld"])
+@pytest.mark.parametrize("env_name", ["webshop", pytest.param("alfworld", marks=pytest.mark.slow)])
 def test_pool_equals_serial_on_real_env(env_name):
     cfg, split = real_env_or_skip(env_name)
     serial = SerialPool(env_name, 4, split, cfg)

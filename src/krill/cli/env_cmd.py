@@ -29,9 +29,17 @@ def list_envs() -> None:
     _import_builtin_envs()
     table = Table("env", "description")
     for name in sorted(ENVS):
-        doc = (ENVS[name].__doc__ or "").strip().splitlines()
-        table.add_row(name, doc[0] if doc else "")
+        table.add_row(name, _describe_env(name, ENVS[name]))
     console.print(table)
+
+
+def _describe_env(name: str, factory: Any) -> str:
+    """First docstring line of the env's package (krill.envs.<name>) or of its module."""
+    module = getattr(factory, "__module__", "") or ""
+    if module.startswith(f"krill.envs.{name}."):
+        module = f"krill.envs.{name}"
+    doc = (getattr(sys.modules.get(module), "__doc__", None) or factory.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
 
 
 @app.command("serve")
@@ -76,16 +84,14 @@ def generate(
         raise KrillError(f"only alfworld games are generated, not {env!r}")
     from krill.envs.alfworld.generate import generate_games
 
-    result = generate_games(out, per_split, seed)
-    console.print(f"generated ALFWorld games in {out}: {_summary(result)}", markup=False, highlight=False)
+    manifest = generate_games(out, per_split, seed)
+    from rich.table import Table
 
-
-def _summary(result: Any) -> str:
-    if isinstance(result, dict):
-        return ", ".join(f"{k}: {len(v) if isinstance(v, list | tuple) else v}" for k, v in result.items())
-    if isinstance(result, list | tuple):
-        return f"{len(result)} games"
-    return str(result)
+    table = Table("split", "games", "task categories", title=f"ALFWorld games in {out} (seed {seed})")
+    for split, games in manifest.get("splits", {}).items():
+        cats = sorted({str(g.get("category", g.get("task_type", "?"))) for g in games})
+        table.add_row(split, str(len(games)), f"{len(cats)}: {', '.join(cats)}")
+    console.print(table)
 
 
 @app.command("play")
