@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from krill.models.kv_prefix import PrefixCache, build_inputs, extract_rows, stack_prefixes
+
 
 @dataclass
 class RowResult:
@@ -71,34 +73,28 @@ def next_tokens(
 def decode_batch(
     model,
     tokenizer,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
+    prompts: list[list[int]],
     *,
     max_new_tokens: int,
     temperature: float = 0.0,
     top_p: float = 1.0,
     stop: list[str] | None = None,
     generator: torch.Generator | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> list[RowResult]:
-    """Decode every row of a left-padded batch until EOS, a stop string, or `max_new_tokens`."""
-    from transformers import DynamicCache
+    """Decode every prompt (token ids) together until EOS, a stop string, or `max_new_tokens`.
 
-    n = input_ids.shape[0]
+    With `prefix_cache`, each row reuses the stored KV states of its longest known prefix and only
+    the rest is prefilled; the new prompts' states are stored for the next call.
+    """
+    n = len(prompts)
     stops = [s for s in (stop or []) if s]
     eos = _eos_ids(model, tokenizer)
     rows = [RowResult() for _ in range(n)]
     live = list(range(n))  # original row index of each row still in the batch
-    cache = DynamicCache(config=model.config)
+    cache, logits, attention_mask, positions = _prefill(model, tokenizer, prompts, prefix_cache)
     cache_kw = _cache_kwarg(model)
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    logits = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=positions,
-        use_cache=True,
-        logits_to_keep=1,
-        **{cache_kw: cache},
-    ).logits[:, -1, :]
+    device = attention_mask.device
     for _ in range(max_new_tokens):
         tokens, logps = next_tokens(logits, temperature, top_p, generator)
         keep = []
@@ -113,7 +109,7 @@ def decode_batch(
         if not keep:
             break
         if len(keep) < len(live):  # finished rows leave the batch: later steps cost less
-            idx = torch.tensor(keep, device=input_ids.device)
+            idx = torch.tensor(keep, device=device)
             cache.batch_select_indices(idx)
             tokens, attention_mask, positions = tokens[idx], attention_mask[idx], positions[idx]
             live = [live[j] for j in keep]
@@ -129,6 +125,37 @@ def decode_batch(
     for row in rows:
         _finalize(tokenizer, row, stops, eos)
     return rows
+
+
+def _prefill(model, tokenizer, prompts: list[list[int]], prefix_cache: PrefixCache | None):
+    """Run the prompts through the model; returns (cache, last logits [B, V], mask, positions)."""
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    cache = DynamicCache(config=model.config)
+    found, reuse = [None] * len(prompts), [0] * len(prompts)
+    if prefix_cache is not None:
+        prefix_cache.sync(model)
+        for b, ids in enumerate(prompts):
+            found[b], reuse[b] = prefix_cache.lookup(ids)
+    if any(reuse):
+        for layer, (k, v) in enumerate(stack_prefixes(found, reuse, len(cache.layers))):
+            cache.update(k, v, layer)
+    ids, mask, positions = build_inputs(prompts, reuse, tokenizer.pad_token_id, device)
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+        **{_cache_kwarg(model): cache},
+    )
+    if prefix_cache is not None:
+        prefix_cache.reused_tokens += sum(reuse)
+        prefix_cache.prefilled_tokens += sum(len(p) for p in prompts) - sum(reuse)
+        for ids_b, kv in zip(prompts, extract_rows(cache, mask), strict=True):
+            prefix_cache.put(ids_b, kv)
+    return cache, out.logits[:, -1, :], mask, positions
 
 
 def _cache_kwarg(model) -> str:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from krill.models.base import Generation, Messages
 from krill.models.decoding import decode_batch
+from krill.models.kv_prefix import PrefixCache
 from krill.models.loading import load_causal_lm
 
 
@@ -35,6 +36,7 @@ class LocalPolicy:
         *,
         batch_size: int = 64,
         seed: int = 0,
+        prefix_cache_tokens: int = 16384,
     ):
         self.name = model_name_or_path if not adapter else f"{model_name_or_path}+{adapter}"
         self.batch_size = batch_size  # rows per forward pass; bigger batches are split
@@ -46,15 +48,16 @@ class LocalPolicy:
             cache_dir=cache_dir or default_cache_dir(),
             seed=seed,
         )
+        # KV states of recent prompts, reused for their shared prefixes (0 disables; see kv_prefix.py)
+        self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
 
     # -- prompts ---------------------------------------------------------------------------------
     def prompt_text(self, messages: Messages) -> str:
         """The exact templated prompt (chat template + generation prompt) the model sees."""
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        enc = self.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     # -- Policy ------------------------------------------------------------------------------------
     def generate(
@@ -83,23 +86,23 @@ class LocalPolicy:
         out: list[Generation] = []
         for lo in range(0, len(prompts), self.batch_size):
             chunk = prompts[lo : lo + self.batch_size]
-            ids, mask = self._encode(chunk)
+            ids = self._encode(chunk)
             rows = decode_batch(
                 self.model,
                 self.tokenizer,
                 ids,
-                mask,
                 max_new_tokens=max_new_tokens,
                 temperature=temperature,
                 top_p=top_p,
                 stop=stop,
                 generator=generator,
+                prefix_cache=self.prefix_cache,
             )
-            for text, row, n_prompt in zip(chunk, rows, mask.sum(-1).tolist(), strict=True):
+            for text, row, prompt_ids in zip(chunk, rows, ids, strict=True):
                 out.append(
                     Generation(
                         text=row.text,
-                        prompt_tokens=int(n_prompt),
+                        prompt_tokens=len(prompt_ids),
                         response_tokens=len(row.token_ids),
                         prompt_text=text,
                         token_ids=row.token_ids,

@@ -1,0 +1,130 @@
+"""Prefix KV-cache reuse across `generate` calls: an agent step is prefill-bound on CPU.
+
+Agent prompts put what stays fixed within an episode first (system text, skills, task), so each
+step's prompt shares a long prefix with the previous step's. `PrefixCache` keeps the KV states of
+recent prompts (LRU, bounded in tokens); a new batch reuses, per row, the longest common prefix
+with any stored prompt and prefills only the rest.
+
+Batch layout (B rows, R = longest reused prefix, S = longest suffix; `.` = padding, masked out):
+
+    cache part [B, R]: . . p p p      suffix part [B, S]: . s s     positions: p → 0..r_i-1, s → r_i..
+
+Padding in the middle is fine: positions come from the mask, and RoPE was applied to the stored
+keys at their original positions. The cache is dropped whenever the weights change (an RL update),
+detected through the parameters' in-place version counters.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (keys [heads, T, dim], values [heads, T, dim])
+
+
+def weights_version(model) -> tuple[int, int]:
+    """Changes whenever any parameter is modified in place (optimizer steps, load_state_dict)."""
+    return id(model), sum(p._version for p in model.parameters())
+
+
+class PrefixCache:
+    """LRU of prompt KV states keyed by token ids, bounded by `max_tokens` stored tokens."""
+
+    def __init__(self, max_tokens: int = 16384, min_reuse: int = 16):
+        self.max_tokens, self.min_reuse = max_tokens, min_reuse
+        self.entries: OrderedDict[tuple[int, ...], KV] = OrderedDict()
+        self.version: tuple[int, int] | None = None
+        self.reused_tokens = self.prefilled_tokens = 0
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "entries": len(self.entries),
+            "reused_tokens": self.reused_tokens,
+            "prefilled_tokens": self.prefilled_tokens,
+        }
+
+    def sync(self, model) -> None:
+        """Forget everything if the weights changed since the states were computed."""
+        version = weights_version(model)
+        if version != self.version:
+            self.entries.clear()
+            self.version = version
+
+    def lookup(self, ids: list[int]) -> tuple[KV | None, int]:
+        """(stored states, reusable length) for the entry sharing the longest prefix with `ids`.
+
+        At least one token is always left to prefill (it produces the first logits).
+        """
+        best_key, best = None, 0
+        query = np.asarray(ids, dtype=np.int64)
+        for key in self.entries:
+            n = min(len(key), len(ids) - 1)
+            if n <= best:
+                continue
+            diff = np.nonzero(np.asarray(key[:n], dtype=np.int64) != query[:n])[0]
+            common = int(diff[0]) if len(diff) else n
+            if common > best:
+                best_key, best = key, common
+        if best_key is None or best < self.min_reuse:
+            return None, 0
+        self.entries.move_to_end(best_key)
+        return self.entries[best_key], best
+
+    def put(self, ids: list[int], kv: KV) -> None:
+        key = tuple(ids)
+        if len(key) > self.max_tokens:
+            return
+        self.entries[key] = kv
+        self.entries.move_to_end(key)
+        while sum(len(k) for k in self.entries) > self.max_tokens:
+            self.entries.popitem(last=False)
+
+
+def build_inputs(prompts: list[list[int]], reuse: list[int], pad_id: int, device) -> tuple[torch.Tensor, ...]:
+    """Left-padded suffix ids [B, S], the full mask [B, R+S] and suffix positions [B, S]."""
+    R = max(reuse)
+    suffixes = [p[r:] for p, r in zip(prompts, reuse, strict=True)]
+    S = max(len(s) for s in suffixes)
+    ids = torch.full((len(prompts), S), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), R + S), dtype=torch.long)
+    positions = torch.zeros((len(prompts), S), dtype=torch.long)
+    for b, (s, r) in enumerate(zip(suffixes, reuse, strict=True)):
+        ids[b, S - len(s) :] = torch.tensor(s)
+        mask[b, R - r : R] = 1
+        mask[b, R + S - len(s) :] = 1
+        positions[b, S - len(s) :] = torch.arange(r, r + len(s))
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
+def stack_prefixes(
+    found: list[KV | None], reuse: list[int], n_layers: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, the rows' reused states left-padded to a common length R: ([B, h, R, d], [B, h, R, d])."""
+    R = max(reuse)
+    ref_k, ref_v = next(kv for kv in found if kv is not None)[0]
+    out = []
+    for layer in range(n_layers):
+        ks, vs = [], []
+        for kv, r in zip(found, reuse, strict=True):
+            k = ref_k.new_zeros((ref_k.shape[0], R, ref_k.shape[2]))
+            v = ref_v.new_zeros((ref_v.shape[0], R, ref_v.shape[2]))
+            if kv is not None and r:
+                k[:, R - r :] = kv[layer][0][:, :r]
+                v[:, R - r :] = kv[layer][1][:, :r]
+            ks.append(k)
+            vs.append(v)
+        out.append((torch.stack(ks), torch.stack(vs)))
+    return out
+
+
+def extract_rows(cache, mask: torch.Tensor) -> list[KV]:
+    """Each row's prompt states (real positions only) from a batched cache right after prefill."""
+    rows = []
+    for b in range(mask.shape[0]):
+        idx = mask[b].nonzero().squeeze(-1)
+        rows.append(
+            [(layer.keys[b][:, idx].clone(), layer.values[b][:, idx].clone()) for layer in cache.layers]
+        )
+    return rows

@@ -1,0 +1,80 @@
+"""Prefix KV-cache reuse: same tokens as a cold prefill, real reuse, dropped when the weights change."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from krill.models.kv_prefix import PrefixCache
+from krill.models.local import LocalPolicy
+
+SYSTEM = "You are an expert agent operating in the ALFRED Embodied Environment. " * 4
+
+
+def step_msgs(task: str, step: int) -> list[dict[str, str]]:
+    fixed = f"## Task\nYour task is to: {task}\n\n## Initial Observation\nYou are in the middle of a room."
+    changing = f"## Current Observation (step {step})\nYou arrive at cabinet {step}. Nothing happens."
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{fixed}\n\n{changing}"}]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    warm = LocalPolicy("tiny", device="cpu")
+    cold = LocalPolicy("tiny", device="cpu", prefix_cache_tokens=0)
+    return warm, cold
+
+
+def test_reuse_gives_the_same_tokens_and_logprobs(pair):
+    warm, cold = pair
+    tasks = [
+        "heat some egg and put it in the fridge",
+        "put a clean mug in the coffeemachine",
+        "look at a book",
+    ]
+    for step in range(3):  # each step shares the system + task prefix with the previous one
+        batch = [step_msgs(t, step) for t in tasks]
+        a = warm.generate(batch, max_new_tokens=10, want_logprobs=True)
+        b = cold.generate(batch, max_new_tokens=10, want_logprobs=True)
+        assert [g.token_ids for g in a] == [g.token_ids for g in b]
+        for ga, gb in zip(a, b, strict=True):
+            assert ga.logprobs == pytest.approx(gb.logprobs, abs=1e-4)
+            assert ga.prompt_tokens == gb.prompt_tokens
+    stats = warm.prefix_cache.stats()
+    assert stats["reused_tokens"] > stats["prefilled_tokens"] > 0  # most of steps 2-3 came from the cache
+    assert cold.prefix_cache is None
+
+
+def test_mixed_batch_of_cached_and_new_rows(pair):
+    warm, cold = pair
+    batch = [step_msgs("heat some egg and put it in the fridge", 7), [{"role": "user", "content": "hi"}]]
+    a = warm.generate(batch, max_new_tokens=8)
+    b = cold.generate(batch, max_new_tokens=8)
+    assert [g.token_ids for g in a] == [g.token_ids for g in b]
+
+
+def test_cache_is_dropped_when_weights_change():
+    pol = LocalPolicy("tiny", device="cpu")
+    msgs = [step_msgs("cool a tomato", 1)]
+    pol.generate(msgs, max_new_tokens=4)
+    assert pol.prefix_cache.entries
+    with torch.no_grad():
+        pol.model.lm_head.weight.mul_(1.5)  # an in-place update, as an optimizer step makes
+    after = pol.generate(msgs, max_new_tokens=6, want_logprobs=True)[0]
+    fresh = LocalPolicy("tiny", device="cpu", prefix_cache_tokens=0)
+    with torch.no_grad():
+        fresh.model.lm_head.weight.mul_(1.5)
+    ref = fresh.generate(msgs, max_new_tokens=6, want_logprobs=True)[0]
+    assert after.token_ids == ref.token_ids and after.logprobs == pytest.approx(ref.logprobs, abs=1e-4)
+
+
+def test_lookup_and_lru_bound():
+    cache = PrefixCache(max_tokens=50, min_reuse=3)
+    kv = [(torch.zeros(1, 20, 2), torch.zeros(1, 20, 2))]
+    cache.put(list(range(20)), kv)
+    assert cache.lookup(list(range(10)) + [99])[1] == 10
+    assert cache.lookup(list(range(20)))[1] == 19  # one token is always left to prefill
+    assert cache.lookup([5, 6, 7, 8])[1] == 0  # no common prefix
+    assert cache.lookup([0, 1, 99])[1] == 0  # shorter than min_reuse
+    cache.put(list(range(100, 120)), kv)
+    cache.put(list(range(200, 220)), kv)
+    assert len(cache.entries) == 2 and tuple(range(20)) not in cache.entries  # oldest evicted
