@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
+import subprocess
+import time
 
 import pytest
+from conftest import real_env_or_skip
 
 from krill.cli.main import main
+from krill.config import load_config
+from krill.envs.base import make_env
+from krill.envs.remote import EnvUnavailable, RemoteEnv
+from krill.errors import KrillError
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -77,3 +86,69 @@ def test_list_and_generate_errors(capsys):
 def test_serve_rejects_bad_numbers(bad, capsys):
     code, _, err = _run(bad, capsys)
     assert code == 2 and "Invalid value" in err
+
+
+def test_generate_then_play_alfworld_through_piped_stdin(tmp_path, capsys, monkeypatch):
+    real_env_or_skip("alfworld")
+    games = tmp_path / "games"
+    code, out, err = _run(["env", "generate", "alfworld", "--out", str(games), "--per-split", "2"], capsys)
+    assert code == 0, err
+    assert "valid_unseen" in out and (games / "manifest.json").exists()
+    # the expert's moves, found on a local env over the same games, typed in by "the player"
+    cfg = load_config(None, overrides=[f"env.alfworld.games_dir={games}"])
+    env = make_env("alfworld", "valid_unseen", cfg=cfg)
+    task = env.task_ids()[0]
+    env.reset(task)
+    moves, done = [], False
+    while not done:
+        moves.append(env.expert_action())
+        _, _, done, info = env.step(moves[-1])
+    assert info["won"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("look around wildly\n" + "\n".join(moves) + "\n"))
+    argv = ["--set", f"env.alfworld.games_dir={games}", "env", "play", "alfworld"]
+    code, out, err = _run([*argv, "--split", "valid_unseen", "--task-id", task], capsys)
+    assert code == 0, err
+    assert f"task {task} [" in out and "(that action is not admissible here)" in out
+    assert f"won after {len(moves) + 1} steps, total reward 10" in out
+
+
+def test_krill_env_serve_subprocess_with_token(tmp_path):
+    real_env_or_skip("webshop")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        "krill",
+        "--preset",
+        "tiny",
+        "--set",
+        "env.webshop.max_steps=15",
+        "env",
+        "serve",
+        "--env",
+        "webshop",
+    ]
+    cmd += ["--split", "test", "--port", str(port)]
+    env_vars = {**os.environ, "KRILL_ENV_TOKEN": "t0ken"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env_vars, text=True)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+        while True:
+            try:
+                env = RemoteEnv(url, token="t0ken", retries=0)
+                break
+            except EnvUnavailable:
+                assert proc.poll() is None and time.monotonic() < deadline, "krill env serve did not start"
+                time.sleep(0.3)
+        with pytest.raises(KrillError, match="HTTP 401"):
+            RemoteEnv(url, token="wrong")
+        env.reset(env.task_ids()[0])
+        done = False
+        while not done:
+            _, reward, done, info = env.step(env.expert_action())
+        assert info["won"] and reward == 10.0 and info["score"] == 1.0
+        env.close()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"serving webshop (test) on http://127.0.0.1:{port}; token required" in out
