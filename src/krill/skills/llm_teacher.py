@@ -18,10 +18,19 @@ from krill.categories import ALFWORLD_CATEGORIES, known_categories
 from krill.config import KrillConfig
 from krill.schema import Skill, Trajectory
 from krill.skills.analytic import categories_of
-from krill.skills.teacher_prompts import ANSWER_SCHEMA, Proposals, distill_prompt, evolve_prompt, parse_answer
+from krill.skills.teacher_prompts import (
+    ANSWER_SCHEMA,
+    Proposals,
+    distill_prompt,
+    evolve_prompt,
+    parse_answer,
+    trajectory_block,
+)
 
 log = logging.getLogger(__name__)
 _STAT_NAMES = ("requests", "cache_hits", "prompt_tokens", "completion_tokens")
+# Trajectory text per prompt (~6k tokens): several trajectories share a call only where they fit.
+MAX_PROMPT_CHARS = 24_000
 
 
 def interleave(trajs: list[Trajectory], cats: dict[str, str]) -> list[Trajectory]:
@@ -38,12 +47,27 @@ def interleave(trajs: list[Trajectory], cats: dict[str, str]) -> list[Trajectory
     return out
 
 
-def make_batches(trajs: list[Trajectory], cats: dict[str, str], per_call: int) -> list[list[Trajectory]]:
-    """Successes and failures in separate prompts of at most `per_call` trajectories each."""
+def make_batches(
+    trajs: list[Trajectory], cats: dict[str, str], per_call: int, max_chars: int = 0, size=None
+) -> list[list[Trajectory]]:
+    """Successes and failures in separate prompts of ≤ `per_call` trajectories and ≤ `max_chars` of text.
+
+    `size(traj)` gives a trajectory's text length in the prompt; a single oversized trajectory still
+    gets a prompt of its own (its text is already compressed).
+    """
     batches: list[list[Trajectory]] = []
     for outcome in (True, False):
-        group = interleave([t for t in trajs if t.success == outcome], cats)
-        batches += [group[i : i + per_call] for i in range(0, len(group), per_call)]
+        cur: list[Trajectory] = []
+        used = 0
+        for t in interleave([t for t in trajs if t.success == outcome], cats):
+            n = size(t) if size and max_chars else 0
+            if cur and (len(cur) >= per_call or (max_chars and used + n > max_chars)):
+                batches.append(cur)
+                cur, used = [], 0
+            cur.append(t)
+            used += n
+        if cur:
+            batches.append(cur)
     return batches
 
 
@@ -79,8 +103,9 @@ class LLMTeacher:
         trajs = list(trajectories)
         cats = categories_of(trajs)
         known = sorted(set(cats.values()), key=lambda c: (c not in ALFWORLD_CATEGORIES, c))
-        batches = make_batches(trajs, cats, self.cfg.distill.trajectories_per_call)
         mo = self.cfg.distill.max_observation_chars
+        size = lambda t: len(trajectory_block(t, mo, cats[t.id]))  # noqa: E731
+        batches = make_batches(trajs, cats, self.cfg.distill.trajectories_per_call, MAX_PROMPT_CHARS, size)
         prompts = [distill_prompt(b, cats, known, mo) for b in batches]
         answers, cost = self._ask(prompts, on_progress, [len(b) for b in batches])
         out = Proposals(calls=cost["requests"], cache_hits=cost["cache_hits"],
