@@ -221,3 +221,14 @@ def test_batches_split_outcomes_interleave_categories_and_respect_the_size_budge
     assert sorted(t.id for b in batches for t in b) == sorted(t.id for t in trajs)
     small = make_batches(trajs, cats, 4, max_chars=1000, size=lambda t: 600)
     assert all(len(b) == 1 for b in small)
+
+
+def test_concurrent_distillation_equals_sequential(tmp_path, trajs):
+    with FakeOpenAIServer(teacher_answer, delay=0.01) as srv:
+        one, _ = distill(
+            trajs, make_teacher(_cfg(srv, concurrency=1), None), HashEmbedder(), _cfg(srv, concurrency=1)
+        )
+        many, _ = distill(
+            trajs, make_teacher(_cfg(srv, concurrency=8), None), HashEmbedder(), _cfg(srv, concurrency=8)
+        )
+    assert one.model_dump(exclude={"history"}) == many.model_dump(exclude={"history"})

@@ -170,7 +170,10 @@ def evolve_prompt(
     max_obs_chars: int,
 ) -> list[dict[str, str]]:
     """Messages asking for ≤ max_new new skills for one failing category (recursive evolution)."""
-    have = "\n".join(f"- {s.name}: {truncate(s.principle, 200)}" for s in existing) or "- (none)"
+    have = (
+        "\n".join(f"- {_delimit(s.name)}: {_delimit(truncate(s.principle, 200))}" for s in existing)
+        or "- (none)"
+    )
     blocks = "\n\n".join(trajectory_block(t, max_obs_chars, category) for t in deep)
     summaries = "\n".join(f"- {_delimit(summarize_trajectory(t))}" for t in shallow)
     user = (
