@@ -75,6 +75,11 @@ class AlfworldConfig(_Section):
     valid_seen_games: int = Field(140, ge=1, description="eval_in_distribution size")
     valid_unseen_games: int = Field(134, ge=1, description="eval_out_of_distribution size")
     max_steps: int = Field(50, ge=1, description="ALFWorld step limit")
+    expert: Literal["oracle", "search"] = Field(
+        "oracle",
+        description="oracle: shortest plans from the true state; search: looks into receptacles it has not seen "
+        "(like ALFWorld's hand-coded expert; longer, more learnable demos)",
+    )
 
 
 class WebshopConfig(_Section):

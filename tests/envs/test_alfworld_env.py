@@ -121,3 +121,36 @@ def test_real_alfworld_data_layout_is_played_when_present(games_dir, tmp_path):
     assert env.source == "alfworld" and len(env.task_ids()) == 6
     _, reward, info = play(env, env.task_ids()[0], lambda _: env.expert_action())
     assert info["won"] and reward == 10.0
+
+
+def test_default_set_is_generated_on_first_use_into_the_cache(tmp_path):
+    cfg = KrillConfig(cache_dir=str(tmp_path))
+    cfg.env.alfworld.train_games, cfg.env.alfworld.valid_seen_games, cfg.env.alfworld.valid_unseen_games = (
+        7,
+        6,
+        6,
+    )
+    env = make_env("alfworld", "valid_seen", cfg=cfg)
+    (root,) = (tmp_path / "alfworld").glob("games-0-*")
+    assert (root / "manifest.json").exists() and len(env.task_ids()) == 6
+    assert len(make_env("alfworld", "train", cfg=cfg).task_ids()) == 7
+    assert list((tmp_path / "alfworld").glob("games-*")) == [root]  # reused, not regenerated
+
+
+def test_search_expert_only_uses_what_it_has_seen_and_still_wins(games_dir):
+    env = make_env("alfworld", "valid_unseen", games_dir=games_dir, expert="search")
+    for task_id in env.task_ids():
+        obs, info = env.reset(task_id)
+        first = env.expert_action()
+        assert first.startswith("go to ")  # nothing seen yet: it must look before it can take
+        observations = [obs]
+        done = False
+        while not done:
+            action = env.expert_action()
+            if action.startswith("take "):  # only objects it has been shown
+                assert action.split(" from ")[0][len("take ") :] in " ".join(observations)
+            obs, reward, done, info = env.step(action)
+            observations.append(obs)
+        assert info["won"] and reward == 10.0 and info["step"] <= 50
+    with pytest.raises(KrillError, match="unknown ALFWorld expert"):
+        make_env("alfworld", "valid_unseen", games_dir=games_dir, expert="psychic")

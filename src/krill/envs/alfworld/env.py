@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from krill.categories import ALFWORLD_TASK_TYPES
-from krill.envs.alfworld.expert import Goal, next_action
+from krill.envs.alfworld.expert import Goal, next_action, observed
 from krill.envs.base import INVALID_OBSERVATION, register_env
 from krill.errors import KrillError
 from krill.io import read_json
@@ -50,13 +50,23 @@ class AlfworldEnv:
 
     name = "alfworld"
 
-    def __init__(self, split: str = "train", cfg=None, games_dir: str | Path | None = None, **_: Any):
+    def __init__(
+        self,
+        split: str = "train",
+        cfg=None,
+        games_dir: str | Path | None = None,
+        expert: str | None = None,
+        **_: Any,
+    ):
         from krill.config import KrillConfig
         from krill.envs.alfworld.engine import make_engine
 
         cfg = cfg or KrillConfig()
         self.split = split
         self.max_steps = cfg.env.alfworld.max_steps
+        self.expert = expert or cfg.env.alfworld.expert
+        if self.expert not in ("oracle", "search"):
+            raise KrillError(f"unknown ALFWorld expert {self.expert!r}; choose oracle or search")
         self.root = self._find_games(cfg, split, games_dir)
         self._ids = self._list_ids(cfg, split, games_dir)
         if not self._ids:
@@ -118,6 +128,7 @@ class AlfworldEnv:
         self._state = self._engine.reset()
         self.description = self._state.feedback.split("Your task is to: ", 1)[-1].strip().rstrip(".")
         self.steps, self.won, self.done = 0, False, False
+        self._seen: set[str] = set()
         return self._state.feedback, self._info(valid=True)
 
     def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
@@ -130,6 +141,8 @@ class AlfworldEnv:
         valid = action in self._state.admissible_commands
         self._state, _, _ = self._engine.step(action)
         self.steps += 1
+        if valid and (recep := observed(action, self._state["facts"])):
+            self._seen.add(recep)
         won_now = bool(self._state["won"]) and not self.won
         self.won = self.won or won_now
         self.done = self.won or self.steps >= self.max_steps
@@ -140,7 +153,7 @@ class AlfworldEnv:
         """The expert's next command from the current state (None when finished)."""
         if self._state is None or self.done:
             return None
-        return next_action(self._state["facts"], self.goal)
+        return next_action(self._state["facts"], self.goal, self._seen if self.expert == "search" else None)
 
     def admissible_actions(self) -> list[str]:
         return list(self._state.admissible_commands) if self._state is not None else []

@@ -13,6 +13,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from krill.envs.alfworld.scenes import LAMP_HOSTS as _HOSTS
+
+LAMP_HOSTS = {lamp.lower(): {h.lower() for h in hosts} for lamp, hosts in _HOSTS.items()}
+
 TRANSFORM = {  # task type → (verb, appliance type, fact that marks it done)
     "pick_clean_then_place_in_recep": ("clean", "sinkbasin", "isclean"),
     "pick_heat_then_place_in_recep": ("heat", "microwave", "ishot"),
@@ -31,7 +35,8 @@ class Goal:
 class World:
     """The facts of one state, indexed for the questions the expert asks."""
 
-    def __init__(self, facts):
+    def __init__(self, facts, seen: set[str] | None = None):
+        self.seen = seen  # receptacles whose contents the agent has observed (None: it knows all)
         self.agent_loc = ""
         self.recep_loc: dict[str, str] = {}
         self.where: dict[str, str] = {}  # object → receptacle
@@ -76,6 +81,22 @@ class World:
     def at(self, recep: str) -> bool:
         return self.recep_loc.get(recep) == self.agent_loc
 
+    def known(self, obj: str) -> bool:
+        """Where `obj` is, if the agent could know it (it saw inside that receptacle)."""
+        return obj in self.where and (self.seen is None or self.where[obj] in self.seen)
+
+    def explore(self, host_types: set[str]) -> str | None:
+        """Visit (and open) the next unseen receptacle that may hold what is searched for."""
+        unseen = [r for r in self.rtype if self.seen is not None and r not in self.seen]
+        likely = [r for r in unseen if self.rtype[r] in host_types] or unseen
+        if not likely:
+            return None
+        recep = min(likely, key=lambda r: (not self.at(r), _natural(r)))
+        return _reach(self, recep) or f"examine {recep}"  # here already (it shares our spot)
+
+    def hosts(self, otype: str) -> set[str]:
+        return {rt for rt, ot in self.can_contain if ot == otype}
+
 
 def _bare(type_name: str) -> str:
     return type_name[:-4] if type_name.endswith("type") else type_name
@@ -118,9 +139,15 @@ def _drop_wrong(w: World, obj: str) -> str:
     return _put(w, obj, (here or homes)[0])
 
 
-def next_action(facts, goal: Goal) -> str | None:
-    """The expert's next command in the state `facts` (None if the goal needs nothing more)."""
-    w = World(facts)
+def next_action(facts, goal: Goal, seen: set[str] | None = None) -> str | None:
+    """The expert's next command in the state `facts` (None if the goal needs nothing more).
+
+    `seen=None`: the oracle, which knows where everything is (shortest plans). With the set of
+    receptacles the agent has looked into, the expert searches like a person (and like ALFWorld's
+    hand-coded expert): it only uses objects it has seen and otherwise visits the unseen
+    receptacles that may hold the object (VAL_RECEPTACLE_OBJECTS priors, via `canContain`).
+    """
+    w = World(facts, seen)
     if goal.task_type == "look_at_obj_in_light":
         return _look(w, goal)
     targets = w.receptacles(goal.recep)
@@ -128,7 +155,7 @@ def next_action(facts, goal: Goal) -> str | None:
         return None
     target = targets[0]
     if goal.task_type == "pick_two_obj_and_place":  # both objects in one receptacle instance
-        target = max(targets, key=lambda r: sum(w.where.get(o) == r for o in w.of_type(goal.obj)))
+        target = max(targets, key=lambda r: sum(w.known(o) and w.where[o] == r for o in w.of_type(goal.obj)))
     for held in w.held:
         if w.otype.get(held) != goal.obj:
             return _drop_wrong(w, held)
@@ -149,20 +176,34 @@ def next_action(facts, goal: Goal) -> str | None:
         )
         and (done_flag is None or o in w.flags[done_flag])
     }
-    loose = [o for o in w.of_type(goal.obj) if o in w.where and o not in placed]
-    return _fetch(w, loose) if loose else None
+    loose = [o for o in w.of_type(goal.obj) if w.known(o) and o not in placed]
+    if loose:
+        return _fetch(w, loose)
+    return w.explore(w.hosts(goal.obj)) if w.seen is not None else None
 
 
 def _look(w: World, goal: Goal) -> str | None:
-    lamps = [lamp for lamp in w.of_type(goal.toggle) if lamp in w.where]
+    lamps = [lamp for lamp in w.of_type(goal.toggle) if w.known(lamp)]
     for held in w.held:
         if w.otype.get(held) != goal.obj:
             return _drop_wrong(w, held)
         if not lamps:
-            return None
+            return w.explore(set(LAMP_HOSTS.get(goal.toggle, ()))) if w.seen is not None else None
         lamp = lamps[0]
         if not w.at(w.where[lamp]):
             return f"go to {w.where[lamp]}"
         return f"use {lamp}"
-    loose = [o for o in w.of_type(goal.obj) if o in w.where]
-    return _fetch(w, loose) if loose else None
+    loose = [o for o in w.of_type(goal.obj) if w.known(o)]
+    if loose:
+        return _fetch(w, loose)
+    return w.explore(w.hosts(goal.obj)) if w.seen is not None else None
+
+
+def observed(action: str, facts) -> str | None:
+    """The receptacle whose contents `action` (just played, valid) showed the agent, if any."""
+    for verb in ("go to ", "open ", "examine "):
+        if action.startswith(verb):
+            recep = action[len(verb) :]
+            w = World(facts)
+            return recep if recep in w.rtype and not w.closed(recep) else None
+    return None

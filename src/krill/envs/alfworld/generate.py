@@ -9,6 +9,7 @@ are kept), and `manifest.json` (written last) lists the games of each split.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -81,24 +82,28 @@ def sizes_key(sizes: dict[str, int]) -> str:
 
 def default_games_dir(cfg) -> Path:
     """`<cache_dir>/alfworld/games-<seed>-<sizes hash>` (or `env.alfworld.games_dir` when set)."""
+    if cfg.env.alfworld.games_dir:
+        return Path(cfg.env.alfworld.games_dir).expanduser()
+    key = sizes_key(_cfg_sizes(cfg))
+    return Path(cfg.cache_dir).expanduser() / "alfworld" / f"games-{cfg.env.seed}-{key}"
+
+
+def _cfg_sizes(cfg) -> dict[str, int]:
     a = cfg.env.alfworld
-    if a.games_dir:
-        return Path(a.games_dir).expanduser()
-    sizes = {"train": a.train_games, "valid_seen": a.valid_seen_games, "valid_unseen": a.valid_unseen_games}
-    return Path(cfg.cache_dir).expanduser() / "alfworld" / f"games-{cfg.env.seed}-{sizes_key(sizes)}"
+    return {"train": a.train_games, "valid_seen": a.valid_seen_games, "valid_unseen": a.valid_unseen_games}
 
 
 def ensure_games(cfg) -> Path:
-    """The generated game set for `cfg`, generating it on first use."""
-    a = cfg.env.alfworld
+    """The generated game set for `cfg`, generating it on first use (~30 s for the default 1,274)."""
     root = default_games_dir(cfg)
-    if not (root / MANIFEST).exists():
-        sizes = {
-            "train": a.train_games,
-            "valid_seen": a.valid_seen_games,
-            "valid_unseen": a.valid_unseen_games,
-        }
-        generate_games(root, sizes, cfg.env.seed)
+    if (root / MANIFEST).exists():
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    # Pool workers start together: one generates, the others wait on the lock, then find the manifest.
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / MANIFEST).exists():
+            generate_games(root, _cfg_sizes(cfg), cfg.env.seed)
     return root
 
 
