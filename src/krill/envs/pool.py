@@ -52,7 +52,10 @@ class _Slot:
 
     def _build(self) -> Env:
         env_name, split, cfg, env_kw = self._args
-        return make_env(env_name, split, cfg=cfg, **env_kw)
+        factory = ENVS.get(env_name)
+        if factory is None:  # not imported yet: make_env imports the built-ins or names the unknown env
+            return make_env(env_name, split, cfg=cfg, **env_kw)
+        return factory(split=split, cfg=cfg, **env_kw)
 
     def rebuild(self) -> None:
         try:
@@ -168,20 +171,19 @@ def _gather(pool: Any, cmd: str, indices: list[int], args: list[Any], run: Any) 
 
 # -- worker processes ---------------------------------------------------------------------------------
 def _plugin_for(env_name: str) -> tuple[str, str] | None:
-    """(module, file) registering a user env outside krill, so a spawned worker can import it too."""
+    """(module, file) registering the env, so a spawned worker imports just that (or a user env's file)."""
     _import_builtin_envs()
     factory = ENVS.get(env_name)
     mod = getattr(factory, "__module__", "") or ""
-    if factory is None or mod.startswith("krill."):
-        return None
     file = getattr(sys.modules.get(mod), "__file__", None)
-    return (mod, file) if file else None
+    return (mod, file) if factory is not None and file else None
 
 
 def _load_plugin(plugin: tuple[str, str] | None) -> None:
     if plugin is None:
         return
     mod, file = plugin
+    # Only the module that registers this env: importing every built-in env costs each worker ~2 s.
     spec = importlib.util.find_spec(mod) if mod != "__main__" else None
     if spec is not None and spec.origin == file:
         importlib.import_module(mod)
