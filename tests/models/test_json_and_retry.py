@@ -115,3 +115,8 @@ def test_build_policy_and_chat_client(tmp_path):
     )
     with pytest.raises(KrillError, match="NOPE_KEY"):
         build_chat_client(remote)
+
+
+def test_extract_json_prefers_the_outermost_value():
+    assert extract_json('Here: [{"a": 1}] done') == [{"a": 1}]
+    assert extract_json('Answer: {"list": [1, 2]} ok') == {"list": [1, 2]}

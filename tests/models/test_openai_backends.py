@@ -169,3 +169,11 @@ def test_openai_embedder_batches_retries_and_caches(tmp_path):
     assert v.shape == (3, 64) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2] and np.array_equal(again[0], v[2])
     assert srv.stats["answered"] == 2 and emb.stats.retries == 2 and cached.hits == 1
+
+
+def test_repeated_prompt_in_one_batch_is_asked_once():
+    with FakeOpenAIServer(skill_answer) as srv:
+        client = OpenAIChatClient(teacher_cfg(srv))
+        out = client.complete_json([msgs("good"), msgs("good"), msgs("good 2")], schema=SCHEMA)
+    assert out[0] == out[1] == {"name": "good", "steps": ["look", "act"]} and out[2]["name"] == "good 2"
+    assert srv.stats["requests"] == 2

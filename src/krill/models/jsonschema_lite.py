@@ -32,8 +32,8 @@ def extract_json(text: str) -> Any:
     if not text or not text.strip():
         raise ValueError("empty answer")
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    for open_, close in (("{", "}"), ("[", "]")):
-        lo, hi = text.find(open_), text.rfind(close)
+    spans = [(text.find(o), text.rfind(c)) for o, c in (("{", "}"), ("[", "]"))]
+    for lo, hi in sorted(spans):  # the bracket that opens first is the outermost value
         if 0 <= lo < hi:
             candidates.append(text[lo : hi + 1])
     error = "no JSON found"

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from krill.models.base import Generation, Messages
 from krill.models.decoding import decode_batch
@@ -115,25 +114,35 @@ class LocalPolicy:
     # -- RL ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def score(
-        self, prompt_texts: list[str], response_token_ids: list[list[int]], *, batch_size: int = 8
+        self,
+        prompt_texts: list[str],
+        response_token_ids: list[list[int]],
+        *,
+        batch_size: int = 8,
+        max_logit_rows: int = 4096,
     ) -> list[list[float]]:
-        """Teacher-forced log-probs (temperature 1) of each response token given its templated prompt."""
+        """Teacher-forced log-probs (temperature 1) of each response token given its templated prompt.
+
+        Rows go `batch_size` at a time, fewer when `rows × longest response` would exceed
+        `max_logit_rows` (the [rows, response, vocab] logits are the memory peak).
+        """
         out: list[list[float]] = [[] for _ in prompt_texts]
-        order = sorted(range(len(prompt_texts)), key=lambda i: len(prompt_texts[i]))  # less padding
-        for lo in range(0, len(order), batch_size):
-            idx = [i for i in order[lo : lo + batch_size] if response_token_ids[i]]
-            if not idx:
-                continue
-            for i, lps in zip(
-                idx,
-                self._score_chunk([prompt_texts[i] for i in idx], [response_token_ids[i] for i in idx]),
-                strict=True,
-            ):
-                out[i] = lps
+        todo = sorted((i for i, r in enumerate(response_token_ids) if r), key=lambda i: len(prompt_texts[i]))
+        while todo:
+            chunk = [todo[0]]
+            for i in todo[1:batch_size]:
+                longest = max(len(response_token_ids[j]) for j in [*chunk, i])
+                if (len(chunk) + 1) * longest > max_logit_rows:
+                    break
+                chunk.append(i)
+            todo = todo[len(chunk) :]
+            lps = self._score_chunk([prompt_texts[i] for i in chunk], [response_token_ids[i] for i in chunk])
+            for i, row in zip(chunk, lps, strict=True):
+                out[i] = row
         return out
 
     def _score_chunk(self, prompts: list[str], responses: list[list[int]]) -> list[list[float]]:
-        enc = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        enc = self._encode(prompts)
         seqs = [p + r for p, r in zip(enc, responses, strict=True)]
         width = max(len(s) for s in seqs)
         pad = self.tokenizer.pad_token_id
@@ -142,13 +151,12 @@ class LocalPolicy:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         n_resp = max(len(r) for r in responses)
         # left padding aligns every row's end, so the last n_resp+1 positions cover all responses
-        logits = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=n_resp + 1
-        ).logits[:, :-1, :]
-        logp = F.log_softmax(logits.float(), dim=-1)  # [B, n_resp, V]
-        result = []
-        for b, r in enumerate(responses):
-            targets = torch.tensor(r, device=self.device)
-            rows = logp[b, n_resp - len(r) :, :]
-            result.append(rows.gather(-1, targets[:, None]).squeeze(-1).tolist())
-        return result
+        logits = (
+            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=n_resp + 1)
+            .logits[:, :-1, :]
+            .float()
+        )  # [B, n_resp, V]
+        targets = torch.tensor([[pad] * (n_resp - len(r)) + r for r in responses], device=self.device)
+        # log p(token) = logit(token) − logsumexp(logits): no second [B, n_resp, V] tensor
+        logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        return [logp[b, n_resp - len(r) :].tolist() for b, r in enumerate(responses)]

@@ -159,8 +159,13 @@ class OpenAIChatClient:
 
     async def _run(self, prompts, schema) -> list[Any]:
         sem = asyncio.Semaphore(self.cfg.concurrency)
+        unique: dict[str, Messages] = {}  # a prompt repeated in one batch is asked once
+        for p in prompts:
+            unique.setdefault(cache_key(self.cfg.model, p), p)
         async with self.endpoint.client() as client:
-            return await asyncio.gather(*(self._one(client, sem, p, schema) for p in prompts))
+            answers = await asyncio.gather(*(self._one(client, sem, p, schema) for p in unique.values()))
+        by_key = dict(zip(unique, answers, strict=True))
+        return [by_key[cache_key(self.cfg.model, p)] for p in prompts]
 
     async def _one(self, client, sem, messages: Messages, schema) -> Any:
         key = cache_key(self.cfg.model, messages)
