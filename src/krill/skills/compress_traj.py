@@ -85,6 +85,7 @@ def compress_trajectory(
     where it went wrong) and the number of elided steps is stated.
     """
     folded = fold_steps(traj)
+    invalid = {i for i, ok in enumerate(action_validity(traj)) if not ok}
     if len(folded) > max_lines:
         head, tail = max_lines // 3, max_lines - max_lines // 3
         skipped = sum(f.count for f in folded[head:-tail])
@@ -96,7 +97,8 @@ def compress_trajectory(
             continue
         rep = f"(x{f.count}) " if f.count > 1 else ""
         lines.append(f"   {truncate(f.observation, max_obs_chars)}")
-        lines.append(f"{f.first + 1}. {rep}> {f.action}")
+        flag = "  [invalid]" if f.first in invalid else ""
+        lines.append(f"{f.first + 1}. {rep}> {f.action}{flag}")
     if with_outcome:
         outcome = "SUCCESS" if traj.success else "FAILURE"
         lines.append(f"Outcome: {outcome} after {len(traj.steps)} steps (reward {traj.total_reward:g}).")

@@ -138,8 +138,21 @@ def _delimit(text: str) -> str:
     )
 
 
+def diagnosis(traj: Trajectory) -> str:
+    """For a failed ALFWorld trajectory, the analytic teacher's failure modes: where it went wrong."""
+    from krill.skills.analytic import detect_modes, episode_of, is_webshop  # analytic imports this module
+
+    if traj.success or is_webshop(traj) or not traj.steps:
+        return ""
+    modes = detect_modes(episode_of(traj), int(traj.metadata.get("max_steps") or 10**6))
+    return "; ".join(f"{m.replace('_', ' ')} ({d})" for m, d in modes.items())
+
+
 def trajectory_block(traj: Trajectory, max_obs_chars: int, category: str | None) -> str:
     body = compress_trajectory(traj, max_obs_chars=max_obs_chars)
+    found = diagnosis(traj)
+    if found:
+        body += f"\nAutomatic diagnosis: {found}"
     head = f'<trajectory id="{traj.id}" category="{category or "unknown"}">'
     return f"{head}\nTask: {_delimit(truncate(traj.task_description, 400))}\n{_delimit(body)}\n</trajectory>"
 
