@@ -103,3 +103,12 @@ def test_evolution_cycle_with_the_analytic_teacher_adds_at_most_max_new_to_one_c
     assert {h.evolution_cycle for h in bank.history if h.skill_id in {s.id for s in added}} == {1}
     again = add_if_novel(bank, proposals, emb, cfg.evolution.dedup_threshold, category="Cool", cycle=2)
     assert again == []  # the same proposals are now near-duplicates of what the bank holds
+
+
+def test_dedup_re_embeds_skills_embedded_by_another_model():
+    bank = SkillBank()
+    a = bank.add(_skill("Heat with the microwave", P, tids=("t1",)))
+    b = bank.add(_skill("Heat with the microwave", P, tids=("t2",)))
+    a.embedding, b.embedding = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]  # another model's vectors: not comparable
+    out, merged = dedup_bank(bank, HashEmbedder(64), 0.9)
+    assert merged == 1 and len(out.all_skills()[0].embedding) == 64

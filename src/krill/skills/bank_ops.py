@@ -17,9 +17,16 @@ from krill.categories import normalize_category
 from krill.schema import GENERAL, CommonMistake, HistoryEntry, Provenance, Skill, SkillBank
 
 
+def embedder_dim(embedder) -> int:
+    dim = getattr(embedder, "dim", None)
+    return dim if isinstance(dim, int) else int(np.asarray(embedder.embed(["dimension probe"])).shape[1])
+
+
 def embed_skills(skills: Sequence[Skill], embedder, *, force: bool = False) -> np.ndarray:
-    """(n, d) normalised embeddings of `skills`; missing ones are computed and stored on the skill."""
-    todo = [s for s in skills if force or s.embedding is None]
+    """(n, d) normalised embeddings of `skills`; missing ones (or ones from a model of another size)
+    are computed with `embedder` and stored on the skill."""
+    dim = embedder_dim(embedder) if skills and not force else 0
+    todo = [s for s in skills if force or s.embedding is None or len(s.embedding) != dim]
     if todo:
         vecs = embedder.embed([s.text_for_embedding() for s in todo])
         for s, v in zip(todo, vecs, strict=True):
