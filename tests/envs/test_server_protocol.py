@@ -162,3 +162,21 @@ def test_bind_policy():
     check_bind("0.0.0.0", "tok")
     with pytest.raises(KrillError, match="refusing to bind .* '0.0.0.0' without a token"):
         check_bind("0.0.0.0", None)
+
+
+def test_cross_site_requests_are_refused():
+    with TestClient(create_app("counter", allowed_hosts=["127.0.0.1", "localhost"])) as c:
+        _err(c.post("/reset", json={}, headers={"Host": "evil.example:8765"}), 400, "is not served here")
+        _err(c.get("/health", headers={"Host": "evil.example"}), 400, "is not served here")
+        ok = c.post("/reset", json={}, headers={"Host": "localhost:8765"})
+        assert ok.status_code == 200
+        # a browser may POST text/plain cross-site without a CORS preflight: refused
+        _err(
+            c.post(
+                "/step",
+                content=b'{"action": "inc"}',
+                headers={"Host": "127.0.0.1", "Content-Type": "text/plain"},
+            ),
+            415,
+            "application/json",
+        )

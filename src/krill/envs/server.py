@@ -46,6 +46,7 @@ from krill.errors import KrillError
 log = logging.getLogger("krill.envs.server")
 
 DEFAULT_CLIENT = "default"
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._:@+-]{1,128}$")
 
 
@@ -69,18 +70,39 @@ class _Session:
 
 class _Server:
     def __init__(
-        self, env_name: str, split: str, cfg: Any, token: str | None, max_sessions: int, max_body: int
+        self,
+        env_name: str,
+        split: str,
+        cfg: Any,
+        token: str | None,
+        max_sessions: int,
+        max_body: int,
+        allowed_hosts: list[str] | None = None,
     ):
         if max_sessions < 1:
             raise KrillError(f"max_sessions must be at least 1, got {max_sessions}")
         self.env_name, self.split, self.cfg = env_name, split, cfg
         self.token, self.max_sessions, self.max_body = token, max_sessions, max_body
+        self.allowed_hosts = [h.lower() for h in allowed_hosts] if allowed_hosts is not None else None
         self.sessions: OrderedDict[str, _Session] = OrderedDict()
         self._meta: dict[str, dict[str, Any]] = {}
         self._meta_lock = asyncio.Lock()
 
     # -- request plumbing --------------------------------------------------------------------
+    def check_host(self, request: Request) -> None:
+        """The Host allow-list: a page on another site cannot reach a loopback server by DNS rebinding."""
+        if self.allowed_hosts is None:
+            return
+        host = (request.headers.get("host") or "").lower()
+        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+        if name not in self.allowed_hosts:
+            raise ApiError(
+                400, f"Host {host!r} is not served here (allowed: {', '.join(self.allowed_hosts)})"
+            )
+
     def check_auth(self, request: Request) -> None:
+        """The Host check, then the bearer token when one is configured."""
+        self.check_host(request)
         if self.token is None:
             return
         header = request.headers.get("authorization", "")
@@ -89,6 +111,10 @@ class _Server:
             raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
 
     async def read_json(self, request: Request) -> dict[str, Any]:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+            # a browser page can POST text/plain cross-site without a preflight; JSON needs one
+            raise ApiError(415, f"Content-Type must be application/json, got {ctype!r}")
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body:
             raise ApiError(413, f"request body of {length} bytes exceeds the limit of {self.max_body}")
@@ -286,6 +312,7 @@ async def _info(request: Request) -> JSONResponse:
 
 async def _health(request: Request) -> JSONResponse:
     srv: _Server = request.app.state.server
+    srv.check_host(request)  # liveness needs no token
     return JSONResponse(
         {"status": "ok", "env": srv.env_name, "split": srv.split, "sessions": len(srv.sessions)}
     )
@@ -389,9 +416,14 @@ def create_app(
     token: str | None = None,
     max_sessions: int = 64,
     max_body: int = 64_000,
+    allowed_hosts: list[str] | None = None,
 ) -> Starlette:
-    """A Starlette app serving `env_name` (any registered env) with one session per client id."""
-    srv = _Server(env_name, split, cfg, token or None, max_sessions, max_body)
+    """A Starlette app serving `env_name` (any registered env) with one session per client id.
+
+    `allowed_hosts`: Host header names accepted (None = any); `serve` sets the loopback names when
+    bound to loopback, so a web page cannot reach the server through DNS rebinding.
+    """
+    srv = _Server(env_name, split, cfg, token or None, max_sessions, max_body, allowed_hosts)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -451,6 +483,9 @@ def serve(
 
     check_bind(host, token)
     _safe_close(make_env(env_name, split, cfg=cfg))
-    app = create_app(env_name, split, cfg, token=token, max_sessions=max_sessions, max_body=max_body)
+    hosts = LOOPBACK_NAMES if is_loopback(host) else None
+    app = create_app(
+        env_name, split, cfg, token=token, max_sessions=max_sessions, max_body=max_body, allowed_hosts=hosts
+    )
     # limit_concurrency bounds open connections so a flood cannot exhaust threads or memory.
     uvicorn.run(app, host=host, port=port, log_level=log_level, limit_concurrency=max(64, 4 * max_sessions))
