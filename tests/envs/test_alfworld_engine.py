@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from krill.config import KrillConfig
 from krill.envs.alfworld.engine import make_engine
 from krill.envs.alfworld.generate import generate_games, load_manifest
 from krill.envs.base import make_env
@@ -42,22 +43,34 @@ def test_cached_engine_equals_textworld_pddl_env(game_file):
         assert a["won"] == b["won"]
 
 
-def test_translation_is_cached_on_disk_and_sys_argv_restored(game_file):
+def test_translation_is_cached_on_disk_and_sys_argv_restored(game_file, tmp_path):
     import sys
-    from pathlib import Path
+
+    from krill.envs.alfworld import engine as eng
 
     argv = list(sys.argv)
-    engine = make_engine()
-    engine.load(game_file)
-    assert Path(game_file).with_suffix(".sas.pkl").exists()
-    assert sys.argv == argv
+    eng._TRANSLATIONS.clear()
+    first = make_engine(tmp_path)
+    first.load(game_file)
+    assert sys.argv == argv  # fast-downward's translator overwrites it
+    (cached,) = tmp_path.glob("*.pkl")
+    eng._TRANSLATIONS.clear()
+    second = make_engine(tmp_path)
+    second.load(game_file)  # from disk this time
+    assert second.reset().feedback == first.reset().feedback
+    cached.write_bytes(b"torn")  # a damaged cache entry is rebuilt, not trusted
+    eng._TRANSLATIONS.clear()
+    third = make_engine(tmp_path)
+    third.load(game_file)
+    assert third.reset().admissible_commands == first.reset().admissible_commands
 
 
 @pytest.mark.slow
 def test_acceptance_expert_all_and_random_few_on_60_valid_unseen(tmp_path):
     """Issue 4 acceptance: expert 100% on 60 valid_unseen games of all six types; random < 10%."""
-    generate_games(tmp_path, {"valid_unseen": 60}, seed=0)
-    env = make_env("alfworld", "valid_unseen", games_dir=tmp_path)
+    generate_games(tmp_path / "games", {"valid_unseen": 60}, seed=0)
+    cfg = KrillConfig(cache_dir=str(tmp_path / "cache"))
+    env = make_env("alfworld", "valid_unseen", cfg=cfg, games_dir=tmp_path / "games")
     ids = env.task_ids()
     rng = random.Random(0)
     won = defaultdict(list)

@@ -23,8 +23,13 @@ def games_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def env(games_dir):
-    return make_env("alfworld", "valid_unseen", games_dir=games_dir)
+def cfg(tmp_path_factory):
+    return KrillConfig(cache_dir=str(tmp_path_factory.mktemp("cache")))  # translations cached here
+
+
+@pytest.fixture(scope="module")
+def env(games_dir, cfg):
+    return make_env("alfworld", "valid_unseen", cfg=cfg, games_dir=games_dir)
 
 
 def play(env, task_id, choose):
@@ -101,21 +106,21 @@ def test_invalid_action_nothing_happens(env):
     assert info["valid"] is True and obs == "You are not carrying anything."
 
 
-def test_reset_none_cycles_a_seeded_order_and_bad_ids_raise(games_dir):
-    a = make_env("alfworld", "train", games_dir=games_dir)
-    b = make_env("alfworld", "train", games_dir=games_dir)
+def test_reset_none_cycles_a_seeded_order_and_bad_ids_raise(games_dir, cfg):
+    a = make_env("alfworld", "train", cfg=cfg, games_dir=games_dir)
+    b = make_env("alfworld", "train", cfg=cfg, games_dir=games_dir)
     seq = [a.reset()[1]["task_id"] for _ in range(6)]
     assert sorted(seq) == sorted(a.task_ids()) and seq == [b.reset()[1]["task_id"] for _ in range(6)]
     with pytest.raises(KrillError, match="unknown ALFWorld task"):
         a.reset("no-such-task")
     with pytest.raises(KrillError, match="unknown ALFWorld split"):
-        make_env("alfworld", "test", games_dir=games_dir)
+        make_env("alfworld", "test", cfg=cfg, games_dir=games_dir)
 
 
 def test_real_alfworld_data_layout_is_played_when_present(games_dir, tmp_path):
     data = tmp_path / "alfworld_data" / "json_2.1.1"
     shutil.copytree(games_dir / "valid_unseen", data / "valid_unseen")
-    cfg = KrillConfig()
+    cfg = KrillConfig(cache_dir=str(tmp_path / "cache"))
     cfg.env.alfworld.data_dir = str(tmp_path / "alfworld_data")
     env = make_env("alfworld", "valid_unseen", cfg=cfg)
     assert env.source == "alfworld" and len(env.task_ids()) == 6
@@ -137,8 +142,8 @@ def test_default_set_is_generated_on_first_use_into_the_cache(tmp_path):
     assert list((tmp_path / "alfworld").glob("games-*")) == [root]  # reused, not regenerated
 
 
-def test_search_expert_only_uses_what_it_has_seen_and_still_wins(games_dir):
-    env = make_env("alfworld", "valid_unseen", games_dir=games_dir, expert="search")
+def test_search_expert_only_uses_what_it_has_seen_and_still_wins(games_dir, cfg):
+    env = make_env("alfworld", "valid_unseen", cfg=cfg, games_dir=games_dir, expert="search")
     for task_id in env.task_ids():
         obs, info = env.reset(task_id)
         first = env.expert_action()
@@ -153,4 +158,4 @@ def test_search_expert_only_uses_what_it_has_seen_and_still_wins(games_dir):
             observations.append(obs)
         assert info["won"] and reward == 10.0 and info["step"] <= 50
     with pytest.raises(KrillError, match="unknown ALFWorld expert"):
-        make_env("alfworld", "valid_unseen", games_dir=games_dir, expert="psychic")
+        make_env("alfworld", "valid_unseen", cfg=cfg, games_dir=games_dir, expert="psychic")

@@ -5,7 +5,7 @@
 The game logic is unchanged; only pure work is cached, keyed by its input text:
 - `fast_downward.pddl2sas` (grounding the problem, seconds per game) ran twice per load and twice
   per reset (once more for the planner, unused here); here it runs once per problem, kept in memory
-  and on disk next to the game (`game.sas.pkl`, zlib-compressed, ~50 KB).
+  and on disk (`<cache_dir>/alfworld/sas/<sha1 of domain+problem>.pkl`, zlib, ~50 KB per game).
 - the TWL2 grammar (`GameLogic`) is parsed once (games differ only in the task sentence), and the text-generation
   grammar's templates/conditions once per string instead of once per admissible command per step.
 """
@@ -63,9 +63,10 @@ _SYMBOLS: dict[str, list] = {}
 _QUERIES: dict[str, Rule] = {}
 
 
-def translate(domain: str, problem: str, cache_file: Path | None = None) -> tuple[Any, str]:
+def translate(domain: str, problem: str, cache_dir: Path | None = None) -> tuple[Any, str]:
     """fast-downward's (task, SAS) for a problem: memory, then disk, then the translator."""
     key = hashlib.sha1((domain + "\0" + problem).encode()).hexdigest()
+    cache_file = cache_dir / f"{key}.pkl" if cache_dir is not None else None
     if key in _TRANSLATIONS:
         return _TRANSLATIONS[key]
     if cache_file is not None and cache_file.exists():
@@ -85,7 +86,7 @@ def translate(domain: str, problem: str, cache_file: Path | None = None) -> tupl
     if cache_file is not None:
         try:
             atomic_write_bytes(cache_file, zlib.compress(pickle.dumps((_CACHE_FORMAT, key, value)), 6))
-        except OSError:  # read-only game folders still play, just slower on first load
+        except OSError:  # an unwritable cache only costs speed
             pass
     return _TRANSLATIONS.put(key, value)
 
@@ -275,6 +276,10 @@ class _State(pddl_logic.PddlState):
 class CachedPddlEnv(PddlEnv):
     """`PddlEnv` whose load/reset reuse cached logic and translation (step and infos unchanged)."""
 
+    def __init__(self, infos, cache_dir: Path | None = None):
+        super().__init__(infos)
+        self.cache_dir = cache_dir
+
     def load(self, filename: str) -> None:  # noqa: D102
         from krill.io import read_json
 
@@ -284,7 +289,7 @@ class CachedPddlEnv(PddlEnv):
         self._game_data = data
         self.walkthrough = data.get("walkthrough")
         self._logic = game_logic(data["pddl_domain"], data["grammar"])
-        self._translation = translate(data["pddl_domain"], data["pddl_problem"], path.with_suffix(".sas.pkl"))
+        self._translation = translate(data["pddl_domain"], data["pddl_problem"], self.cache_dir)
         self._pddl_state = self._new_state()
         self._entity_infos = self._get_entity_infos()
 
@@ -307,9 +312,14 @@ class CachedPddlEnv(PddlEnv):
         return self.state
 
 
-def make_engine() -> textworld.core.Environment:
-    """ALFWorld's wrapper stack around the cached PDDL env (as `AlfredTWEnv.init_env` builds it)."""
+def make_engine(cache_dir: str | Path | None = None) -> textworld.core.Environment:
+    """ALFWorld's wrapper stack around the cached PDDL env (as `AlfredTWEnv.init_env` builds it).
+
+    `cache_dir`: where translations are kept between processes (None: memory only).
+    """
     from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
 
     infos = textworld.EnvInfos(won=True, admissible_commands=True, facts=True, extras=["gamefile"])
-    return AlfredInfos(AlfredDemangler(CachedPddlEnv(infos), shuffle=False))
+    return AlfredInfos(
+        AlfredDemangler(CachedPddlEnv(infos, Path(cache_dir) if cache_dir else None), shuffle=False)
+    )

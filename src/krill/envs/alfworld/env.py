@@ -75,7 +75,7 @@ class AlfworldEnv:
         self._order = list(self._ids)
         random.Random(f"alfworld-order:{cfg.env.seed}:{split}").shuffle(self._order)
         self._next = 0
-        self._engine = make_engine()
+        self._engine = make_engine(Path(cfg.cache_dir).expanduser() / "alfworld" / "sas")
         self._state: Any = None
         self.task_id: str | None = None
 
