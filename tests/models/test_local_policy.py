@@ -125,3 +125,23 @@ def test_missing_smollm2_package_message(tmp_path, monkeypatch):
 def test_bad_adapter_path(tmp_path):
     with pytest.raises(KrillError, match="adapter_config.json"):
         LocalPolicy("tiny", adapter=str(tmp_path), device="cpu")
+
+
+def test_peft_adapter_is_loaded(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model, _ = build_tiny_model(seed=0)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))  # a "trained" adapter
+    peft_model.save_pretrained(tmp_path / "adapter")
+    base = LocalPolicy("tiny", device="cpu", prefix_cache_tokens=0)
+    tuned = LocalPolicy("tiny", adapter=str(tmp_path / "adapter"), device="cpu", prefix_cache_tokens=0)
+    assert tuned.name.endswith("adapter")
+    msgs = [_msgs(TASKS[0])]
+    a = base.generate(msgs, max_new_tokens=8, want_logprobs=True)[0]
+    b = tuned.generate(msgs, max_new_tokens=8, want_logprobs=True)[0]
+    assert a.logprobs != pytest.approx(b.logprobs, abs=1e-3)
+    assert tuned.score([b.prompt_text], [b.token_ids])[0] == pytest.approx(b.logprobs, abs=1e-4)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 
 from krill.errors import KrillError
@@ -56,7 +57,7 @@ def build_policy(cfg) -> Policy:
 def build_embedder(cfg) -> Embedder:
     """The embedder named by `cfg.model.embedding`, wrapped in the on-disk cache (one per process)."""
     ec = cfg.model.embedding
-    if os.environ.get("KRILL_EMBEDDER", "").lower() == "hash" or ec.model.startswith("hash"):
+    if os.environ.get("KRILL_EMBEDDER", "").lower() == "hash" or re.fullmatch(r"hash(-\d+)?", ec.model):
         from krill.models.embedder import HashEmbedder
 
         dim = int(ec.model.split("-", 1)[1]) if ec.model.startswith("hash-") else 64
