@@ -7,8 +7,10 @@ import threading
 from collections import Counter
 
 import httpx
-from conftest import live_server
+import pytest
+from conftest import live_server, real_env_or_skip
 
+from krill.envs.base import make_env
 from krill.envs.remote import RemoteEnv
 from krill.envs.server import create_app
 
@@ -103,3 +105,42 @@ def test_concurrent_steps_on_one_session_serialise():
         for t in threads:
             t.join(60)
     assert sorted(seen) == sorted(f"The counter shows {k}." for k in range(1, 10))
+
+
+def _expert_play(env, task: str) -> tuple[bool, list[str]]:
+    obs, _ = env.reset(task)
+    seen, done = [obs], False
+    while not done:
+        obs, _, done, info = env.step(env.expert_action())
+        seen.append(obs)
+    return bool(info["won"]), seen
+
+
+@pytest.mark.parametrize("env_name", ["webshop", pytest.param("alfworld", marks=pytest.mark.slow)])
+def test_concurrent_sessions_on_real_env_match_local_play(env_name):
+    """4 clients play expert episodes at once (env calls run in threads): same episodes as in process."""
+    cfg, split = real_env_or_skip(env_name)
+    local = make_env(env_name, split, cfg=cfg)
+    tasks = local.task_ids()[:8]
+    want = {t: _expert_play(local, t) for t in tasks}
+    local.close()
+    got: dict[str, tuple[bool, list[str]]] = {}
+    errors: list[str] = []
+
+    def client(k: int, url: str) -> None:
+        try:
+            env = RemoteEnv(url, timeout=120)
+            for t in tasks[k::4]:
+                got[t] = _expert_play(env, t)
+            env.close()
+        except Exception as exc:  # reported below with the test's assertion
+            errors.append(f"client {k}: {exc!r}")
+
+    with live_server(create_app(env_name, split, cfg)) as url:
+        threads = [threading.Thread(target=client, args=(k, url)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    assert not errors, errors
+    assert got == want and all(won for won, _ in got.values())
