@@ -8,6 +8,9 @@ The teacher (analytic offline, or an LLM) proposes; this module checks and conde
    ≥2 categories → General, one category → task-specific (the teacher's claim is overruled);
 2. dedup — proposals with cosine ≥ `distill.merge_threshold` are merged into one skill carrying the
    union of provenance; a merged skill whose support now spans ≥2 categories becomes General.
+
+Deterministic: skill ids are uuid5 of their content and the teacher's answers are cached, so a
+re-run or a resumed run writes the same bank; only `history[].added_at` timestamps differ.
 """
 
 from __future__ import annotations
