@@ -109,10 +109,9 @@ class Episode:
     def found_at(self) -> tuple[str | None, int]:
         """Receptacle type the target was taken from, and the distinct places visited before that."""
         i = self.first("take", self.target)
-        if i is None:
-            return None, len({a.recep for a in self.acts if a.verb == "go" and a.valid})
-        visited = {a.recep + str(j) for j, a in enumerate(self.acts[:i]) if a.verb == "go" and a.valid}
-        return self.acts[i].recep, len(visited)
+        upto = self.acts if i is None else self.acts[:i]
+        visited = {a.r_name for a in upto if a.verb == "go" and a.valid}
+        return (None if i is None else self.acts[i].recep), len(visited)
 
 
 def episode_of(traj: Trajectory) -> Episode:
