@@ -137,8 +137,8 @@ def test_peft_adapter_is_loaded(tmp_path):
             if "lora_B" in name:
                 p.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))  # a "trained" adapter
     peft_model.save_pretrained(tmp_path / "adapter")
-    base = LocalPolicy("tiny", device="cpu", prefix_cache_tokens=0)
-    tuned = LocalPolicy("tiny", adapter=str(tmp_path / "adapter"), device="cpu", prefix_cache_tokens=0)
+    base = LocalPolicy("tiny", device="cpu", prefix_cache_bytes=0)
+    tuned = LocalPolicy("tiny", adapter=str(tmp_path / "adapter"), device="cpu", prefix_cache_bytes=0)
     assert tuned.name.endswith("adapter")
     msgs = [_msgs(TASKS[0])]
     a = base.generate(msgs, max_new_tokens=8, want_logprobs=True)[0]

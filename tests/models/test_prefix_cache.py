@@ -20,7 +20,7 @@ def step_msgs(task: str, step: int) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def pair():
     warm = LocalPolicy("tiny", device="cpu")
-    cold = LocalPolicy("tiny", device="cpu", prefix_cache_tokens=0)
+    cold = LocalPolicy("tiny", device="cpu", prefix_cache_bytes=0)
     return warm, cold
 
 
@@ -60,7 +60,7 @@ def test_cache_is_dropped_when_weights_change():
     with torch.no_grad():
         pol.model.lm_head.weight.mul_(1.5)  # an in-place update, as an optimizer step makes
     after = pol.generate(msgs, max_new_tokens=6, want_logprobs=True)[0]
-    fresh = LocalPolicy("tiny", device="cpu", prefix_cache_tokens=0)
+    fresh = LocalPolicy("tiny", device="cpu", prefix_cache_bytes=0)
     with torch.no_grad():
         fresh.model.lm_head.weight.mul_(1.5)
     ref = fresh.generate(msgs, max_new_tokens=6, want_logprobs=True)[0]
@@ -68,8 +68,8 @@ def test_cache_is_dropped_when_weights_change():
 
 
 def test_lookup_and_lru_bound():
-    cache = PrefixCache(max_tokens=50, min_reuse=3)
-    kv = [(torch.zeros(1, 20, 2), torch.zeros(1, 20, 2))]
+    kv = [(torch.zeros(1, 20, 2), torch.zeros(1, 20, 2))]  # 2 × 40 floats = 320 bytes per entry
+    cache = PrefixCache(max_bytes=700, min_reuse=3)
     cache.put(list(range(20)), kv)
     assert cache.lookup(list(range(10)) + [99])[1] == 10
     assert cache.lookup(list(range(20)))[1] == 19  # one token is always left to prefill

@@ -2,7 +2,7 @@
 
 Agent prompts put what stays fixed within an episode first (system text, skills, task), so each
 step's prompt shares a long prefix with the previous step's. `PrefixCache` keeps the KV states of
-recent prompts (LRU, bounded in tokens); a new batch reuses, per row, the longest common prefix
+recent prompts (LRU, bounded in bytes); a new batch reuses, per row, the longest common prefix
 with any stored prompt and prefills only the rest.
 
 Batch layout (B rows, R = longest reused prefix, S = longest suffix; `.` = padding, masked out):
@@ -30,17 +30,19 @@ def weights_version(model) -> tuple[int, int]:
 
 
 class PrefixCache:
-    """LRU of prompt KV states keyed by token ids, bounded by `max_tokens` stored tokens."""
+    """LRU of prompt KV states keyed by token ids, bounded by `max_bytes` of stored tensors."""
 
-    def __init__(self, max_tokens: int = 16384, min_reuse: int = 16):
-        self.max_tokens, self.min_reuse = max_tokens, min_reuse
+    def __init__(self, max_bytes: int = 1 << 30, min_reuse: int = 16):
+        self.max_bytes, self.min_reuse = max_bytes, min_reuse
         self.entries: OrderedDict[tuple[int, ...], KV] = OrderedDict()
+        self.sizes: dict[tuple[int, ...], int] = {}
         self.version: tuple[int, int] | None = None
         self.reused_tokens = self.prefilled_tokens = 0
 
     def stats(self) -> dict[str, int]:
         return {
             "entries": len(self.entries),
+            "bytes": sum(self.sizes.values()),
             "reused_tokens": self.reused_tokens,
             "prefilled_tokens": self.prefilled_tokens,
         }
@@ -50,6 +52,7 @@ class PrefixCache:
         version = weights_version(model)
         if version != self.version:
             self.entries.clear()
+            self.sizes.clear()
             self.version = version
 
     def lookup(self, ids: list[int]) -> tuple[KV | None, int]:
@@ -74,12 +77,15 @@ class PrefixCache:
 
     def put(self, ids: list[int], kv: KV) -> None:
         key = tuple(ids)
-        if len(key) > self.max_tokens:
+        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+        if size > self.max_bytes:
             return
-        self.entries[key] = kv
+        self.entries[key], self.sizes[key] = kv, size
         self.entries.move_to_end(key)
-        while sum(len(k) for k in self.entries) > self.max_tokens:
-            self.entries.popitem(last=False)
+        total = sum(self.sizes.values())
+        while total > self.max_bytes:
+            old, _ = self.entries.popitem(last=False)
+            total -= self.sizes.pop(old)
 
 
 def build_inputs(prompts: list[list[int]], reuse: list[int], pad_id: int, device) -> tuple[torch.Tensor, ...]:

@@ -35,7 +35,7 @@ class LocalPolicy:
         *,
         batch_size: int = 64,
         seed: int = 0,
-        prefix_cache_tokens: int = 16384,
+        prefix_cache_bytes: int = 1 << 30,
     ):
         self.name = model_name_or_path if not adapter else f"{model_name_or_path}+{adapter}"
         self.batch_size = batch_size  # rows per forward pass; bigger batches are split
@@ -48,7 +48,7 @@ class LocalPolicy:
             seed=seed,
         )
         # KV states of recent prompts, reused for their shared prefixes (0 disables; see kv_prefix.py)
-        self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
+        self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
 
     # -- prompts ---------------------------------------------------------------------------------
     def prompt_text(self, messages: Messages) -> str:
