@@ -49,7 +49,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address; non-loopback needs a token."),
     port: int = typer.Option(8765, "--port", min=0, max=65535),
     token: str | None = typer.Option(
-        None, "--token", help="Bearer token clients must send (or $KRILL_ENV_TOKEN)."
+        None,
+        "--token",
+        help="Bearer token clients must send; prefer $KRILL_ENV_TOKEN (arguments show in ps).",
     ),
     max_sessions: int = typer.Option(64, "--max-sessions", min=1, help="Concurrent sessions (LRU evicted)."),
     max_body: int = typer.Option(64_000, "--max-body", min=256, help="Request size limit in bytes."),
