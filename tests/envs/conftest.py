@@ -2,7 +2,7 @@
 
 `counter` (registered in the env registry on import): task `tK` asks to reach count 2 + K % 3 with
 `inc`/`dec`, then `submit`. `look` changes nothing; anything else is invalid ("Nothing happens.").
-Fault actions for pool tests: `crash` kills the process, `hang` sleeps, `raise` raises.
+Fault actions: `crash` kills the process, `hang` sleeps an hour, `nap` 1.5 s, `raise` raises.
 The pool loads this file into its worker processes by path (user envs registered outside krill).
 """
 
@@ -60,6 +60,9 @@ class CounterEnv:
             time.sleep(3600)
         if action == "raise":
             raise RuntimeError("counter env exploded")
+        if action == "nap":  # a slow step: 1.5 s, then like "look"
+            time.sleep(1.5)
+            action = "look"
         self.steps += 1
         valid = action in self._admissible()
         if not valid:

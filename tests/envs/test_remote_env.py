@@ -74,6 +74,18 @@ def test_server_goes_away_and_comes_back():
         env.close()
 
 
+def test_slow_server_times_out_and_next_episode_uses_a_fresh_session():
+    with live_server(create_app("counter")) as url:
+        env = RemoteEnv(url, client_id="slowpoke", timeout=0.4, retries=1, backoff=0.01)
+        env.reset("t0")
+        with pytest.raises(EnvUnavailable, match=r"did not answer within 0.4s \(2 attempts, ReadTimeout\)"):
+            env.step("nap")  # the old session stays locked while the nap runs on the server
+        obs, info = env.reset("t1")
+        assert env.client_id == "slowpoke.1" and info["task_id"] == "t1"
+        assert env.step("inc")[0] == "The counter shows 1."
+        env.close()
+
+
 def test_retries_transient_errors_with_one_request_id():
     seen: list[tuple[str, str | None]] = []
 

@@ -49,6 +49,8 @@ class RemoteEnv:
             raise KrillError(f"env server URL must start with http:// or https://, got {url!r}")
         self.url = url.rstrip("/")
         self.client_id = client_id or f"krill-{uuid.uuid4().hex[:16]}"
+        self._base_id, self._sessions_used, self._stale = self.client_id, 1, False
+        self.timeout = timeout
         self.split = split
         self.retries, self.backoff = max(0, retries), backoff
         headers = {"X-Client-Id": self.client_id}
@@ -65,6 +67,8 @@ class RemoteEnv:
         return list(self._task_ids)
 
     def reset(self, task_id: str | None = None) -> tuple[str, dict[str, Any]]:
+        if self._stale:  # the old session may still be stuck in a hung env call: start a fresh one
+            self._new_session()
         body: dict[str, Any] = {"task_id": task_id}
         if self.split:
             body["split"] = self.split
@@ -88,6 +92,12 @@ class RemoteEnv:
         except KrillError:
             pass  # the session may be gone already (evicted, server restarted): nothing to free
         self._http.close()
+
+    def _new_session(self) -> None:
+        self.client_id = f"{self._base_id}.{self._sessions_used}"
+        self._sessions_used += 1
+        self._http.headers["X-Client-Id"] = self.client_id
+        self._stale = False
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _info(self) -> dict[str, Any]:
@@ -114,13 +124,25 @@ class RemoteEnv:
         )
         try:
             return retrying(self._send, method, path, body, params, headers)
+        except EnvUnavailable:
+            self._stale = True
+            raise
+        except httpx.TimeoutException as exc:
+            self._stale = True
+            n = retrying.statistics.get("attempt_number", 1)
+            raise EnvUnavailable(
+                f"env server did not answer within {self.timeout:g}s ({n} attempts, {type(exc).__name__})",
+                path=self.url + path,
+            ) from None
         except httpx.TransportError as exc:
+            self._stale = True
             raise EnvUnavailable(
                 f"env server unreachable after {retrying.statistics.get('attempt_number', 1)} attempts "
                 f"({type(exc).__name__}: {exc}); is `krill env serve` running?",
                 path=self.url + path,
             ) from None
         except _Retryable as exc:
+            self._stale = True
             raise EnvUnavailable(f"env server kept failing: {exc}", path=self.url + path) from None
 
     def _send(
