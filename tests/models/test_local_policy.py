@@ -145,3 +145,14 @@ def test_peft_adapter_is_loaded(tmp_path):
     b = tuned.generate(msgs, max_new_tokens=8, want_logprobs=True)[0]
     assert a.logprobs != pytest.approx(b.logprobs, abs=1e-3)
     assert tuned.score([b.prompt_text], [b.token_ids])[0] == pytest.approx(b.logprobs, abs=1e-4)
+
+
+def test_generate_keeps_the_callers_training_mode(policy):
+    ref = policy.generate([_msgs(TASKS[2])], max_new_tokens=6)[0]
+    policy.model.train()
+    try:
+        got = policy.generate([_msgs(TASKS[2])], max_new_tokens=6)[0]
+        assert policy.model.training  # restored for the RL trainer
+    finally:
+        policy.model.eval()
+    assert got.token_ids == ref.token_ids

@@ -7,6 +7,7 @@ The RL trainer reuses `.model` and `.tokenizer` directly (LoRA training updates 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -20,6 +21,18 @@ from krill.models.loading import load_causal_lm
 
 def default_cache_dir() -> str:
     return os.environ.get("KRILL_CACHE", str(Path.home() / ".cache" / "krill"))
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Eval mode for the duration (no dropout; gradient checkpointing would disable the KV cache),
+    then the caller's mode back: the RL trainer shares this model and trains it between rollouts."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 class LocalPolicy:
@@ -86,17 +99,18 @@ class LocalPolicy:
         for lo in range(0, len(prompts), self.batch_size):
             chunk = prompts[lo : lo + self.batch_size]
             ids = self._encode(chunk)
-            rows = decode_batch(
-                self.model,
-                self.tokenizer,
-                ids,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                generator=generator,
-                prefix_cache=self.prefix_cache,
-            )
+            with eval_mode(self.model):
+                rows = decode_batch(
+                    self.model,
+                    self.tokenizer,
+                    ids,
+                    max_new_tokens=max_new_tokens,
+                    temperature=temperature,
+                    top_p=top_p,
+                    stop=stop,
+                    generator=generator,
+                    prefix_cache=self.prefix_cache,
+                )
             for text, row, prompt_ids in zip(chunk, rows, ids, strict=True):
                 out.append(
                     Generation(
@@ -151,11 +165,11 @@ class LocalPolicy:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         n_resp = max(len(r) for r in responses)
         # left padding aligns every row's end, so the last n_resp+1 positions cover all responses
-        logits = (
-            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=n_resp + 1)
-            .logits[:, :-1, :]
-            .float()
-        )  # [B, n_resp, V]
+        with eval_mode(self.model):
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=n_resp + 1
+            )
+        logits = out.logits[:, :-1, :].float()  # [B, n_resp, V]
         targets = torch.tensor([[pad] * (n_resp - len(r)) + r for r in responses], device=self.device)
         # log p(token) = logit(token) − logsumexp(logits): no second [B, n_resp, V] tensor
         logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
