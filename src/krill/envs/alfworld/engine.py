@@ -57,8 +57,8 @@ class _Lru(OrderedDict):
         return value
 
 
-_TRANSLATIONS = _Lru(64)
-_LOGICS = _Lru(64)
+_TRANSLATIONS = _Lru(16)  # a few MB each; the disk cache reloads one in ~0.1 s
+_LOGICS = _Lru(8)  # one per domain + generic grammar
 _SYMBOLS: dict[str, list] = {}
 _QUERIES: dict[str, Rule] = {}
 

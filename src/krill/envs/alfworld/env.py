@@ -24,8 +24,14 @@ REWARD_WON = 10.0
 
 
 def real_data_split(cfg, split: str) -> Path | None:
-    """`<data>/json_2.1.1/<split>` when the user has real ALFWorld data, else None."""
-    for root in (cfg.env.alfworld.data_dir if cfg else None, os.environ.get("ALFWORLD_DATA")):
+    """`<data>/json_2.1.1/<split>` when the user has real ALFWorld data, else None.
+
+    Looked for in `env.alfworld.data_dir`, `$ALFWORLD_DATA`, then `~/.cache/alfworld` (where
+    `alfworld-download` puts it; importing `alfworld.info` also sets `$ALFWORLD_DATA` to that path,
+    so listing it explicitly keeps the answer independent of import order).
+    """
+    roots = (cfg.env.alfworld.data_dir if cfg else None, os.environ.get("ALFWORLD_DATA"), "~/.cache/alfworld")
+    for root in roots:
         if root:
             path = Path(root).expanduser() / "json_2.1.1" / split
             if path.is_dir() and next(path.glob("*/*/game.tw-pddl"), None):
