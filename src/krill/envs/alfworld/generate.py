@@ -19,7 +19,7 @@ from krill.io import read_json, write_json
 from krill.progress import progress_bar
 
 SPLITS = ("train", "valid_seen", "valid_unseen")
-GENERATOR_VERSION = 1  # part of the default cache folder name: bump when games change
+GENERATOR_VERSION = 2  # part of the default cache folder name: bump when games change
 MANIFEST = "manifest.json"
 
 
@@ -58,7 +58,7 @@ def generate_games(out_dir: str | Path, per_split: dict[str, int] | int, seed: i
     """Generate games into `out_dir` (resumable) and write its manifest; returns the manifest.
 
     >>> generate_games("/tmp/alf", {"valid_unseen": 12}, seed=0)["splits"]["valid_unseen"][0]["task_type"]
-    'pick_cool_then_place_in_recep'
+    'pick_two_obj_and_place'
     """
     out = Path(out_dir)
     sizes = _sizes(per_split)

@@ -81,6 +81,12 @@ def problem_text(spec: GameSpec) -> str:
         init += [f"({pred} {oid})" for oid, t in objs if t in act[key]]
     init += [f"(toggleable {oid})" for oid, t in objs if t in act["Toggleable"]]
     init += [f"(sliceable {oid})" for oid, t in objs if t in act["Sliceable"]]
+    # ALFWorld marks target objects that start in a fridge as already cool (augment_pddl_states.py)
+    init += [
+        f"(isCool {oid})"
+        for oid, rid in spec.placements
+        if _otype(oid) == spec.obj and recep_by_id[rid].type == "Fridge"
+    ]
     init += [f"(inReceptacle {oid} {rid})" for oid, rid in spec.placements]
     init += [f"(receptacleAtLocation {r.id} {r.loc})" for r in scene.receptacles]
     init += [f"(objectAtLocation {oid} {recep_by_id[rid].loc})" for oid, rid in spec.placements]
