@@ -1,0 +1,43 @@
+"""Several processes converting the embedded model at once: one rename wins, nobody fails, no debris."""
+
+from __future__ import annotations
+
+import threading
+
+import transformers
+
+from krill.models import loading
+from krill.models.tiny import build_tiny_model
+
+
+def test_concurrent_conversions_agree(tmp_path, monkeypatch):
+    n = 4
+    barrier = threading.Barrier(n)
+    monkeypatch.setattr(loading, "smollm2_gguf_path", lambda: tmp_path / "pkg" / loading.SMOLLM2_GGUF)
+
+    def fake_model(path, **kw):  # stands in for the slow GGUF dequantization; all threads convert together
+        assert kw.get("gguf_file") == loading.SMOLLM2_GGUF
+        barrier.wait(timeout=30)
+        return build_tiny_model(0)[0]
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake_model)
+    monkeypatch.setattr(
+        transformers.AutoTokenizer, "from_pretrained", lambda path, **kw: build_tiny_model(0)[1]
+    )
+    results, errors = [], []
+
+    def convert():
+        try:
+            results.append(loading.smollm2_dir(tmp_path / "cache"))
+        except Exception as exc:  # collected: the test asserts there are none
+            errors.append(exc)
+
+    threads = [threading.Thread(target=convert) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(results)) == 1
+    folder = results[0]
+    assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
+    assert [p.name for p in folder.parent.iterdir()] == [loading.SMOLLM2_DIRNAME]  # temp copies removed
