@@ -109,3 +109,20 @@ def test_sft_resume_matches_uninterrupted(tmp_path):
     resumed = train_sft(demos, cfg, tmp_path / "b", resume=True, policy=_policy(cfg))
     assert resumed.losses == pytest.approx(full.losses, rel=1e-5)
     assert len(resumed.losses) == 12
+
+
+def test_batched_left_padded_loss_equals_one_at_a_time_full_logits():
+    """The logits_to_keep fast path == plain full-logits CE on each unpadded example."""
+    model, tok = build_tiny_model(0)
+    demos = _demos(3)
+    demos[1]["messages"][1]["content"] += " A much longer observation with many more words in it."
+    rows = [tokenize_demo(tok, d["messages"], 512) for d in demos]
+    with torch.no_grad():
+        fast, n_fast = summed_token_ce(model, collate(rows, tok.pad_token_id))
+        naive, n_naive = 0.0, 0
+        for ids, labels in rows:
+            logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
+            y = torch.tensor(labels[1:])
+            naive += torch.nn.functional.cross_entropy(logits, y, ignore_index=-100, reduction="sum").item()
+            n_naive += int((y != -100).sum())
+    assert n_fast == n_naive and fast.item() == pytest.approx(naive, rel=1e-4)

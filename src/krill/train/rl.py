@@ -216,7 +216,7 @@ def run_rl(
         tcfg.model.policy.backend, tcfg.model.policy.model = "local", rl.train_model or cfg.model.policy.model
     if init is not None and not Path(init).exists():
         raise KrillError("--init folder not found", path=init)
-    policy = policy if policy is not None else load_training_policy(tcfg, init)
+    policy = policy if policy is not None else load_training_policy(tcfg, init, accel.device)
     params = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=rl.learning_rate, weight_decay=0.0)
     model, optimizer = accel.prepare(policy.model, optimizer)

@@ -64,30 +64,45 @@ def tokenize_demo(
 
 
 def collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a micro-batch: input_ids, attention_mask, labels [b, L]."""
+    """LEFT-pad a micro-batch (input_ids, attention_mask, labels [b, L]), as the policy pads for generation.
+
+    Left padding puts every answer at the end of its row, so the loss needs logits for the last few
+    positions only (`logits_to_keep`), not [b, L, vocab] — the difference between 50 MB and 5 GB
+    for SmolLM2's 49k vocabulary on 700-token prompts.
+    """
     width = max(len(ids) for ids, _ in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # [b, L]
     labels = torch.full((len(rows), width), -100, dtype=torch.long)  # [b, L]
     attn = torch.zeros((len(rows), width), dtype=torch.long)  # [b, L]
     for i, (x, y) in enumerate(rows):
-        ids[i, : len(x)] = torch.tensor(x)
-        labels[i, : len(y)] = torch.tensor(y)
-        attn[i, : len(x)] = 1
+        ids[i, width - len(x) :] = torch.tensor(x)
+        labels[i, width - len(y) :] = torch.tensor(y)
+        attn[i, width - len(x) :] = 1
     return {"input_ids": ids, "attention_mask": attn, "labels": labels}
 
 
 def summed_token_ce(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Sum of next-token cross-entropy over labelled tokens, and their count."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # [b, L, V]
-    shift_logits = logits[:, :-1].float()  # [b, L-1, V]
-    shift_labels = batch["labels"][:, 1:]  # [b, L-1]
+    """Sum of next-token cross-entropy over labelled tokens, and their count (left-padded batch)."""
+    labels = batch["labels"]  # [b, L]
+    labelled = (labels != -100).any(0).nonzero()
+    k = labels.size(1) - int(labelled.min()) if labelled.numel() else 1  # trailing span holding every label
+    k = min(k, labels.size(1) - 1)
+    positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # [b, L]
+    logits = (
+        model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            position_ids=positions,
+            logits_to_keep=k + 1,
+        )
+        .logits[:, :-1]
+        .float()
+    )  # [b, k, V]: position t predicts label t of the trailing span
+    targets = labels[:, labels.size(1) - k :]  # [b, k]
     loss = torch.nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)),
-        shift_labels.reshape(-1),
-        ignore_index=-100,
-        reduction="sum",
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum"
     )
-    return loss, int((shift_labels != -100).sum())
+    return loss, int((targets != -100).sum())
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -102,11 +117,16 @@ def make_accelerator(cfg: KrillConfig) -> Any:
     return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
 
 
-def load_training_policy(cfg: KrillConfig, init: str | Path | None = None) -> Any:
-    """The policy (`.model`, `.tokenizer`, `.generate`) with its model made trainable (LoRA / full / init)."""
+def load_training_policy(cfg: KrillConfig, init: str | Path | None = None, device: Any = None) -> Any:
+    """The policy (`.model`, `.tokenizer`, `.generate`) with its model made trainable (LoRA / full / init).
+
+    `device` (the Accelerator's) puts each `accelerate launch` process on its own GPU.
+    """
     from krill.models import build_policy
 
     pcfg = cfg.model_copy(deep=True)
+    if device is not None and pcfg.model.policy.device == "auto":
+        pcfg.model.policy.device = str(device)
     if init is not None and not ckpt_io.is_adapter_dir(init):
         if not (Path(init) / "config.json").exists():
             raise KrillError(
@@ -133,12 +153,12 @@ def train_sft(
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     scfg = cfg.sft
-    policy = policy if policy is not None else load_training_policy(cfg, init)
+    accel = make_accelerator(cfg)
+    policy = policy if policy is not None else load_training_policy(cfg, init, accel.device)
     tok = policy.tokenizer
     rows = [tokenize_demo(tok, d["messages"], scfg.max_length) for d in demos]
     if not rows:
         raise KrillError("no SFT demos to train on")
-    accel = make_accelerator(cfg)
     model = policy.model
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -162,6 +182,8 @@ def train_sft(
         bar.advance(start)
         for step in range(start, total_steps):
             batch_rows = _batch_for_step(rows, step, per_epoch, scfg.batch_size, scfg.seed)
+            # under `accelerate launch` each process takes its share of the batch; DDP averages the grads
+            batch_rows = batch_rows[accel.process_index :: accel.num_processes] or batch_rows[:1]
             loss, n_tok = _optimizer_step(model, optimizer, accel, batch_rows, scfg.micro_batch_size, tok)
             losses.append(loss)
             tokens += n_tok
