@@ -8,7 +8,10 @@ The pool loads this file into its worker processes by path (user envs registered
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -144,8 +147,19 @@ def real_env_or_skip(env_name: str) -> tuple[Any, str]:
     _import_builtin_envs()
     if env_name not in ENVS:
         pytest.skip(f"the {env_name} env is not in this checkout")
-    # the tiny preset's small catalogue / game set, with the real step limits
-    cfg = load_config(
-        None, preset="tiny", overrides=["env.alfworld.max_steps=50", "env.webshop.max_steps=15"]
-    )
+    # the tiny preset's small catalogue / game set, with the real step limits, in a cache of our own
+    # (other runs on this machine may be writing the default cache at the same time)
+    overrides = ["env.alfworld.max_steps=50", "env.webshop.max_steps=15", f"cache_dir={_test_cache()}"]
+    cfg = load_config(None, preset="tiny", overrides=overrides)
     return cfg, ("valid_unseen" if env_name == "alfworld" else "test")
+
+
+_CACHE: list[str] = []
+
+
+def _test_cache() -> str:
+    """One temporary cache per test process (games are generated once, then reused)."""
+    if not _CACHE:
+        _CACHE.append(tempfile.mkdtemp(prefix="krill-envs-test-"))
+        atexit.register(shutil.rmtree, _CACHE[0], True)
+    return _CACHE[0]

@@ -143,4 +143,6 @@ def test_concurrent_sessions_on_real_env_match_local_play(env_name):
         for t in threads:
             t.join(300)
     assert not errors, errors
-    assert got == want and all(won for won, _ in got.values())
+    differ = [t for t in tasks if got.get(t) != want[t]]
+    assert not differ, [(t, got.get(t), want[t]) for t in differ[:2]]
+    assert all(won for won, _ in got.values())
