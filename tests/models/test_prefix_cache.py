@@ -78,3 +78,11 @@ def test_lookup_and_lru_bound():
     cache.put(list(range(100, 120)), kv)
     cache.put(list(range(200, 220)), kv)
     assert len(cache.entries) == 2 and tuple(range(20)) not in cache.entries  # oldest evicted
+
+
+def test_reset_prefix_cache(pair):
+    warm, _ = pair
+    warm.generate([step_msgs("look at a book", 3)], max_new_tokens=2)
+    assert warm.prefix_cache.entries
+    warm.reset_prefix_cache()
+    assert not warm.prefix_cache.entries and warm.prefix_cache.stats()["reused_tokens"] == 0

@@ -63,6 +63,11 @@ class LocalPolicy:
         # KV states of recent prompts, reused for their shared prefixes (0 disables; see kv_prefix.py)
         self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
 
+    def reset_prefix_cache(self) -> None:
+        """Forget stored prompt states (benchmarks: so a second run does not reuse the first's prompts)."""
+        if self.prefix_cache is not None:
+            self.prefix_cache = PrefixCache(self.prefix_cache.max_bytes, self.prefix_cache.min_reuse)
+
     # -- prompts ---------------------------------------------------------------------------------
     def prompt_text(self, messages: Messages) -> str:
         """The exact templated prompt (chat template + generation prompt) the model sees."""
