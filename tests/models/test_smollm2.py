@@ -10,12 +10,21 @@ import torch
 from krill.models import loading
 from krill.models.local import LocalPolicy
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 spinning OpenMP threads run ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def smol(tmp_path_factory):
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     cache = tmp_path_factory.mktemp("krill-cache")
     t0 = time.perf_counter()
     pol = LocalPolicy("smollm2", device="cpu", cache_dir=cache)
