@@ -177,3 +177,13 @@ def test_repeated_prompt_in_one_batch_is_asked_once():
         out = client.complete_json([msgs("good"), msgs("good"), msgs("good 2")], schema=SCHEMA)
     assert out[0] == out[1] == {"name": "good", "steps": ["look", "act"]} and out[2]["name"] == "good 2"
     assert srv.stats["requests"] == 2
+
+
+def test_cached_answer_that_fails_a_new_schema_is_asked_again(tmp_path):
+    cache = tmp_path / "cache.jsonl"
+    strict = {**SCHEMA, "required": ["name", "steps", "why"]}
+    with FakeOpenAIServer(skill_answer) as srv:
+        OpenAIChatClient(teacher_cfg(srv), cache_path=cache).complete_json([msgs("good")], schema=SCHEMA)
+        client = OpenAIChatClient(teacher_cfg(srv), cache_path=cache)
+        assert client.complete_json([msgs("good")], schema=strict) == [None]  # the fake never gives "why"
+    assert client.stats.cache_hits == 0 and client.stats.invalid == 1

@@ -169,7 +169,7 @@ class OpenAIChatClient:
 
     async def _one(self, client, sem, messages: Messages, schema) -> Any:
         key = cache_key(self.cfg.model, messages)
-        if key in self._cache:
+        if key in self._cache and validate(self._cache[key], schema) is None:  # a changed schema re-asks
             self.stats.cache_hits += 1
             return self._cache[key]
         async with sem:
