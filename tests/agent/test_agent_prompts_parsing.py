@@ -123,3 +123,16 @@ def test_parse_webshop_search_template_and_clicks():
     assert parse_action("click[buy now]", adm).action == "click[Buy Now]"
     assert not parse_action("search[]", adm).valid
     assert not parse_action("search[shoes]", ["click[Buy Now]"]).valid  # no search box on this page
+
+
+def test_parse_sentence_naming_one_admissible_action():
+    adm = ["go to cabinet 1", "go to cabinet 10", "take apple 1 from cabinet 1"]
+    p = parse_action("The best next action is to go to cabinet 10.", adm)
+    assert p.valid and p.action == "go to cabinet 10"
+    assert (
+        parse_action("I should take apple 1 from cabinet 1 first", adm).action
+        == "take apple 1 from cabinet 1"
+    )
+    ambiguous = parse_action("go to cabinet 1 or go to cabinet 10", adm)
+    assert not ambiguous.valid and ambiguous.action == "go to cabinet 1 or go to cabinet 10"
+    assert not parse_action("go to cabinet 100", adm).valid  # word boundaries: no partial numbers

@@ -52,6 +52,8 @@ def parse_action(text: str, admissible: Sequence[str] | None, think_required: bo
         return ParsedAction("", think, False, "no action found in the response")
     matched = match_admissible(candidate, admissible)
     if matched is None:
+        matched = mentioned_action(candidate, admissible)
+    if matched is None:
         return ParsedAction(candidate, think, False, "not an admissible action")
     if think_required and not think:
         return ParsedAction(matched, think, False, "missing <think>…</think>")
@@ -71,6 +73,27 @@ def match_admissible(candidate: str, admissible: Sequence[str] | None) -> str | 
         elif _norm(a) == key:
             return a
     return None
+
+
+def mentioned_action(text: str, admissible: Sequence[str] | None) -> str | None:
+    """The one admissible action a sentence names, e.g. 'The best next action is to go to cabinet 1.'
+
+    Small models answer in prose; a sentence naming exactly one admissible action (ignoring ones
+    contained in a longer match) is that action. Naming two different ones is ambiguous → None.
+
+    >>> mentioned_action("I will go to cabinet 10 now", ["go to cabinet 1", "go to cabinet 10"])
+    'go to cabinet 10'
+    """
+    if not admissible:
+        return None
+    low = _norm(text)
+    hits = [a for a in admissible if not a.endswith(TEMPLATE_SUFFIX) and _mentions(low, _norm(a))]
+    hits = [a for a in hits if not any(a != b and _mentions(_norm(b), _norm(a)) for b in hits)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _mentions(text: str, action: str) -> bool:
+    return re.search(rf"(?<![\w]){re.escape(action)}(?![\w])", text) is not None
 
 
 def _fill_template(candidate: str, head: str) -> str | None:

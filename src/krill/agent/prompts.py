@@ -45,7 +45,8 @@ HISTORY_ITEM = "[Step {i}] Observation: {observation}\nAction: {action}"
 CURRENT_TEMPLATE = "## Current Observation (step {step})\n{observation}"
 ADMISSIBLE_TEMPLATE = "## Admissible Actions\n{actions}"
 REMINDER_THINK = "Now reason inside <think> </think>, then give your action inside <action> </action>."
-REMINDER_BARE = "Your next action:"
+# Ends with a question: SmolLM2-135M echoes a trailing "Your next action:" line instead of answering.
+REMINDER_BARE = "Your next action is one of the admissible actions above. Which one?"
 
 
 def default_count_tokens(text: str) -> int:

@@ -1,0 +1,42 @@
+"""Acceptance (slow): the embedded SmolLM2 policy on CPU collects 8 ALFWorld episodes with skills from
+the example bank; its trajectories show real model actions (some valid, some invalid) and the skills
+that were retrieved."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+from typer.testing import CliRunner
+
+from krill.cli.main import app
+from krill.formats.banks import load_bank
+from krill.formats.trajectories import load_trajectories
+
+
+@pytest.mark.slow
+def test_smollm2_collect_alfworld_with_example_bank(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    bank_path = str(resources.files("krill.data").joinpath("example_bank.json"))
+    out = tmp_path / "smol.jsonl"
+    res = CliRunner().invoke(
+        app,
+        ["--preset", "quick", "collect", "--episodes", "8", "--env", "alfworld", "--policy", "local",
+         "--skill-bank", bank_path, "--max-steps", "4", "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    trajs = load_trajectories(out)
+    assert len(trajs) == 8 and {t.metadata["policy"] for t in trajs} == {"smollm2"}
+    steps = [s for t in trajs for s in t.steps]
+    assert any(s.valid for s in steps) and any(s.valid is False for s in steps)
+    responses = {s.model_extra["response"] for s in steps}
+    assert len(responses) > 3  # the model's own text, different across states
+    bank_ids = {s.id for s in load_bank(bank_path).all_skills()}
+    general = {s.id for s in load_bank(bank_path).general_skills}
+    for t in trajs:
+        assert general <= set(t.metadata["skills_used"]) <= bank_ids
+        assert t.metadata["total_tokens"] > 0
+        prompt = t.steps[0].model_extra["prompt_text"]
+        assert "## Retrieved Relevant Experience" in prompt and "### General Principles" in prompt
+    assert "wrote 8 trajectories" in res.output
