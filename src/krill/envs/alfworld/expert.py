@@ -85,13 +85,16 @@ class World:
         """Where `obj` is, if the agent could know it (it saw inside that receptacle)."""
         return obj in self.where and (self.seen is None or self.where[obj] in self.seen)
 
-    def explore(self, host_types: set[str]) -> str | None:
-        """Visit (and open) the next unseen receptacle that may hold what is searched for."""
+    def explore(self, host_types: set[str], last: str = "") -> str | None:
+        """Visit (and open) the next unseen receptacle that may hold what is searched for.
+
+        Receptacles of type `last` (the goal's) are searched last: a task never starts solved.
+        """
         unseen = [r for r in self.rtype if self.seen is not None and r not in self.seen]
         likely = [r for r in unseen if self.rtype[r] in host_types] or unseen
         if not likely:
             return None
-        recep = min(likely, key=lambda r: (not self.at(r), _natural(r)))
+        recep = min(likely, key=lambda r: (self.rtype[r] == last, not self.at(r), _natural(r)))
         return _reach(self, recep) or f"examine {recep}"  # here already (it shares our spot)
 
     def hosts(self, otype: str) -> set[str]:
@@ -179,7 +182,7 @@ def next_action(facts, goal: Goal, seen: set[str] | None = None) -> str | None:
     loose = [o for o in w.of_type(goal.obj) if w.known(o) and o not in placed]
     if loose:
         return _fetch(w, loose)
-    return w.explore(w.hosts(goal.obj)) if w.seen is not None else None
+    return w.explore(w.hosts(goal.obj), last=goal.recep) if w.seen is not None else None
 
 
 def _look(w: World, goal: Goal) -> str | None:
