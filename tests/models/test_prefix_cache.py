@@ -96,3 +96,15 @@ def test_reset_prefix_cache(pair):
     assert warm.prefix_cache.entries
     warm.reset_prefix_cache()
     assert not warm.prefix_cache.entries and warm.prefix_cache.stats()["reused_tokens"] == 0
+
+
+def test_cache_is_dropped_after_a_fused_optimizer_step():
+    pol = LocalPolicy("tiny", device="cpu")
+    msgs = [step_msgs("cool a tomato", 1)]
+    pol.generate(msgs, max_new_tokens=4)
+    version = pol.prefix_cache.version
+    opt = torch.optim.AdamW(pol.model.parameters(), lr=0.5, fused=True)  # fused: no version-counter bump
+    pol.model(**pol.tokenizer("heat the egg", return_tensors="pt")).logits.sum().backward()
+    opt.step()
+    pol.generate(msgs, max_new_tokens=4)
+    assert pol.prefix_cache.version != version and pol.prefix_cache.stats()["reused_tokens"] == 0

@@ -11,7 +11,7 @@ Batch layout (B rows, R = longest reused prefix, S = longest suffix; `.` = paddi
 
 Padding in the middle is fine: positions come from the mask, and RoPE was applied to the stored
 keys at their original positions. The cache is dropped whenever the weights change (an RL update),
-detected through the parameters' in-place version counters.
+detected through the parameters' version counters and a checksum of the trainable ones.
 """
 
 from __future__ import annotations
@@ -24,9 +24,13 @@ import torch
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (keys [heads, T, dim], values [heads, T, dim])
 
 
-def weights_version(model) -> tuple[int, int]:
-    """Changes whenever any parameter is modified in place (optimizer steps, load_state_dict)."""
-    return id(model), sum(p._version for p in model.parameters())
+def weights_version(model) -> tuple[int, int, float]:
+    """Changes whenever the weights do: in-place version counters (optimizer steps, load_state_dict)
+    plus a checksum of the trainable parameters (fused optimizers do not bump the counters)."""
+    params = list(model.parameters())
+    trainable = [p.detach().float().sum() for p in params if p.requires_grad]
+    checksum = float(torch.stack(trainable).sum().item()) if trainable else 0.0
+    return id(model), sum(p._version for p in params), checksum
 
 
 class PrefixCache:
@@ -36,7 +40,7 @@ class PrefixCache:
         self.max_bytes, self.min_reuse = max_bytes, min_reuse
         self.entries: OrderedDict[tuple[int, ...], KV] = OrderedDict()
         self.sizes: dict[tuple[int, ...], int] = {}
-        self.version: tuple[int, int] | None = None
+        self.version: tuple[int, int, float] | None = None
         self.reused_tokens = self.prefilled_tokens = 0
 
     def stats(self) -> dict[str, int]:
