@@ -185,6 +185,10 @@ def grpo_update(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     model.eval()
+    if accel.num_processes > 1:  # log the mean over processes (each saw its own task shard)
+        keys = sorted(sums)
+        vals = accel.reduce(torch.tensor([sums[k] for k in keys], device=accel.device), "mean").tolist()
+        sums = dict(zip(keys, vals, strict=True))
     return {
         **sums,
         "update/skipped": 0.0,
@@ -300,7 +304,12 @@ def _iteration(
     task_list = [t for t in tasks for _ in range(rl.group_size)]
     group_ids = torch.tensor([i // rl.group_size for i in range(len(task_list))])
     actor = LLMActor(
-        rollout_policy, retriever, cfg, sample=True, want_logprobs=True, seed=rl.seed * 1_000_003 + it
+        rollout_policy,
+        retriever,
+        cfg,
+        sample=True,
+        want_logprobs=True,
+        seed=(rl.seed * 1_000_003 + it) * 64 + accel.process_index,
     )
     model.eval()
     trajs = (
