@@ -322,6 +322,8 @@ def _iteration(
     adv = group_advantages(rewards, group_ids) if trajs else torch.zeros(0)
     samples = build_samples(trajs, adv, tok)
     upd = grpo_update(model, optimizer, samples, cfg, accel, pad_id)
+    if upd["update/skipped"] == 0.0 and hasattr(rollout_policy, "reset_prefix_cache"):
+        rollout_policy.reset_prefix_cache()  # cached prompt KV states belong to the old weights
     t2 = time.perf_counter()
     row = iteration_metrics(
         trajs, rewards, adv, zero_variance_groups(rewards, group_ids) if trajs else 0, accel
