@@ -108,3 +108,24 @@ def test_cache_is_dropped_after_a_fused_optimizer_step():
     opt.step()
     pol.generate(msgs, max_new_tokens=4)
     assert pol.prefix_cache.version != version and pol.prefix_cache.stats()["reused_tokens"] == 0
+
+
+@pytest.mark.parametrize("rowwise", [False, True])
+def test_batched_and_rowwise_prefill_agree_with_cold(pair, rowwise):
+    _, cold = pair
+    warm = LocalPolicy("tiny", device="cpu", rowwise_prefill=rowwise)
+    assert warm.rowwise_prefill is rowwise
+    tasks = ["clean a plate", "put two cds in the safe, then look around the whole room carefully", "x"]
+    prompt_tokens = 0
+    for step in range(2):
+        batch = [step_msgs(t, step) for t in tasks] + [[{"role": "user", "content": "hi"}]]
+        a = warm.generate(batch, max_new_tokens=6, want_logprobs=True)
+        b = cold.generate(batch, max_new_tokens=6, want_logprobs=True)
+        assert [g.token_ids for g in a] == [g.token_ids for g in b]
+        prompt_tokens += sum(g.prompt_tokens for g in a)
+        assert [lp for g in a for lp in g.logprobs] == pytest.approx(
+            [lp for g in b for lp in g.logprobs], abs=1e-4
+        )
+    stats = warm.prefix_cache.stats()
+    assert stats["reused_tokens"] + stats["prefilled_tokens"] == prompt_tokens  # each token counted once
+    assert stats["reused_tokens"] > 0

@@ -81,18 +81,29 @@ def decode_batch(
     stop: list[str] | None = None,
     generator: torch.Generator | None = None,
     prefix_cache: PrefixCache | None = None,
+    rowwise_prefill: bool = False,
 ) -> list[RowResult]:
     """Decode every prompt (token ids) together until EOS, a stop string, or `max_new_tokens`.
 
     With `prefix_cache`, each row reuses the stored KV states of its longest known prefix and only
-    the rest is prefilled; the new prompts' states are stored for the next call.
+    the rest is prefilled; the new prompts' states are stored for the next call. `rowwise_prefill`
+    (needs the cache) prefills one row at a time, so no compute goes to padding: on CPU prefill is
+    compute-bound and gains nothing from batching, while decode (memory-bound) still runs batched.
     """
     n = len(prompts)
+    if rowwise_prefill and prefix_cache is not None and n > 1:
+        for ids in prompts:  # each row's states land in the cache; the batch below reuses them
+            _prefill(model, tokenizer, [ids], prefix_cache)
+        prefix_cache.paused = True  # the batch step below re-reads them: not new reuse, nothing to store
     stops = [s for s in (stop or []) if s]
     eos = _eos_ids(model, tokenizer)
     rows = [RowResult() for _ in range(n)]
     live = list(range(n))  # original row index of each row still in the batch
-    cache, logits, attention_mask, positions = _prefill(model, tokenizer, prompts, prefix_cache)
+    try:
+        cache, logits, attention_mask, positions = _prefill(model, tokenizer, prompts, prefix_cache)
+    finally:
+        if prefix_cache is not None:
+            prefix_cache.paused = False
     cache_kw = _cache_kwarg(model)
     device = attention_mask.device
     for _ in range(max_new_tokens):
@@ -150,7 +161,7 @@ def _prefill(model, tokenizer, prompts: list[list[int]], prefix_cache: PrefixCac
         logits_to_keep=1,
         **{_cache_kwarg(model): cache},
     )
-    if prefix_cache is not None:
+    if prefix_cache is not None and not prefix_cache.paused:
         prefix_cache.reused_tokens += sum(reuse)
         prefix_cache.prefilled_tokens += sum(len(p) for p in prompts) - sum(reuse)
         for ids_b, kv in zip(prompts, extract_rows(cache, mask), strict=True):

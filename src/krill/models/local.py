@@ -49,6 +49,7 @@ class LocalPolicy:
         batch_size: int = 64,
         seed: int = 0,
         prefix_cache_bytes: int = 1 << 30,
+        rowwise_prefill: bool | None = None,
     ):
         self.name = model_name_or_path if not adapter else f"{model_name_or_path}+{adapter}"
         self.batch_size = batch_size  # rows per forward pass; bigger batches are split
@@ -62,6 +63,8 @@ class LocalPolicy:
         )
         # KV states of recent prompts, reused for their shared prefixes (0 disables; see kv_prefix.py)
         self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
+        # CPU prefill is compute-bound: one row at a time wastes nothing on padding (None = on CPU only)
+        self.rowwise_prefill = self.device.type == "cpu" if rowwise_prefill is None else rowwise_prefill
 
     def reset_prefix_cache(self) -> None:
         """Forget stored prompt states (benchmarks: so a second run does not reuse the first's prompts)."""
@@ -115,6 +118,7 @@ class LocalPolicy:
                     stop=stop,
                     generator=generator,
                     prefix_cache=self.prefix_cache,
+                    rowwise_prefill=self.rowwise_prefill,
                 )
             for text, row, prompt_ids in zip(chunk, rows, ids, strict=True):
                 out.append(
