@@ -24,7 +24,8 @@ requests get a random fault from `fail_kinds` with probability `fail_rate` (seed
   "garbage"  a well-formed completion whose text is prose, not the handler's answer
   "long"     a completion of `long_chars` characters, ignoring max_tokens
   "trickle"  a body that dribbles one byte every 0.1 s and never ends
-`srv.stats` counts requests, answered and faults by kind; `srv.calls` keeps each request's path and body.
+`srv.stats` counts requests, answered and faults by kind; `srv.calls` keeps each request's path, body
+and Authorization header. A handler that raises answers HTTP 500 (the client retries it).
 """
 
 from __future__ import annotations
