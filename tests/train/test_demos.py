@@ -126,3 +126,16 @@ def test_expert_demos_use_the_llm_agent_prompt_on_a_real_env():
     prev_action = re.search(r"<action>(.+)</action>", first[-1]["content"]).group(1)
     assert f"Action: {prev_action}" in second[1]["content"]  # history shows the expert's previous action
     assert demos[0]["meta"]["source"] == "expert"
+
+
+def test_demo_source_accepts_chat_demos_or_trajectories(tmp_path):
+    from krill.formats.trajectories import save_trajectories
+    from krill.train.demos import load_demo_source
+
+    cfg = _cfg(True)
+    traj_path = tmp_path / "eto.jsonl"
+    save_trajectories(traj_path, [_traj(), _traj(success=False)])
+    from_trajs = load_demo_source(traj_path, _bank(), cfg, 3)
+    assert len(from_trajs) == 3 and from_trajs[0]["meta"]["source"] == "trajectories"
+    chat = save_demos(from_trajs, tmp_path / "chat.jsonl")
+    assert load_demo_source(chat, None, cfg, 2) == from_trajs[:2]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from krill.cli.common import console, get_config
@@ -12,7 +14,9 @@ def sft(
         "data/skill_bank.json", "--skill-bank", "-b", help="Skill bank used to build the prompts."
     ),
     demos: str | None = typer.Option(
-        None, "--demos", help="Chat-messages JSONL demos (default: build from expert rollouts)."
+        None,
+        "--demos",
+        help="Chat JSONL demos, or successful trajectories to build them from (default: expert rollouts).",
     ),
     num_examples: int | None = typer.Option(
         None, "--num-examples", "-n", help="Demo steps (default: sft.num_examples)."
@@ -29,7 +33,9 @@ def sft(
     from krill.train.sft import run_sft
 
     cfg = get_config(preset=preset)
-    bank = load_bank(skill_bank) if cfg.agent.use_skills else None
+    # chat demos carry their prompts; trajectories (e.g. converted ETO data) and expert rollouts need the bank
+    need_bank = cfg.agent.use_skills and (demos is None or Path(skill_bank).exists())
+    bank = load_bank(skill_bank) if need_bank else None
     result = run_sft(cfg, bank, out, demos_path=demos, num_examples=num_examples, init=init, resume=resume)
     console.print(
         f"SFT: {result.examples} demos, {result.steps} steps, loss {result.initial_loss:.3f} → "

@@ -286,3 +286,15 @@ def load_demos(path: str | Path) -> list[dict[str, Any]]:
     if not demos:
         raise KrillError("no demos in file", path=path)
     return demos
+
+
+def load_demo_source(
+    path: str | Path, bank: SkillBank | None, cfg: KrillConfig, n: int
+) -> list[dict[str, Any]]:
+    """`--demos FILE`: chat demos as they are, or successful trajectories (krill/ETO-converted) turned into demos."""
+    first = next(iter(read_jsonl(path)), None) if str(path).endswith(".jsonl") else None
+    if isinstance(first, dict) and "messages" in first:
+        return load_demos(path)[:n]
+    from krill.formats.trajectories import load_trajectories
+
+    return build_sft_demos(bank, cfg, source=load_trajectories(path), n=n)

@@ -125,6 +125,9 @@ def load_training_policy(cfg: KrillConfig, init: str | Path | None = None, devic
     from krill.models import build_policy
 
     pcfg = cfg.model_copy(deep=True)
+    init = (
+        init if init is not None else cfg.model.policy.adapter
+    )  # a configured adapter is the starting point
     if device is not None and pcfg.model.policy.device == "auto":
         pcfg.model.policy.device = str(device)
     if init is not None and not ckpt_io.is_adapter_dir(init):
@@ -256,12 +259,12 @@ def run_sft(
     resume: bool = False,
 ) -> SftResult:
     """Build (or load) the demo set, save it as `out_dir/demos.jsonl`, train, and return the result."""
-    from krill.train.demos import build_sft_demos, load_demos, save_demos
+    from krill.train.demos import build_sft_demos, load_demo_source, save_demos
 
     out_dir = Path(out_dir)
     n = num_examples or cfg.sft.num_examples
     if demos_path is not None:
-        demos = load_demos(demos_path)[:n]
+        demos = load_demo_source(demos_path, bank, cfg, n)
     else:
         demos = build_sft_demos(bank, cfg, source="expert", n=n)
     saved = save_demos(demos, out_dir / "demos.jsonl")
