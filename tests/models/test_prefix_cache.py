@@ -129,3 +129,18 @@ def test_batched_and_rowwise_prefill_agree_with_cold(pair, rowwise):
     stats = warm.prefix_cache.stats()
     assert stats["reused_tokens"] + stats["prefilled_tokens"] == prompt_tokens  # each token counted once
     assert stats["reused_tokens"] > 0
+
+
+def test_rowwise_falls_back_to_batched_when_the_cache_is_too_small(pair):
+    from krill.models.kv_prefix import kv_bytes_per_token
+
+    _, cold = pair
+    small = LocalPolicy("tiny", device="cpu")
+    per_token = kv_bytes_per_token(small.model)
+    assert per_token == 2 * 2 * 2 * 16 * 4  # K+V × 2 layers × 2 kv heads × head_dim 16 × fp32
+    small.prefix_cache.max_bytes = 150 * per_token  # one prompt fits, the whole batch does not
+    batch = [step_msgs(t, 0) for t in ("heat an egg", "cool a mug", "clean a fork")]
+    a = small.generate(batch, max_new_tokens=5)
+    assert [g.token_ids for g in a] == [g.token_ids for g in cold.generate(batch, max_new_tokens=5)]
+    assert small.prefix_cache.stats()["bytes"] <= 150 * per_token
+    assert small.prefix_cache.stats()["reused_tokens"] == 0  # batched prefill: rows did not share via the cache

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from krill.models.kv_prefix import PrefixCache, build_inputs, extract_rows, stack_prefixes
+from krill.models.kv_prefix import PrefixCache, build_inputs, extract_rows, kv_bytes_per_token, stack_prefixes
 
 
 @dataclass
@@ -91,7 +91,12 @@ def decode_batch(
     compute-bound and gains nothing from batching, while decode (memory-bound) still runs batched.
     """
     n = len(prompts)
-    if rowwise_prefill and prefix_cache is not None and n > 1:
+    # row-wise only when every row's states fit in the cache at once (else the batch would recompute them)
+    fits = (
+        prefix_cache is not None
+        and sum(map(len, prompts)) * kv_bytes_per_token(model) <= prefix_cache.max_bytes
+    )
+    if rowwise_prefill and fits and n > 1:
         for ids in prompts:  # each row's states land in the cache; the batch below reuses them
             _prefill(model, tokenizer, [ids], prefix_cache)
         prefix_cache.paused = True  # the batch step below re-reads them: not new reuse, nothing to store

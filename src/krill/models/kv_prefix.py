@@ -33,6 +33,14 @@ def weights_version(model) -> tuple[int, int, float]:
     return id(model), sum(p._version for p in params), checksum
 
 
+def kv_bytes_per_token(model) -> int:
+    """Bytes of K and V one token occupies across all layers (SmolLM2-135M fp32: 46 KB)."""
+    cfg = model.config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return 2 * cfg.num_hidden_layers * heads * head_dim * next(model.parameters()).element_size()
+
+
 class PrefixCache:
     """LRU of prompt KV states keyed by token ids, bounded by `max_bytes` of stored tensors."""
 
