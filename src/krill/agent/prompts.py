@@ -46,7 +46,8 @@ CURRENT_TEMPLATE = "## Current Observation (step {step})\n{observation}"
 ADMISSIBLE_TEMPLATE = "## Admissible Actions\n{actions}"
 REMINDER_THINK = "Now reason inside <think> </think>, then give your action inside <action> </action>."
 # Ends with a question: SmolLM2-135M echoes a trailing "Your next action:" line instead of answering.
-REMINDER_BARE = "Your next action is one of the admissible actions above. Which one?"
+# ("The best next action is ..." primes an answer such as "The best next action is to go to cabinet 1.")
+REMINDER_BARE = "The best next action is one of the admissible actions. Which one?"
 
 
 def default_count_tokens(text: str) -> int:
