@@ -32,15 +32,15 @@ class RemoteRollouts:
         from krill.models import build_policy
         from krill.train.checkpoint import export_model
 
+        # pushed at iteration 0 too: the starting adapter (e.g. --init's SFT adapter) must be what is sampled
         rcfg = cfg.model_copy(deep=True)
-        if iteration > 0 or cfg.model.policy.adapter is not None:
-            name = f"krill-iter{iteration:04d}"
-            path = (Path(out_dir) / "served" / name).resolve()
-            if accel.is_main_process:
-                export_model(accel.unwrap_model(policy.model), policy.tokenizer, path, cfg)
-                load_adapter_on_server(cfg, name, path)
-            accel.wait_for_everyone()
-            rcfg.model.policy.model = name
+        name = f"krill-iter{iteration:04d}"
+        path = (Path(out_dir) / "served" / name).resolve()
+        if accel.is_main_process:
+            export_model(accel.unwrap_model(policy.model), policy.tokenizer, path, cfg)
+            load_adapter_on_server(cfg, name, path)
+        accel.wait_for_everyone()
+        rcfg.model.policy.model = name
         return cls(build_policy(rcfg), policy.tokenizer)
 
     def generate(self, batch: list[Messages], **kw: Any) -> list[Generation]:
