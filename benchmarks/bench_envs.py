@@ -125,6 +125,36 @@ def pool_speedup(env_name: str, split: str, cfg: Any, tasks: list[str], workers:
     )
 
 
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def parallel_control(workers: int) -> None:
+    """The best a process pool could do right now: pure-Python work, one process vs `workers`."""
+    import multiprocessing as mp
+
+    n = 2_000_000
+    t0 = time.perf_counter()
+    for _ in range(workers):
+        _spin(n)
+    one = time.perf_counter() - t0
+    with mp.get_context("spawn").Pool(workers) as p:
+        p.map(_spin, [10] * workers)  # start-up excluded
+        t0 = time.perf_counter()
+        p.map(_spin, [n] * workers)
+        many = time.perf_counter() - t0
+    print(f"control: {workers}x pure-Python work, 1 process {one:.2f}s vs {workers} processes {many:.2f}s")
+    bench(
+        f"control: {workers} processes vs 1 on pure-Python work",
+        one / many,
+        "x speed-up",
+        ratio=round(one / many, 3),
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -178,6 +208,7 @@ def main() -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     # a pool can only beat one process when cores are idle: the load average says whether they were
     print(f"machine: {os.cpu_count()} CPU cores, load average {load}; Python {sys.version.split()[0]}")
+    parallel_control(args.workers)
     for env_name in args.envs.split(","):
         if env_name not in ENVS:
             print(f"{env_name}: not registered in this checkout, skipped")
