@@ -31,6 +31,9 @@ def run(actor, pool_factory, tasks, cfg, steps):
     from krill.agent.rollout import run_episodes
 
     pool = pool_factory()
+    reset = getattr(actor.policy, "reset_prefix_cache", None)
+    if reset is not None:  # each mode starts cold: no reuse of the other mode's cached prompts
+        reset()
     try:
         t0 = time.perf_counter()
         trajs = run_episodes(actor, pool, tasks, cfg, max_steps=steps)

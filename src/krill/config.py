@@ -29,7 +29,9 @@ class _Section(BaseModel):
 class EndpointConfig(_Section):
     backend: str = Field("local", description="local | openai (any OpenAI-compatible server)")
     model: str = Field("", description="HF id/path (local) or model name on the server (openai)")
-    api_base: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    api_base: str | None = Field(
+        None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
+    )
     api_key_env: str = Field("OPENAI_API_KEY", description="name of the env var holding the API key")
     concurrency: int = Field(16, ge=1, description="max concurrent requests (openai backend)")
     timeout: float = Field(60.0, gt=0, description="seconds per request")
@@ -40,25 +42,35 @@ class EndpointConfig(_Section):
 
 
 class PolicyConfig(EndpointConfig):
-    model: str = Field("smollm2", description="'smollm2' (embedded default), 'tiny' (random test model), HF id/path")
+    model: str = Field(
+        "smollm2", description="'smollm2' (embedded default), 'tiny' (random test model), HF id/path"
+    )
     adapter: str | None = Field(None, description="path to a PEFT adapter to load on top of the model")
-    dtype: str = Field("auto", description="auto | float32 | bfloat16 | float16 (auto: bf16 on GPU, fp32 on CPU)")
+    dtype: str = Field(
+        "auto", description="auto | float32 | bfloat16 | float16 (auto: bf16 on GPU, fp32 on CPU)"
+    )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     max_new_tokens: int = Field(64, ge=1, description="tokens generated per agent step")
-    temperature: float = Field(0.0, ge=0, description="0 = greedy (eval default); RL sampling uses rl.temperature")
+    temperature: float = Field(
+        0.0, ge=0, description="0 = greedy (eval default); RL sampling uses rl.temperature"
+    )
     top_p: float = Field(1.0, gt=0, le=1)
     batch_size: int = Field(8, ge=1, description="episodes generated per forward pass")
 
 
 class TeacherConfig(EndpointConfig):
-    backend: str = Field("analytic", description="analytic (offline, grounded in the data) | llm (OpenAI-compatible)")
+    backend: str = Field(
+        "analytic", description="analytic (offline, grounded in the data) | llm (OpenAI-compatible)"
+    )
     model: str = Field("o3", description="teacher model name on the server")
     temperature: float = Field(0.3, ge=0)
     max_tokens: int = Field(2048, ge=16)
 
 
 class EmbeddingConfig(EndpointConfig):
-    model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model (embedded default) or server model")
+    model: str = Field(
+        "all-MiniLM-L6-v2", description="sentence-transformers model (embedded default) or server model"
+    )
     batch_size: int = Field(64, ge=1)
 
 
@@ -69,7 +81,9 @@ class ModelConfig(_Section):
 
 
 class AlfworldConfig(_Section):
-    data_dir: str | None = Field(None, description="real ALFWorld data (json_2.1.1); else $ALFWORLD_DATA; else generated")
+    data_dir: str | None = Field(
+        None, description="real ALFWorld data (json_2.1.1); else $ALFWORLD_DATA; else generated"
+    )
     games_dir: str | None = Field(None, description="generated games folder (default: the krill cache)")
     train_games: int = Field(1000, ge=1, description="games generated for the train split on first use")
     valid_seen_games: int = Field(140, ge=1, description="eval_in_distribution size")
@@ -93,7 +107,9 @@ class EnvConfig(_Section):
     url: str | None = Field(None, description="use a remote env server (krill env serve) at this URL")
     token_env: str = Field("KRILL_ENV_TOKEN", description="env var holding the env server's token")
     workers: int = Field(0, ge=0, description="pool worker processes (0 = in-process)")
-    pool_timeout: float = Field(120.0, gt=0, description="seconds per pool call; a slower worker is restarted")
+    pool_timeout: float = Field(
+        120.0, gt=0, description="seconds per pool call; a slower worker is restarted"
+    )
     seed: int = Field(0, description="seed for task order and generation")
     categories: list[str] = Field(default_factory=list, description="extra task categories of user envs")
     alfworld: AlfworldConfig = Field(default_factory=AlfworldConfig)
@@ -101,7 +117,9 @@ class EnvConfig(_Section):
 
 
 class AgentConfig(_Section):
-    think: bool = Field(False, description="ask for <think>…</think> before <action>; off for tiny CPU models")
+    think: bool = Field(
+        False, description="ask for <think>…</think> before <action>; off for tiny CPU models"
+    )
     history_window: int = Field(3, ge=0, description="recent (observation, action) pairs in the prompt")
     use_skills: bool = Field(True, description="inject retrieved skills (False = ablation)")
     show_admissible: bool = Field(True, description="list admissible actions in the prompt")
@@ -111,7 +129,9 @@ class AgentConfig(_Section):
 class RetrievalConfig(_Section):
     top_k: int = Field(6, ge=0, description="K task-specific skills (paper: 6)")
     threshold: float = Field(0.4, ge=-1, le=1, description="cosine δ a skill must exceed (paper: 0.4)")
-    mode: Literal["similarity", "template"] = Field("similarity", description="template = all skills of the category")
+    mode: Literal["similarity", "template"] = Field(
+        "similarity", description="template = all skills of the category"
+    )
     max_mistakes: int = Field(5, ge=0, description="common mistakes shown per prompt")
 
 
@@ -146,11 +166,15 @@ class SftConfig(_Section):
 
 class RlConfig(_Section):
     learning_rate: float = Field(1e-6, gt=0, description="paper: 1e-6")
-    batch_size: int = Field(64, ge=1, description="trajectories per iteration = tasks_per_iteration × group_size")
+    batch_size: int = Field(
+        64, ge=1, description="trajectories per iteration = tasks_per_iteration × group_size"
+    )
     group_size: int = Field(8, ge=1, description="G rollouts per task (paper: 8)")
     kl_coef: float = Field(0.01, ge=0, description="β for k3 KL to the reference (adapter disabled)")
     clip_ratio: float = Field(0.2, ge=0, description="ε_c of the clipped surrogate")
-    invalid_action_penalty: float = Field(0.1, ge=0, description="subtracted from the return per invalid action")
+    invalid_action_penalty: float = Field(
+        0.1, ge=0, description="subtracted from the return per invalid action"
+    )
     max_prompt_length: int = Field(6000, ge=32, description="tokens; oldest history dropped first")
     max_response_length: int = Field(1024, ge=1, description="tokens per agent step")
     iterations: int = Field(150, ge=1, description="RL iterations (paper: 150 epochs)")
@@ -161,10 +185,12 @@ class RlConfig(_Section):
     max_steps: int | None = Field(None, ge=1, description="episode step cap during RL (None = env default)")
     checkpoint_every: int = Field(1, ge=1, description="iterations between checkpoints")
     train_model: str | None = Field(
-        None, description="local weights to train when rollouts use an OpenAI-compatible server (default: model.policy.model)"
+        None,
+        description="local weights to train when rollouts use an OpenAI-compatible server (default: model.policy.model)",
     )
     adapter_sync_endpoint: str = Field(
-        "/v1/load_lora_adapter", description="server path that loads a saved LoRA adapter (vLLM's) after each update"
+        "/v1/load_lora_adapter",
+        description="server path that loads a saved LoRA adapter (vLLM's) after each update",
     )
     seed: int = 0
 
@@ -177,7 +203,9 @@ class EvolutionConfig(_Section):
     deep: int = Field(10, ge=0, description="failures analysed in full")
     shallow: int = Field(5, ge=0, description="more failures summarised")
     validation_episodes: int = Field(24, ge=1, description="validation episodes per evaluation")
-    dedup_threshold: float = Field(0.9, ge=0, le=1, description="new skills this close to an existing one are dropped")
+    dedup_threshold: float = Field(
+        0.9, ge=0, le=1, description="new skills this close to an existing one are dropped"
+    )
 
 
 class EvalConfig(_Section):
@@ -189,7 +217,9 @@ class EvalConfig(_Section):
 
 class TrainConfig(_Section):
     expert_episodes: int = Field(200, ge=0, description="expert rollouts collected for distillation and SFT")
-    policy_episodes: int = Field(200, ge=0, description="untrained-policy rollouts (failures feed distillation)")
+    policy_episodes: int = Field(
+        200, ge=0, description="untrained-policy rollouts (failures feed distillation)"
+    )
     eval_episodes: int = Field(60, ge=1, description="held-out episodes for the before/after table")
 
 

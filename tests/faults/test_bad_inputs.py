@@ -14,7 +14,12 @@ from krill.cli.main import main
 
 GOOD_SKILL = {"id": "5d352009-0000-4000-8000-000000000001", "name": "Heat first", "principle": "Heat it.",
               "when_to_apply": "hot tasks", "category": {"TaskSpecific": "Heat"}, "embedding": None}  # fmt: skip
-GOOD_BANK = {"general_skills": [], "task_specific_skills": {"Heat": [GOOD_SKILL]}, "history": [], "current_cycle": 0}
+GOOD_BANK = {
+    "general_skills": [],
+    "task_specific_skills": {"Heat": [GOOD_SKILL]},
+    "history": [],
+    "current_cycle": 0,
+}
 GOOD_TRAJ = {"id": "t1", "task_description": "put a hot apple in fridge", "task_category": "Heat",
              "steps": [{"observation": "o", "action": "look", "reward": 0.0, "step_index": 0}],
              "total_reward": 0.0, "success": False, "metadata": {}}  # fmt: skip
@@ -39,16 +44,30 @@ BANKS: dict[str, bytes | str] = {
     "null": "null",
     "top_level_array": "[1, 2, 3]",
     "general_is_string": _bank(general_skills="oops"),
-    "missing_principle": _bank(general_skills=[{k: v for k, v in _skill(category="General").items() if k != "principle"}]),
+    "missing_principle": _bank(
+        general_skills=[{k: v for k, v in _skill(category="General").items() if k != "principle"}]
+    ),
     "principle_int": _bank(general_skills=[_skill(category="General", principle=42)]),
     "empty_name": _bank(general_skills=[_skill(category="General", name="")]),
-    "unknown_category_value": _bank(task_specific_skills={"Heat": [_skill(category={"TaskSpecific": "Juggle"})]}),
+    "unknown_category_value": _bank(
+        task_specific_skills={"Heat": [_skill(category={"TaskSpecific": "Juggle"})]}
+    ),
     "unknown_category_key": _bank(task_specific_skills={"juggling": [_skill()]}),
-    "nan_embedding": _bank(task_specific_skills={"Heat": [_skill(embedding=[0.1])]}).replace("[0.1]", "[NaN]"),
-    "inf_embedding": _bank(task_specific_skills={"Heat": [_skill(embedding=[0.1])]}).replace("[0.1]", "[Infinity]"),
+    "nan_embedding": _bank(task_specific_skills={"Heat": [_skill(embedding=[0.1])]}).replace(
+        "[0.1]", "[NaN]"
+    ),
+    "inf_embedding": _bank(task_specific_skills={"Heat": [_skill(embedding=[0.1])]}).replace(
+        "[0.1]", "[Infinity]"
+    ),
     "string_in_embedding": _bank(task_specific_skills={"Heat": [_skill(embedding=[0.1, "x"])]}),
-    "mixed_dims": _bank(task_specific_skills={"Heat": [_skill(embedding=[0.1, 0.2]),
-                        _skill(id="5d352009-0000-4000-8000-000000000002", embedding=[0.1, 0.2, 0.3])]}),
+    "mixed_dims": _bank(
+        task_specific_skills={
+            "Heat": [
+                _skill(embedding=[0.1, 0.2]),
+                _skill(id="5d352009-0000-4000-8000-000000000002", embedding=[0.1, 0.2, 0.3]),
+            ]
+        }
+    ),
     "duplicate_ids": _bank(task_specific_skills={"Heat": [_skill(), _skill(name="other")]}),
     "latin1": _bank(general_skills=[_skill(category="General", name="café")]).encode("latin-1"),
     "utf16": _bank().encode("utf-16"),
@@ -57,10 +76,20 @@ BANKS: dict[str, bytes | str] = {
     "giant_name": _bank(general_skills=[_skill(category="General", name="x" * 2_000_000)]),
     "cycle_string": _bank(current_cycle="seven"),
     "history_missing_id": _bank(history=[{"added_at": "2026-01-01T00:00:00Z"}]),
-    "official_unknown_category": json.dumps({"general_skills": [], "task_specific_skills": {
-        "juggling": [{"skill_id": "j1", "title": "t", "principle": "p", "when_to_apply": "w"}]}}),
-    "official_missing_title": json.dumps({"general_skills": [{"skill_id": "g1", "principle": "p", "when_to_apply": "w"}],
-                                          "task_specific_skills": {}}),  # fmt: skip
+    "official_unknown_category": json.dumps(
+        {
+            "general_skills": [],
+            "task_specific_skills": {
+                "juggling": [{"skill_id": "j1", "title": "t", "principle": "p", "when_to_apply": "w"}]
+            },
+        }
+    ),
+    "official_missing_title": json.dumps(
+        {
+            "general_skills": [{"skill_id": "g1", "principle": "p", "when_to_apply": "w"}],
+            "task_specific_skills": {},
+        }
+    ),  # fmt: skip
 }
 
 TRAJS: dict[str, bytes | str] = {
@@ -72,8 +101,13 @@ TRAJS: dict[str, bytes | str] = {
     "unknown_category": json.dumps({**GOOD_TRAJ, "task_category": "Juggle"}) + "\n",
     "success_wrong_type": json.dumps({**GOOD_TRAJ, "success": "maybe"}) + "\n",
     "truncated_array": "[" + json.dumps(GOOD_TRAJ) + ", {",
-    "latin1": (json.dumps({**GOOD_TRAJ, "task_description": "café"}, ensure_ascii=False) + "\n").encode("latin-1"),
-    "giant_observation": json.dumps({**GOOD_TRAJ, "steps": [{"observation": "x" * 30_000_000, "action": "a"}]}) + "\n",
+    "latin1": (json.dumps({**GOOD_TRAJ, "task_description": "café"}, ensure_ascii=False) + "\n").encode(
+        "latin-1"
+    ),
+    "giant_observation": json.dumps(
+        {**GOOD_TRAJ, "steps": [{"observation": "x" * 30_000_000, "action": "a"}]}
+    )
+    + "\n",
     "duplicate_ids": json.dumps(GOOD_TRAJ) + "\n" + json.dumps(GOOD_TRAJ) + "\n",
 }
 
@@ -82,7 +116,10 @@ CONFIGS: dict[str, tuple[str, str]] = {
     "unknown_key": ("cfg.yaml", "rl:\n  bogus_key: 3\n"),
     "wrong_type": ("cfg.toml", '[rl]\ngroup_size = "eight"\n'),
     "bad_toml": ("cfg.toml", "[rl\n"),
-    "original_unknown_key": ("config.demo.json", json.dumps({"sft": {"learning_rate": 1e-4}, "rl": {"warp": 9}})),
+    "original_unknown_key": (
+        "config.demo.json",
+        json.dumps({"sft": {"learning_rate": 1e-4}, "rl": {"warp": 9}}),
+    ),
 }
 
 

@@ -143,4 +143,6 @@ def test_rowwise_falls_back_to_batched_when_the_cache_is_too_small(pair):
     a = small.generate(batch, max_new_tokens=5)
     assert [g.token_ids for g in a] == [g.token_ids for g in cold.generate(batch, max_new_tokens=5)]
     assert small.prefix_cache.stats()["bytes"] <= 150 * per_token
-    assert small.prefix_cache.stats()["reused_tokens"] == 0  # batched prefill: rows did not share via the cache
+    assert (
+        small.prefix_cache.stats()["reused_tokens"] == 0
+    )  # batched prefill: rows did not share via the cache

@@ -18,7 +18,9 @@ def test_distill_from_real_expert_and_random_rollouts(tmp_path, monkeypatch):
     monkeypatch.setenv("KRILL_CACHE", str(tmp_path / "cache"))
     cfg = load_config(overrides=[f"cache_dir={tmp_path / 'cache'}", "env.alfworld.train_games=24"])
     expert = collect(cfg, CollectOptions(episodes=18, policy="expert", out=str(tmp_path / "e.jsonl")))
-    rand = collect(cfg, CollectOptions(episodes=12, policy="random", max_steps=15, seed=1, out=str(tmp_path / "r.jsonl")))
+    rand = collect(
+        cfg, CollectOptions(episodes=12, policy="random", max_steps=15, seed=1, out=str(tmp_path / "r.jsonl"))
+    )
     trajs = [*expert.trajectories, *rand.trajectories]
     assert sum(t.success for t in expert.trajectories) >= 15
     bank, report = distill(trajs, AnalyticTeacher(cfg), HashEmbedder(), cfg)

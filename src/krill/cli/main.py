@@ -22,11 +22,17 @@ app = typer.Typer(
 
 @app.callback()
 def _global(
-    config: str | None = typer.Option(None, "--config", "-c", help="Config file (TOML/YAML, or original krill JSON)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a config value: section.key=value (repeatable)."),
+    config: str | None = typer.Option(
+        None, "--config", "-c", help="Config file (TOML/YAML, or original krill JSON)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a config value: section.key=value (repeatable)."
+    ),
     preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper (also $KRILL_PRESET)."),
     env: str | None = typer.Option(None, "--env", help="alfworld | webshop"),
-    mock: bool = typer.Option(False, "--mock", help="Use the built-in offline simulators (the default here)."),
+    mock: bool = typer.Option(
+        False, "--mock", help="Use the built-in offline simulators (the default here)."
+    ),
     env_url: str | None = typer.Option(None, "--env-url", help="Remote env server URL (krill env serve)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
 ) -> None:

@@ -107,14 +107,15 @@ def run_pipeline(
 # -- phases -------------------------------------------------------------------------------------
 def _collect(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
     """Expert rollouts (successes for distillation/SFT) + untrained-policy rollouts (real failures)."""
-    from krill.agent.collect import collect
+    from krill.agent.collect import CollectOptions, collect
 
     tdir = run_dir / "trajectories"
-    expert = collect(cfg, policy="expert", episodes=cfg.train.expert_episodes, split="train",
-                     out=tdir / "expert.jsonl", resume=True, seed=cfg.seed)  # fmt: skip
-    policy = collect(cfg, policy="local", episodes=cfg.train.policy_episodes, split="train",
-                     out=tdir / "policy.jsonl", resume=True, seed=cfg.seed + 1, bank=None)  # fmt: skip
-    return {"expert": _rate(expert), "policy": _rate(policy)}
+    expert = collect(cfg, CollectOptions(episodes=cfg.train.expert_episodes, policy="expert",
+                                         out=str(tdir / "expert.jsonl"), resume=True, seed=cfg.seed))  # fmt: skip
+    policy = collect(cfg.model_copy(deep=True),
+                     CollectOptions(episodes=cfg.train.policy_episodes, policy="local",
+                                    out=str(tdir / "policy.jsonl"), resume=True, seed=cfg.seed + 1))  # fmt: skip
+    return {"expert": _rate(expert.trajectories), "policy": _rate(policy.trajectories)}
 
 
 def _rate(trajs: list) -> dict[str, Any]:
