@@ -11,14 +11,18 @@ teacher fails mid-cycle, the next cycle starts with the ones that missed out —
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from krill.config import KrillConfig
+from krill.formats.banks import save_bank
 from krill.io import append_jsonl
 from krill.schema import SkillBank, Trajectory
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,35 +88,54 @@ def evolve_bank(
     return report
 
 
-def make_evolve_hook(cfg: KrillConfig, run_dir: str | Path):
-    """The hook `run_rl` calls every validation_interval iterations: validate, evolve, save cycle_K.json."""
-    from krill.agent.actors import LLMActor
-    from krill.evaluate.eval import evaluate
-    from krill.formats.banks import save_bank
-    from krill.formats.trajectories import load_trajectories
+def make_evolve_hook(cfg: KrillConfig, run_dir: str | Path, validate: Any = None):
+    """The hook `run_rl` calls every validation_interval iterations: validate, evolve, save cycle_K.json.
+
+    `validate(policy, bank, iteration) -> trajectories` replaces the default validation (greedy
+    episodes of the current policy on `valid_seen`, a split RL never trains on).
+    """
     from krill.models import build_embedder
     from krill.skills.distill import make_teacher
-    from krill.skills.retrieval import Retriever
 
     run_dir = Path(run_dir)
     embedder = build_embedder(cfg)
     teacher = make_teacher(cfg, work_dir=run_dir / "banks" / "evolution.work")
+    validate = validate or _validator(cfg, run_dir, embedder)
     turn = {"n": 0}
 
     def hook(iteration: int, policy: Any, bank: SkillBank, recent: list[Trajectory] | None = None):
-        vcfg = cfg.model_copy(deep=True)
-        vcfg.eval.temperature = 0.0
-        actor = LLMActor(policy, Retriever(bank, embedder, cfg.skill_retrieval), vcfg, sample=False)
-        out = run_dir / "rl" / "validation" / f"iter_{iteration}.json"
-        evaluate(vcfg, policy="local", bank=bank, out=out, split="valid_seen",
-                 episodes=cfg.evolution.validation_episodes, actor=actor)  # fmt: skip
-        validation = load_trajectories(out.with_name(out.stem + ".trajectories.jsonl"))
+        validation = validate(policy, bank, iteration)
         report = evolve_bank(bank, validation, teacher, embedder, cfg, recent=recent, turn=turn["n"])
         turn["n"] += 1
         path = run_dir / "banks" / f"cycle_{report.cycle}.json"
         save_bank(bank, path)
         report.bank_path = str(path)
         append_jsonl(run_dir / "rl" / "evolution.jsonl", {"iteration": iteration, **report.to_dict()})
+        log.info(
+            "evolution cycle %d: below %.2f: %s; added %d; bank size %d",
+            report.cycle, cfg.evolution.threshold, ", ".join(report.failing) or "none",
+            sum(len(v) for v in report.added.values()), report.bank_size,
+        )  # fmt: skip
         return bank
 
     return hook
+
+
+def _validator(cfg: KrillConfig, run_dir: Path, embedder: Any):
+    """Greedy validation episodes of the current policy with the current bank on `valid_seen`."""
+
+    def validate(policy: Any, bank: SkillBank, iteration: int) -> list[Trajectory]:
+        from krill.agent.actors import LLMActor
+        from krill.evaluate.eval import evaluate
+        from krill.formats.trajectories import load_trajectories
+        from krill.skills.retrieval import Retriever
+
+        vcfg = cfg.model_copy(deep=True)
+        vcfg.eval.temperature = 0.0
+        actor = LLMActor(policy, Retriever(bank, embedder, cfg.skill_retrieval), vcfg, sample=False)
+        out = run_dir / "rl" / "validation" / f"iter_{iteration}.json"
+        evaluate(vcfg, policy="local", bank=bank, out=out, split="valid_seen",
+                 episodes=cfg.evolution.validation_episodes, actor=actor)  # fmt: skip
+        return load_trajectories(out.with_name(out.stem + ".trajectories.jsonl"))
+
+    return validate
