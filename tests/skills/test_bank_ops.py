@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from test_analytic_synth import HashEmbedder
 
+from krill.formats.bank_tools import diff_banks, merge_banks
 from krill.schema import Provenance, Skill, SkillBank
-from krill.skills.bank_ops import add_if_novel, dedup_bank, diff_banks, merge_banks
+from krill.skills.bank_ops import add_if_novel, dedup_bank
 
 
 def _skill(name, principle, cat="Heat", tids=("a",), success=True):
@@ -52,14 +53,19 @@ def test_merge_banks_and_diff():
     a.add(changed)
     b.add(changed.model_copy(update={"principle": "New text."}))
     b.add(_skill("Only in b", "Added by evolution.", cat="Clean"))
-    m = merge_banks(a, b)
+    m, counts = merge_banks(a, b)
     assert {s.name for s in m.all_skills()} == {"Shared", "Only in a", "Changed", "Only in b"}
-    assert {p.trajectory_id for p in m.get(shared.id).provenance} == {"s1", "s2"}
+    assert [p.trajectory_id for p in m.get(shared.id).provenance] == ["s2"]  # b, the newer bank, wins
+    assert m.get(changed.id).principle == "New text."
+    assert counts == {"added": 1, "replaced": 2, "identical": 0, "mistakes_added": 0}
+    assert {h.skill_id for h in m.history} == {s.id for s in m.all_skills()}
     d = diff_banks(a, b)
     assert [s.name for s in d.added] == ["Only in b"]
     assert [s.name for s in d.removed] == ["Only in a"]
-    assert [(x.principle, y.principle) for x, y in d.changed] == [("Old text.", "New text.")]
-    assert not diff_banks(a, a)
+    assert [(x.principle, y.principle, f) for x, y, f in d.changed] == [
+        ("Old text.", "New text.", ["principle"])
+    ]
+    assert diff_banks(a, a).empty
 
 
 def test_add_if_novel_drops_near_duplicates_and_files_under_category():

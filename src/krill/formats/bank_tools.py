@@ -1,4 +1,7 @@
-"""Whole-bank comparisons behind `krill bank stats|merge|diff` (pure functions over SkillBanks)."""
+"""Whole-bank comparisons behind `krill bank stats|merge|diff` (pure functions over SkillBanks).
+
+The one merge and diff of two banks, by skill id; embedding-based dedup is `krill.skills.bank_ops`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from krill.formats.banks import category_order
-from krill.schema import GENERAL, HistoryEntry, Skill, SkillBank
+from krill.schema import HistoryEntry, Skill, SkillBank
 
 _COMPARED = ("name", "principle", "when_to_apply", "category")
 
@@ -57,7 +60,7 @@ def merge_banks(a: SkillBank, b: SkillBank) -> tuple[SkillBank, dict[str, int]]:
             merged.remove(skill.id)
         else:
             counts["added"] += 1
-        _file(merged, skill.model_copy(deep=True))
+        file_skill(merged, skill.model_copy(deep=True))
     have = {h.skill_id for h in merged.history}
     for h in b.history:
         if h.skill_id not in have:
@@ -74,7 +77,8 @@ def merge_banks(a: SkillBank, b: SkillBank) -> tuple[SkillBank, dict[str, int]]:
     return merged, counts
 
 
-def _file(bank: SkillBank, skill: Skill) -> None:
+def file_skill(bank: SkillBank, skill: Skill) -> None:
+    """Put `skill` under its tier (general or its category), without a history entry."""
     if skill.is_general:
         bank.general_skills.append(skill)
     else:
@@ -112,4 +116,4 @@ def _count(items) -> dict[str, int]:
     return out
 
 
-__all__ = ["BankDiff", "bank_stats", "diff_banks", "merge_banks", "GENERAL"]
+__all__ = ["BankDiff", "bank_stats", "diff_banks", "file_skill", "merge_banks"]

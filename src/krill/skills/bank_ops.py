@@ -1,4 +1,6 @@
-"""Operations on whole banks: dedup/merge near-duplicates, merge two banks, diff, add evolved skills.
+"""Embedding-based bank operations: dedup near-duplicates, add evolved skills if novel.
+
+Merging and diffing two banks by id (no embeddings) is `krill.formats.bank_tools`.
 
 Near-duplicates are skills whose embeddings have cosine ≥ a threshold (`distill.merge_threshold`,
 0.9). Merging is greedy over skills sorted by support (most provenance first): each skill either
@@ -9,11 +11,11 @@ the kept skills are pairwise below the threshold, and the text kept is the best-
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from krill.categories import normalize_category
+from krill.formats.bank_tools import file_skill
 from krill.schema import GENERAL, CommonMistake, HistoryEntry, Provenance, Skill, SkillBank
 
 
@@ -99,10 +101,7 @@ def rebuild(bank: SkillBank, skills: list[Skill], mistakes: list[CommonMistake] 
     if mistakes is not None:
         out.common_mistakes = mistakes
     for s in skills:
-        if s.is_general:
-            out.general_skills.append(s)
-        else:
-            out.task_specific_skills.setdefault(s.category, []).append(s)
+        file_skill(out, s)
     alive = {s.id for s in skills}
     out.history = [h for h in bank.history if h.skill_id in alive]
     have = {h.skill_id for h in out.history}
@@ -123,51 +122,6 @@ def dedup_bank(bank: SkillBank, embedder, threshold: float) -> tuple[SkillBank, 
         [m.model_copy(deep=True) for m in bank.common_mistakes], embedder, threshold
     )
     return rebuild(bank, kept, mistakes), merged + m_merged
-
-
-def merge_banks(a: SkillBank, b: SkillBank, embedder=None, threshold: float = 0.9) -> SkillBank:
-    """`a` ∪ `b` (same id → one copy); with an embedder, near-duplicates are merged as well."""
-    skills: dict[str, Skill] = {}
-    for s in [*a.all_skills(), *b.all_skills()]:
-        if s.id in skills:
-            skills[s.id].provenance = union_provenance(skills[s.id].provenance, s.provenance)
-        else:
-            skills[s.id] = s.model_copy(deep=True)
-    mistakes = {m.mistake_id: m.model_copy(deep=True) for m in [*a.common_mistakes, *b.common_mistakes]}
-    base = SkillBank(current_cycle=max(a.current_cycle, b.current_cycle), history=[*a.history, *b.history])
-    seen: set[str] = set()
-    base.history = [h for h in base.history if not (h.skill_id in seen or seen.add(h.skill_id))]
-    merged = rebuild(base, list(skills.values()), list(mistakes.values()))
-    if embedder is not None:
-        merged, _ = dedup_bank(merged, embedder, threshold)
-    return merged
-
-
-@dataclass
-class BankDiff:
-    """Skills in `b` but not `a` (added), in `a` not `b` (removed), and same id with other content (changed)."""
-
-    added: list[Skill] = field(default_factory=list)
-    removed: list[Skill] = field(default_factory=list)
-    changed: list[tuple[Skill, Skill]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.changed)
-
-
-def _content(s: Skill) -> tuple:
-    return (s.name, s.principle, s.when_to_apply, s.category)
-
-
-def diff_banks(a: SkillBank, b: SkillBank) -> BankDiff:
-    """What changed from bank `a` to bank `b`, by skill id (e.g. what an evolution cycle added)."""
-    old = {s.id: s for s in a.all_skills()}
-    new = {s.id: s for s in b.all_skills()}
-    return BankDiff(
-        added=[s for i, s in new.items() if i not in old],
-        removed=[s for i, s in old.items() if i not in new],
-        changed=[(old[i], s) for i, s in new.items() if i in old and _content(old[i]) != _content(s)],
-    )
 
 
 def add_if_novel(
