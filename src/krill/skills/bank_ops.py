@@ -16,6 +16,7 @@ import numpy as np
 
 from krill.categories import normalize_category
 from krill.formats.bank_tools import file_skill
+from krill.models.embedder import normalize_rows
 from krill.schema import GENERAL, CommonMistake, HistoryEntry, Provenance, Skill, SkillBank
 
 
@@ -35,9 +36,7 @@ def embed_skills(skills: Sequence[Skill], embedder, *, force: bool = False) -> n
             s.embedding = [float(x) for x in v]
     if not skills:
         return np.zeros((0, 0), dtype=np.float32)
-    mat = np.asarray([s.embedding for s in skills], dtype=np.float32)
-    norms = np.linalg.norm(mat, axis=1, keepdims=True)
-    return mat / np.maximum(norms, 1e-12)
+    return normalize_rows(np.asarray([s.embedding for s in skills], dtype=np.float32))
 
 
 def union_provenance(a: list[Provenance], b: list[Provenance]) -> list[Provenance]:
@@ -87,10 +86,7 @@ def dedup_mistakes(
 ) -> tuple[list[CommonMistake], int]:
     if not mistakes:
         return [], 0
-    vecs = np.asarray(
-        embedder.embed([f"{m.description}. {m.how_to_avoid}" for m in mistakes]), dtype=np.float32
-    )
-    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    vecs = normalize_rows(embedder.embed([f"{m.description}. {m.how_to_avoid}" for m in mistakes]))
     kept, _, merged = greedy_merge(mistakes, vecs, threshold)
     return kept, merged
 
