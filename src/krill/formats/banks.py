@@ -38,17 +38,7 @@ def read_bank_json(path: str | Path) -> dict[str, Any]:
     text = read_text(path)
     if not text.strip():
         raise KrillError("empty file, expected a skill bank (JSON object)", path=path)
-    try:
-        data = parse_json(text, path=path)
-    except KrillError as exc:
-        if "is not allowed" not in str(exc):
-            raise
-        try:
-            data = json.loads(text, parse_constant=float)  # only to locate the non-finite value
-        except (ValueError, RecursionError):
-            raise exc from None
-        raise_non_finite(data, path)
-        raise
+    data = parse_json_finite(text, path)
     if not isinstance(data, dict):
         raise KrillError(f"expected a JSON object with general_skills, got {type(data).__name__}", path=path)
     return data
@@ -195,6 +185,21 @@ def _check_skill_category(skill: Any, path: Any, where: str) -> None:
     if cat in (GENERAL, None) or isinstance(cat, dict):
         return  # malformed dicts are reported by the model with their path
     normalize_category(cat, path=path, where=where)
+
+
+def parse_json_finite(text: str, path: Any, where: str = "", line_offset: int = 0) -> Any:
+    """`parse_json`, but a NaN/Infinity literal is reported at its field path (`where` prefixes it)."""
+    try:
+        return parse_json(text, path=path, line_offset=line_offset)
+    except KrillError as exc:
+        if "is not allowed" not in str(exc):
+            raise
+        try:
+            data = json.loads(text, parse_constant=float)  # only to locate the non-finite value
+        except (ValueError, RecursionError):
+            raise exc from None
+        raise_non_finite(data, path, where)
+        raise
 
 
 def raise_non_finite(obj: Any, path: Any, where: str = "") -> None:

@@ -8,7 +8,6 @@ resumes where it stopped (`done_ids()`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,10 +15,9 @@ from typing import Any
 
 from krill.categories import normalize_category
 from krill.errors import KrillError
-from krill.formats.banks import raise_non_finite
+from krill.formats.banks import parse_json_finite
 from krill.io import (
     append_jsonl,
-    parse_json,
     read_jsonl,
     read_text,
     truncate_torn_tail,
@@ -36,7 +34,7 @@ def iter_trajectories(path: str | Path, *, require_steps: bool = False) -> Itera
     if not stripped:
         raise KrillError("empty file, expected trajectories (JSONL or a JSON array)", path=path)
     if stripped[0] == "[":
-        rows = parse_json(text, path=path)
+        rows = parse_json_finite(text, path)
         for i, row in enumerate(rows):
             yield _validate(row, path, f"[{i}]", require_steps)
         return
@@ -44,7 +42,9 @@ def iter_trajectories(path: str | Path, *, require_steps: bool = False) -> Itera
         raise KrillError("expected trajectories as JSONL objects or a JSON array", path=path, where="line 1")
     for i, line in enumerate(text.split("\n")):
         if line.strip():
-            yield _validate(_parse_line(line, path, i), path, f"line {i + 1}", require_steps)
+            yield _validate(
+                parse_json_finite(line, path, f"line {i + 1}: ", i), path, f"line {i + 1}", require_steps
+            )
 
 
 def load_trajectories(path: str | Path, *, require_steps: bool = False) -> list[Trajectory]:
@@ -120,21 +120,6 @@ class TrajectoryWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-
-
-def _parse_line(line: str, path: Any, index: int) -> Any:
-    try:
-        return parse_json(line, path=path, line_offset=index)
-    except KrillError as exc:
-        if "is not allowed" not in str(exc):
-            raise
-        # NaN/Infinity: name the line and the field, not just "invalid JSON"
-        try:
-            row = json.loads(line, parse_constant=float)
-        except (ValueError, RecursionError):
-            raise exc from None
-        raise_non_finite(row, path, f"line {index + 1}: ")
-        raise
 
 
 def _validate(row: Any, path: Any, where: str, require_steps: bool) -> Trajectory:
