@@ -128,26 +128,28 @@ def _plan_skill(cat: str, group: list[Episode]) -> Skill:
     return make_skill(f"{cat} task plan", principle, f"{cat} tasks such as '{example}'", cat, support, True)
 
 
-def _search_skill(cat: str, group: list[Episode]) -> Skill:
-    where: Counter = Counter()
-    visits: list[int] = []
+def _where_found(eps: list[Episode], unknown: str | None = None) -> list[tuple[str, Counter]]:
+    """Object type → receptacle types it was taken from (counts), most often found first."""
     per_obj: dict[str, Counter] = defaultdict(Counter)
-    for ep in group:
-        recep, n = ep.found_at()
-        if recep:
-            where[recep] += 1
-            per_obj[ep.target or "?"][recep] += 1
-            visits.append(n)
+    for ep in eps:
+        recep, _ = ep.found_at()
+        obj = ep.target or unknown
+        if recep and obj:
+            per_obj[obj][recep] += 1
+    return sorted(per_obj.items(), key=lambda kv: -sum(kv[1].values()))
+
+
+def _search_skill(cat: str, group: list[Episode]) -> Skill:
+    visits = [n for recep, n in (ep.found_at() for ep in group) if recep]
+    per_obj = _where_found(group, unknown="?")[:3]
     fast = Counter(ep.found_at()[0] for ep in group if ep.found_at()[1] <= 1 and ep.found_at()[0])
     avg = sum(visits) / max(1, len(visits))
-    objs = "; ".join(
-        f"{o}: {_top(c, 2)}" for o, c in sorted(per_obj.items(), key=lambda kv: -sum(kv[1].values()))[:3]
-    )
+    objs = "; ".join(f"{o}: {_top(c, 2)}" for o, c in per_obj)
     principle = (
         f"{objs}. {cat} successes found the object after {avg:.1f} places on average (first try: "
         f"{_names(fast, 2) or 'none'}); check these first."
     )
-    names = ", ".join(o for o, _ in sorted(per_obj.items(), key=lambda kv: -sum(kv[1].values()))[:3])
+    names = ", ".join(o for o, _ in per_obj)
     return make_skill(
         f"Where to look for {names} ({cat})", principle, f"Searching for the object of a {cat} task",
         cat, [ep.tid for ep in group if ep.found_at()[0]], True,
@@ -225,16 +227,10 @@ def _open_first_skill(eps: list[Episode]) -> Skill | None:
 
 
 def _object_locations_skill(eps: list[Episode]) -> Skill | None:
-    per_obj: dict[str, Counter] = defaultdict(Counter)
-    tids = []
-    for ep in eps:
-        recep, _ = ep.found_at()
-        if recep and ep.target:
-            per_obj[ep.target][recep] += 1
-            tids.append(ep.tid)
-    common = sorted(per_obj.items(), key=lambda kv: -sum(kv[1].values()))[:6]
+    common = _where_found(eps)[:6]
     if not common:
         return None
+    tids = [ep.tid for ep in eps if ep.target and ep.found_at()[0]]
     facts = "; ".join(f"{o}: {_top(c, 1)}" for o, c in common)
     principle = f"Where successes found objects (count): {facts}."
     return make_skill(

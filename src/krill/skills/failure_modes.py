@@ -229,9 +229,7 @@ def _mode_counts(cats: Counter, totals: Counter) -> str:
 def _mode_skill(
     mode: str, cat: str, group, cats: Counter, totals: Counter, details: Counter, tool: str
 ) -> Skill:
-    name, what, how = MODE_TEXT[mode]
-    d = details.most_common(1)[0][0]
-    what, how = what.replace("{t}", tool), _how(mode, how, tool, group, d)
+    name, what, how, d = _mode_texts(mode, tool, group, details)
     scope = "failed episodes" if cat == GENERAL else f"failed {cat} episodes"
     n = len(group) if cat == GENERAL else cats[cat]
     total = sum(totals.values()) if cat == GENERAL else totals[cat]
@@ -239,6 +237,13 @@ def _mode_skill(
     when = MODE_WHEN[mode] + ("" if cat == GENERAL else f" ({cat} tasks)")
     label = name if cat == GENERAL else f"{name} ({cat})"
     return make_skill(label, principle, when, cat, [ep.tid for ep in group], False)
+
+
+def _mode_texts(mode: str, tool: str, group: list[Episode], details: Counter) -> tuple[str, str, str, str]:
+    """(name, what went wrong, how to avoid it, most common detail) for one mode, `{t}` filled in."""
+    name, what, how = MODE_TEXT[mode]
+    d = details.most_common(1)[0][0]
+    return name, what.replace("{t}", tool), _how(mode, how, tool, group, d), d
 
 
 def _how(mode: str, how: str, tool: str, group: list[Episode], d: str) -> str:
@@ -253,9 +258,7 @@ def _how(mode: str, how: str, tool: str, group: list[Episode], d: str) -> str:
 def _mode_mistake(
     mode: str, cat: str, group, cats: Counter, totals: Counter, details: Counter, tool: str
 ) -> CommonMistake:
-    _, what, how = MODE_TEXT[mode]
-    d = details.most_common(1)[0][0]
-    what, how = what.replace("{t}", tool), _how(mode, how, tool, group, d)
+    _, what, how, d = _mode_texts(mode, tool, group, details)
     alt = ", ".join(f"'{x}' ({k})" for x, k in details.most_common(3))
     counts = _mode_counts(cats if cat == GENERAL else Counter({cat: cats[cat]}), totals)
     return make_mistake(
