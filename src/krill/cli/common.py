@@ -28,6 +28,24 @@ class GlobalOptions:
 STATE = GlobalOptions()
 
 
+def setup_logging(debug: bool = False) -> None:
+    """krill's own log lines (evolution cycles, resumes, retries) on stderr; library noise off."""
+    import logging
+    import warnings
+
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("krill")
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(RichHandler(console=err_console, show_path=False, show_time=False))
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    # transformers' per-load weight bars and deprecation notices are not actionable for a krill user;
+    # env vars (read when transformers is imported) keep `krill inspect` from importing it here.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
 def machine_preset() -> str | None:
     """On a machine without a GPU, heavy verbs default to the `quick` sizes (said once on stderr)."""
     try:

@@ -43,6 +43,7 @@ def _global(
     common.STATE.mock = mock
     common.STATE.env_url = env_url
     common.STATE.debug = debug or bool(os.environ.get("KRILL_DEBUG"))
+    common.setup_logging(common.STATE.debug)
 
 
 def _register() -> None:

@@ -14,8 +14,10 @@ RUN/
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ import yaml
 from krill.config import KrillConfig
 from krill.io import append_jsonl, atomic_write_text, read_json, write_json
 from krill.schema import SkillBank
+
+log = logging.getLogger(__name__)
 
 PHASES = ("collect", "distill", "eval_before", "sft", "rl", "eval_after")
 
@@ -64,13 +68,13 @@ def run_pipeline(
     cfg: KrillConfig, run_dir: str | Path, *, on_phase: Callable[[str, dict[str, Any]], None] | None = None
 ) -> PipelineResult:
     """collect → distill → eval (untrained) → SFT → RL with evolution → eval (trained), resumable."""
-    from krill.formats.banks import load_bank
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "logs").mkdir(exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_public_dict(), sort_keys=False))
     state = RunState.load(run_dir)
+    if state.done:
+        log.info("resuming %s: %s already complete", run_dir, ", ".join(state.done))
     start = time.perf_counter()
     notify = on_phase or (lambda phase, info: None)
 
@@ -87,6 +91,15 @@ def run_pipeline(
         notify(name, {"finished": True, **info})
         return info
 
+    with _log_to(run_dir / "logs" / "train.log"):
+        return _run_phases(cfg, run_dir, state, phase, start)
+
+
+def _run_phases(
+    cfg: KrillConfig, run_dir: Path, state: RunState, phase: Callable, start: float
+) -> PipelineResult:
+    from krill.formats.banks import load_bank
+
     phase("collect", lambda: _collect(cfg, run_dir))
     phase("distill", lambda: _distill(cfg, run_dir))
     bank0 = load_bank(run_dir / "banks" / "cycle_0.json")
@@ -102,6 +115,22 @@ def run_pipeline(
         bank_sizes=_bank_sizes(final_bank),
         wall_time_s=round(time.perf_counter() - start, 1),
     )
+
+
+@contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    """krill's log lines (resumes, evolution cycles, teacher warnings) also go to RUN/logs/train.log."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("krill")
+    logger.addHandler(handler)
+    if logger.level in (logging.NOTSET, logging.WARNING):
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 # -- phases -------------------------------------------------------------------------------------
@@ -164,8 +193,10 @@ def _eval(cfg: KrillConfig, run_dir: Path, name: str, bank: SkillBank, adapter: 
 def _sft(cfg: KrillConfig, run_dir: Path, bank: SkillBank) -> dict[str, Any]:
     from krill.train.sft import run_sft
 
-    result = run_sft(cfg, bank, run_dir / "sft", demos_path=None)
-    return {"adapter": str(result.adapter_dir), "final_loss": result.final_loss}
+    demos = run_dir / "sft" / "demos.jsonl"  # built before an interrupt: reused, not rebuilt
+    result = run_sft(cfg, bank, run_dir / "sft", demos_path=demos if demos.exists() else None, resume=True)
+    return {"adapter": str(result.adapter_dir), "examples": result.examples,
+            "initial_loss": round(result.initial_loss, 4), "final_loss": round(result.final_loss, 4)}  # fmt: skip
 
 
 def _rl(cfg: KrillConfig, run_dir: Path, bank: SkillBank) -> dict[str, Any]:

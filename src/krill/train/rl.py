@@ -20,6 +20,7 @@ iteration with no informative group skips the update (`update/skipped`).
 from __future__ import annotations
 
 import inspect
+import logging
 import random
 import time
 from contextlib import nullcontext
@@ -39,6 +40,8 @@ from krill.train import checkpoint as ckpt_io
 from krill.train.grpo import group_advantages, grpo_loss, token_entropy, zero_variance_groups
 from krill.train.metrics import MetricsLogger, iteration_metrics
 from krill.train.sft import load_training_policy, make_accelerator
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -232,6 +235,7 @@ def run_rl(
     if last is not None:
         state = ckpt_io.load_checkpoint(last, accel.unwrap_model(model), optimizer)
         start, bank = state["step"], load_bank(state["bank_path"])
+        log.info("rl: resuming from %s (iteration %d of %d)", last, start, rl.iterations)
     _trim_metrics(out_dir / "metrics.jsonl", start)
     logger = MetricsLogger(out_dir, enabled=accel.is_main_process)
     rollout_policy = _rollout_policy(cfg, policy, out_dir, start, accel)
@@ -272,7 +276,9 @@ def run_rl(
                 logger.log(it + 1, row)
                 all_metrics.append(row)
                 bar.advance()
-                bar.status(f"reward {row['rollout/reward']:.2f} succ {row['charts/success_rate']:.2f}")
+                bar.status(
+                    f"reward {row['rollout/reward']:.2f} succ {row['charts/success_rate']:.2f} bank {len(bank)}"
+                )
                 if accel.is_main_process and ((it + 1) % rl.checkpoint_every == 0 or it + 1 == rl.iterations):
                     bank_path = out_dir / "banks" / f"bank_iter_{it + 1:04d}.json"
                     save_bank(bank, bank_path)
