@@ -44,10 +44,14 @@ def _bank_without(category):
 def _validation(cfg, tmp_path):
     """Real valid_seen episodes: the expert wins every category but Heat, where random play fails."""
     out = tmp_path / "validation"
-    expert = collect(cfg, CollectOptions(episodes=12, policy="expert", split="valid_seen", out=str(out / "e.jsonl")))
+    expert = collect(
+        cfg, CollectOptions(episodes=12, policy="expert", split="valid_seen", out=str(out / "e.jsonl"))
+    )
     rand = collect(
         cfg,
-        CollectOptions(episodes=12, policy="random", split="valid_seen", max_steps=8, out=str(out / "r.jsonl")),
+        CollectOptions(
+            episodes=12, policy="random", split="valid_seen", max_steps=8, out=str(out / "r.jsonl")
+        ),
     )
     won = [t for t in expert.trajectories if t.task_category != FAILING]
     lost = [t for t in rand.trajectories if t.task_category == FAILING and not t.success]
@@ -116,7 +120,9 @@ def test_evolution_in_rl_saves_cycle_bank_and_next_rollouts_use_it(cfg, tmp_path
     cycle1 = load_bank(run / "banks" / "cycle_1.json")
     new = cycle1.skills_for(FAILING)
     assert 1 <= len(new) <= 3 and cycle1.current_cycle == 1
-    after_cycle = [p for batch in policy.prompts[calls_per_iteration[0] : calls_per_iteration[1]] for p in batch]
+    after_cycle = [
+        p for batch in policy.prompts[calls_per_iteration[0] : calls_per_iteration[1]] for p in batch
+    ]
     assert after_cycle and all(s.name in "\n".join(after_cycle) for s in new)
     before_cycle = "\n".join(p for batch in policy.prompts[: calls_per_iteration[0]] for p in batch)
     assert not any(s.name in before_cycle for s in new)
