@@ -1,0 +1,13 @@
+"""Suite-wide: tiny in-process models run on one torch thread. On a shared 2-core CI box two torch
+threads fighting the env processes are ~10x slower than one (measured in tests/models)."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
