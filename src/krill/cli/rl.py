@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-from krill.cli.common import console, get_config
+import typer
+import yaml
+
+from krill.cli.common import STATE, console, err_console, get_config, note_mock_once
+
+DEFAULT_SFT = Path("runs/sft")  # where `krill sft` writes by default
 
 
 def rl(
@@ -12,7 +17,10 @@ def rl(
         "data/skill_bank.json", "--skill-bank", "-b", help="Skill bank retrieved from during rollouts."
     ),
     init: str | None = typer.Option(
-        None, "--init", help="Start from this SFT adapter folder (e.g. runs/sft)."
+        None,
+        "--init",
+        help="Start from this SFT adapter folder (default: runs/sft when `krill sft` left one for "
+        "the same model; 'none' = the base model).",
     ),
     out: str = typer.Option(
         "runs/rl", "--out", "--output", "-o", help="Run folder (metrics, tb, checkpoints, adapter)."
@@ -22,13 +30,24 @@ def rl(
         None, "--iterations", help="RL iterations (default: rl.iterations)."
     ),
     preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper"),
+    env: str | None = typer.Option(None, "--env", help="alfworld | webshop (the original's global flag)."),
+    mock: bool = typer.Option(False, "--mock", help="Built-in offline environments (the default)."),
 ) -> None:
-    """GRPO with the skill-augmented agent: rollouts in groups, clipped surrogate + KL, LoRA updates."""
+    """GRPO with the skill-augmented agent: rollouts in groups, clipped surrogate + KL, LoRA updates.
+
+    Without a GPU, a run given no preset and no config file uses the `quick` preset's sizes (it says so).
+    """
     from krill.formats.banks import load_bank
     from krill.train.rl import run_rl
 
-    cfg = get_config([f"rl.iterations={iterations}"] if iterations else None, preset=preset)
-    result = run_rl(cfg, load_bank(skill_bank), out, init=init, resume=resume)
+    STATE.mock = STATE.mock or mock
+    note_mock_once()
+    overrides = [f"rl.iterations={iterations}"] if iterations else []
+    if env:
+        overrides.append(f"env.name={env}")
+    cfg = get_config(overrides, preset=preset, machine_default=True)
+    start = _starting_point(cfg, init)
+    result = run_rl(cfg, load_bank(skill_bank), out, init=start, resume=resume)
     last = result.metrics[-1] if result.metrics else {}
     if last:
         console.print(
@@ -38,3 +57,33 @@ def rl(
     console.print(
         f"wrote {result.out_dir} (adapter: {result.adapter_dir}, metrics: {result.out_dir / 'metrics.jsonl'})"
     )
+
+
+def _starting_point(cfg, init: str | None) -> str | None:
+    """--init as given; else the walkthrough's chain sft → rl: runs/sft when it was trained on this model."""
+    if init is not None:
+        return None if init.lower() == "none" else init
+    if not (DEFAULT_SFT / "adapter_config.json").exists() or cfg.model.policy.backend != "local":
+        return None
+    saved = _saved_policy_model(DEFAULT_SFT / "config.yaml")
+    if saved != cfg.model.policy.model:
+        err_console.print(
+            f"[dim]{DEFAULT_SFT} was trained on {saved or 'an unknown model'}, not "
+            f"{cfg.model.policy.model}: starting from the base model (--init to choose)[/dim]",
+            highlight=False,
+        )
+        return None
+    err_console.print(
+        f"[dim]starting from the SFT adapter in {DEFAULT_SFT} (--init DIR to choose, --init none for "
+        "the base model)[/dim]",
+        highlight=False,
+    )
+    return str(DEFAULT_SFT)
+
+
+def _saved_policy_model(path: Path) -> str | None:
+    try:
+        saved = yaml.safe_load(path.read_text("utf-8")) or {}
+        return saved["model"]["policy"]["model"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None

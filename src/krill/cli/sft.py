@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from krill.cli.common import console, get_config
+from krill.cli.common import STATE, console, err_console, get_config, note_mock_once
+
+ORIGINAL_NUM_EXAMPLES = 7500  # the original krill's `--num-examples` default (also sft.num_examples)
 
 
 def sft(
@@ -19,7 +21,11 @@ def sft(
         help="Chat JSONL demos, or successful trajectories to build them from (default: expert rollouts).",
     ),
     num_examples: int | None = typer.Option(
-        None, "--num-examples", "-n", help="Demo steps (default: sft.num_examples)."
+        None,
+        "--num-examples",
+        "-n",
+        min=1,
+        help=f"Demo steps (default: sft.num_examples: {ORIGINAL_NUM_EXAMPLES}, or the preset's on CPU).",
     ),
     out: str = typer.Option(
         "runs/sft", "--out", "--output", "-o", help="Output folder (adapter, tokenizer, config, demos)."
@@ -27,12 +33,20 @@ def sft(
     init: str | None = typer.Option(None, "--init", help="Start from this adapter folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper"),
+    env: str | None = typer.Option(None, "--env", help="alfworld | webshop (the original's global flag)."),
+    mock: bool = typer.Option(False, "--mock", help="Built-in offline environments (the default)."),
 ) -> None:
-    """Cold-start SFT on skill-augmented demonstrations."""
+    """Cold-start SFT on skill-augmented demonstrations.
+
+    Without a GPU, a run given no preset and no config file uses the `quick` preset's sizes (it says so).
+    """
     from krill.formats.banks import load_bank
     from krill.train.sft import run_sft
 
-    cfg = get_config(preset=preset)
+    STATE.mock = STATE.mock or mock
+    note_mock_once()
+    cfg = get_config([f"env.name={env}"] if env else None, preset=preset, machine_default=True)
+    err_console.print(f"[dim]{demo_count_note(cfg, num_examples)}[/dim]", highlight=False)
     # chat demos carry their prompts; trajectories (e.g. converted ETO data) and expert rollouts need the bank
     need_bank = cfg.agent.use_skills and (demos is None or Path(skill_bank).exists())
     bank = load_bank(skill_bank) if need_bank else None
@@ -42,3 +56,13 @@ def sft(
         f"{result.final_loss:.3f} in {result.wall_s:.0f}s"
     )
     console.print(f"wrote {result.adapter_dir} (demos: {result.demos_path})")
+
+
+def demo_count_note(cfg, num_examples: int | None) -> str:
+    """Where the number of demo steps comes from: the flag, or sft.num_examples and its source."""
+    if num_examples:
+        return f"demo steps: {num_examples} (--num-examples)"
+    n = cfg.sft.num_examples
+    source = f"preset: {cfg.preset or 'none'}, config file: {STATE.config_file or 'none'}"
+    hint = "" if n == ORIGINAL_NUM_EXAMPLES else f"; the original default is {ORIGINAL_NUM_EXAMPLES}"
+    return f"demo steps: sft.num_examples = {n} ({source}{hint}; --num-examples N to change)"
