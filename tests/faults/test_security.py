@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "krill"
+# pickle that never reads a user-supplied file: krill's own translation cache under KRILL_CACHE,
+# written by krill, keyed by the sha1 of the PDDL it caches and checked against that key on load
+PICKLE_ALLOWED = {"envs/alfworld/engine.py"}
 
 
 def test_torch_load_always_weights_only():
@@ -16,7 +19,7 @@ def test_torch_load_always_weights_only():
         for i, line in enumerate(py.read_text().splitlines(), 1):
             if "torch.load(" in line and "weights_only=True" not in line:
                 offenders.append(f"{py.relative_to(SRC)}:{i}")
-            if re.search(r"\bpickle\.loads?\(", line):
+            if re.search(r"\bpickle\.loads?\(", line) and str(py.relative_to(SRC)) not in PICKLE_ALLOWED:
                 offenders.append(f"{py.relative_to(SRC)}:{i} (pickle)")
     assert not offenders, offenders
 

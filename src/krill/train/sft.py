@@ -24,7 +24,7 @@ import torch
 
 from krill.config import KrillConfig
 from krill.errors import KrillError
-from krill.io import append_jsonl, truncate_torn_tail, write_json
+from krill.io import append_jsonl, read_jsonl, write_json, write_jsonl
 from krill.progress import progress_bar
 from krill.train import checkpoint as ckpt_io
 
@@ -41,6 +41,7 @@ class SftResult:
     losses: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     demos_path: Path | None = None
+    resumed_from: int = 0  # the checkpoint step a resumed run continued from (0 = a fresh start)
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def train_sft(
     if last is not None:
         state = ckpt_io.load_checkpoint(last, accel.unwrap_model(model), optimizer)
         start, losses = state["step"], list(state["losses"])
-        truncate_torn_tail(metrics)
+        _trim_metrics(metrics, start)
     elif metrics.exists():
         metrics.unlink()  # a fresh run: the old curve would mix with the new one
 
@@ -214,7 +215,15 @@ def train_sft(
         final_loss=losses[-1],
         losses=losses,
         wall_s=time.perf_counter() - t0,
+        resumed_from=start,
     )
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Keep the rows up to the checkpointed step: a killed run may have logged later steps (and a
+    torn last line) that the resumed run is about to log again."""
+    if path.exists():
+        write_jsonl(path, [r for r in read_jsonl(path, repair_tail=True) if r.get("step", 0) <= step])
 
 
 def _batch_for_step(rows: list, step: int, per_epoch: int, batch_size: int, seed: int) -> list:
@@ -282,4 +291,5 @@ def _summary(r: SftResult) -> dict[str, Any]:
         "initial_loss": r.initial_loss,
         "final_loss": r.final_loss,
         "wall_s": round(r.wall_s, 2),
+        "resumed_from_step": r.resumed_from,
     }
