@@ -46,10 +46,10 @@ def sft(
     STATE.mock = STATE.mock or mock
     note_mock_once()
     cfg = get_config([f"env.name={env}"] if env else None, preset=preset, machine_default=True)
-    err_console.print(f"[dim]{demo_count_note(cfg, num_examples)}[/dim]", highlight=False)
     # chat demos carry their prompts; trajectories (e.g. converted ETO data) and expert rollouts need the bank
     need_bank = cfg.agent.use_skills and (demos is None or Path(skill_bank).exists())
     bank = load_bank(skill_bank) if need_bank else None
+    err_console.print(f"[dim]{demo_count_note(cfg, num_examples, STATE.config_file)}[/dim]", highlight=False)
     result = run_sft(cfg, bank, out, demos_path=demos, num_examples=num_examples, init=init, resume=resume)
     console.print(
         f"SFT: {result.examples} demos, {result.steps} steps, loss {result.initial_loss:.3f} → "
@@ -58,11 +58,11 @@ def sft(
     console.print(f"wrote {result.adapter_dir} (demos: {result.demos_path})")
 
 
-def demo_count_note(cfg, num_examples: int | None) -> str:
+def demo_count_note(cfg, num_examples: int | None, config_file: str | None = None) -> str:
     """Where the number of demo steps comes from: the flag, or sft.num_examples and its source."""
     if num_examples:
         return f"demo steps: {num_examples} (--num-examples)"
     n = cfg.sft.num_examples
-    source = f"preset: {cfg.preset or 'none'}, config file: {STATE.config_file or 'none'}"
+    source = f"preset: {cfg.preset or 'none'}, config file: {config_file or 'none'}"
     hint = "" if n == ORIGINAL_NUM_EXAMPLES else f"; the original default is {ORIGINAL_NUM_EXAMPLES}"
     return f"demo steps: sft.num_examples = {n} ({source}{hint}; --num-examples N to change)"

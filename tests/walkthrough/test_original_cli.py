@@ -1,0 +1,82 @@
+"""The original krill's flags, fast: `--output` everywhere, CPU-sized defaults said aloud, config errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from krill.cli.main import main
+from krill.cli.sft import demo_count_note
+from krill.config import load_config
+
+ON_CPU = not torch.cuda.is_available()
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    """Run `krill ARGS` in-process in an empty directory: (exit code, stdout, stderr with wraps undone)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KRILL_PRESET", raising=False)
+    monkeypatch.delenv("_KRILL_MOCK_NOTED", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args: str):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return code, out.out, " ".join(out.err.split())
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["collect", "--episodes", "1", "--env", "nowhere"],
+        ["distill", "--trajectories", "missing.json"],
+        ["sft", "--preset", "tiny", "--skill-bank", "missing.json"],
+        ["rl", "--preset", "tiny", "--skill-bank", "missing.json"],
+        ["convert", "eto", "--input", "missing.json"],
+    ],
+)
+def test_output_is_accepted_as_an_alias_of_out(cli, verb):
+    code, _, err = cli(*verb, "--output", "x/out.json")
+    assert code == 2 and "error: " in err and "No such option" not in err, err
+
+
+def test_unknown_key_in_an_original_config_is_named(cli, tmp_path):
+    (tmp_path / "config.demo.json").write_text(json.dumps({"rl": {"kl_coeff": 0.01, "warmup_steps": 3}}))
+    code, _, err = cli("--config", "config.demo.json", "distill")
+    assert code == 2
+    assert err.startswith("error: config.demo.json: rl.warmup_steps: unknown key in original krill config")
+
+
+@pytest.mark.skipif(not ON_CPU, reason="the CPU-sized default applies only without a GPU")
+def test_verbatim_sft_on_cpu_uses_quick_sizes_and_says_so(cli):
+    code, _, err = cli("sft", "--skill-bank", "data/skill_bank.json")
+    assert "no GPU found: using the `quick` preset's sizes" in err
+    assert code == 2 and "error: data/skill_bank.json: file not found" in err
+    code, _, err = cli("rl", "--skill-bank", "data/skill_bank.json")
+    assert "no GPU found: using the `quick` preset's sizes" in err and code == 2
+
+
+def test_the_demo_count_says_where_it_comes_from():
+    cfg = load_config(preset="quick")
+    assert demo_count_note(cfg, None) == (
+        "demo steps: sft.num_examples = 800 (preset: quick, config file: none; "
+        "the original default is 7500; --num-examples N to change)"
+    )
+    assert demo_count_note(cfg, 7500) == "demo steps: 7500 (--num-examples)"
+    assert "(preset: quick, config file: my.json; the original" in demo_count_note(cfg, None, "my.json")
+
+
+@pytest.mark.skipif(not ON_CPU, reason="the CPU-sized default applies only without a GPU")
+def test_a_config_file_is_taken_as_it_is_on_cpu(cli, tmp_path):
+    (tmp_path / "config.demo.json").write_text(json.dumps({"sft": {"epochs": 1}, "rl": {"kl_coeff": 0.01}}))
+    code, _, err = cli("--config", "config.demo.json", "rl", "--skill-bank", "missing.json")
+    assert code == 2 and "no GPU found" not in err
