@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -80,3 +81,25 @@ def test_a_config_file_is_taken_as_it_is_on_cpu(cli, tmp_path):
     (tmp_path / "config.demo.json").write_text(json.dumps({"sft": {"epochs": 1}, "rl": {"kl_coeff": 0.01}}))
     code, _, err = cli("--config", "config.demo.json", "rl", "--skill-bank", "missing.json")
     assert code == 2 and "no GPU found" not in err
+
+
+def test_global_flags_after_the_verb_as_in_the_demo_run(cli, tmp_path, monkeypatch):
+    """The original's demo run types `distill ... --output B --config config.demo.json` (clap global flags)."""
+    from krill.data import example_trajectories_path
+
+    monkeypatch.setenv("KRILL_EMBEDDER", "hash")
+    (tmp_path / "bad.json").write_text(json.dumps({"evolution": {"max_analysis_deep": 4, "depth": 2}}))
+    code, _, err = cli("distill", "--trajectories", "missing.json", "--config", "bad.json")
+    assert code == 2 and err.startswith(
+        "error: bad.json: evolution.depth: unknown key in original krill config"
+    )
+    demo = {"skill_retrieval": {"top_k": 6, "similarity_threshold": 0.4}, "rl": {"kl_coeff": 0.01}}
+    (tmp_path / "config.demo.json").write_text(json.dumps(demo))
+    trajs = str(example_trajectories_path())
+    code, out, _ = cli("distill", "--trajectories", trajs, "--output", "data/demo_skill_bank.json",
+                       "--config", "config.demo.json", "--env", "alfworld", "--mock")  # fmt: skip
+    assert code == 0 and "to data/demo_skill_bank.json" in out
+    code, out, _ = cli("inspect", "data/demo_skill_bank.json", "--mock", "--config", "config.demo.json")
+    assert code == 0 and "Total skills: " in out and re.search(r"^\[[0-9a-f]{8}\] ", out, re.M)
+    code, out, _ = cli("config", "show", "--config", "config.demo.json")
+    assert "#   skill_retrieval.similarity_threshold -> skill_retrieval.threshold = 0.4" in out

@@ -5,12 +5,13 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from krill.cli.common import STATE, console, get_config, note_mock_once
+from krill.cli import original_flags
+from krill.cli.common import STATE, console, get_config
 
 
 def collect(
     episodes: int = typer.Option(64, "--episodes", "-n", help="Episodes to run."),
-    env: str | None = typer.Option(None, "--env", help="alfworld | webshop (default: config env.name)."),
+    env: str | None = original_flags.ENV,
     policy: str = typer.Option(
         "expert",
         "--policy",
@@ -37,9 +38,8 @@ def collect(
     max_steps: int | None = typer.Option(
         None, "--max-steps", help="Step cap per episode (default: the env's)."
     ),
-    mock: bool = typer.Option(
-        False, "--mock", help="Built-in offline environments (the default; original krill flag)."
-    ),
+    mock: bool = original_flags.MOCK,
+    config: str | None = original_flags.CONFIG,
 ) -> None:
     """Roll out a policy and write trajectories; successes and failures are both kept.
 
@@ -51,9 +51,8 @@ def collect(
     from krill.agent.collect import collect as run_collect
     from krill.progress import progress_bar
 
-    STATE.mock = STATE.mock or mock
-    note_mock_once()
-    overrides = [f"env.name={env}"] if env else []
+    original_flags.apply(config, env, mock)
+    overrides = []
     if model:
         overrides.append(f"model.policy.model={model}")
     if no_skills:

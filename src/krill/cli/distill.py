@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from krill.cli import original_flags
 from krill.cli.common import console, err_console, get_config
 
 DEFAULT_TRAJECTORIES = "data/trajectories.json"  # where `krill collect` writes (the original krill's default)
@@ -19,10 +20,14 @@ def distill(
     teacher: str | None = typer.Option(
         None, "--teacher", help="analytic (offline, default) | llm (model.teacher endpoint). Default: config."
     ),
+    config: str | None = original_flags.CONFIG,
+    env: str | None = original_flags.ENV,
+    mock: bool = original_flags.MOCK,
 ) -> None:
     """Distill trajectories into a two-tier skill bank: successes → patterns, failures → mistakes to avoid."""
     from krill.skills.distill import distill_file, work_dir_for
 
+    original_flags.apply(config, env, mock)
     cfg = get_config()
     bank, report = distill_file(trajectories, out, cfg, teacher=teacher)
     for w in report.warnings[:10]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 import yaml
 
-from krill.cli.common import STATE, console, err_console, get_config, note_mock_once
+from krill.cli import original_flags
+from krill.cli.common import console, err_console, get_config
 
 DEFAULT_SFT = Path("runs/sft")  # where `krill sft` writes by default
 
@@ -30,8 +31,9 @@ def rl(
         None, "--iterations", help="RL iterations (default: rl.iterations)."
     ),
     preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper"),
-    env: str | None = typer.Option(None, "--env", help="alfworld | webshop (the original's global flag)."),
-    mock: bool = typer.Option(False, "--mock", help="Built-in offline environments (the default)."),
+    config: str | None = original_flags.CONFIG,
+    env: str | None = original_flags.ENV,
+    mock: bool = original_flags.MOCK,
 ) -> None:
     """GRPO with the skill-augmented agent: rollouts in groups, clipped surrogate + KL, LoRA updates.
 
@@ -40,11 +42,8 @@ def rl(
     from krill.formats.banks import load_bank
     from krill.train.rl import run_rl
 
-    STATE.mock = STATE.mock or mock
-    note_mock_once()
+    original_flags.apply(config, env, mock)
     overrides = [f"rl.iterations={iterations}"] if iterations else []
-    if env:
-        overrides.append(f"env.name={env}")
     cfg = get_config(overrides, preset=preset, machine_default=True)
     start = _starting_point(cfg, init)
     result = run_rl(cfg, load_bank(skill_bank), out, init=start, resume=resume)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from krill.cli.common import STATE, console, err_console, get_config, note_mock_once
+from krill.cli import original_flags
+from krill.cli.common import STATE, console, err_console, get_config
 
 ORIGINAL_NUM_EXAMPLES = 7500  # the original krill's `--num-examples` default (also sft.num_examples)
 
@@ -33,8 +34,9 @@ def sft(
     init: str | None = typer.Option(None, "--init", help="Start from this adapter folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper"),
-    env: str | None = typer.Option(None, "--env", help="alfworld | webshop (the original's global flag)."),
-    mock: bool = typer.Option(False, "--mock", help="Built-in offline environments (the default)."),
+    config: str | None = original_flags.CONFIG,
+    env: str | None = original_flags.ENV,
+    mock: bool = original_flags.MOCK,
 ) -> None:
     """Cold-start SFT on skill-augmented demonstrations.
 
@@ -43,9 +45,8 @@ def sft(
     from krill.formats.banks import load_bank
     from krill.train.sft import run_sft
 
-    STATE.mock = STATE.mock or mock
-    note_mock_once()
-    cfg = get_config([f"env.name={env}"] if env else None, preset=preset, machine_default=True)
+    original_flags.apply(config, env, mock)
+    cfg = get_config(preset=preset, machine_default=True)
     # chat demos carry their prompts; trajectories (e.g. converted ETO data) and expert rollouts need the bank
     need_bank = cfg.agent.use_skills and (demos is None or Path(skill_bank).exists())
     bank = load_bank(skill_bank) if need_bank else None
