@@ -50,6 +50,8 @@ class DistillReport:
     mistakes: int = 0
     teacher_calls: int = 0
     cache_hits: int = 0
+    api_retries: int = 0  # requests retried after an API fault (rate limit, 5xx, timeout, bad body)
+    api_failures: int = 0  # prompts whose request failed for good (their answer is skipped)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     wall_s: float = 0.0
@@ -81,6 +83,7 @@ class DistillReport:
             ("total skills", str(self.total_skills)),
             ("common mistakes", str(self.mistakes)),
             ("teacher calls", f"{self.teacher_calls} ({self.cache_hits} from cache)"),
+            ("API faults", f"{self.api_retries} retried, {self.api_failures} failed for good"),
             ("tokens", f"{self.prompt_tokens} prompt + {self.completion_tokens} completion"),
             ("wall time", f"{self.wall_s:.1f} s"),
         ]
@@ -139,6 +142,7 @@ def condense(
     report.proposed_skills, report.proposed_mistakes = len(props.skills), len(props.mistakes)
     report.dropped, report.skipped_answers = props.dropped, props.skipped_answers
     report.teacher_calls, report.cache_hits = props.calls, props.cache_hits
+    report.api_retries, report.api_failures = props.retries, props.failures
     report.prompt_tokens, report.completion_tokens = props.prompt_tokens, props.completion_tokens
     report.warnings = list(dict.fromkeys(props.warnings))
     skills = [s.model_copy(deep=True) for s in props.skills]

@@ -28,7 +28,7 @@ from krill.skills.teacher_prompts import (
 )
 
 log = logging.getLogger(__name__)
-_STAT_NAMES = ("requests", "cache_hits", "prompt_tokens", "completion_tokens")
+_STAT_NAMES = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "retries", "failures")
 # Trajectory text per prompt (~6k tokens): several trajectories share a call only where they fit.
 MAX_PROMPT_CHARS = 24_000
 
@@ -109,7 +109,8 @@ class LLMTeacher:
         prompts = [distill_prompt(b, cats, known, mo) for b in batches]
         answers, cost = self._ask(prompts, on_progress, [len(b) for b in batches])
         out = Proposals(calls=cost["requests"], cache_hits=cost["cache_hits"],
-                        prompt_tokens=cost["prompt_tokens"], completion_tokens=cost["completion_tokens"])  # fmt: skip
+                        prompt_tokens=cost["prompt_tokens"], completion_tokens=cost["completion_tokens"],
+                        retries=cost["retries"], failures=cost["failures"])  # fmt: skip
         for batch, answer in zip(batches, answers, strict=True):
             out.extend(
                 parse_answer(answer, {t.id: cats[t.id] for t in batch}, batch[0].success, known_categories())

@@ -72,6 +72,8 @@ class Proposals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     skipped_answers: int = 0  # prompts whose answer stayed invalid
+    retries: int = 0  # API requests retried (429, 5xx, timeouts, resets, malformed bodies)
+    failures: int = 0  # prompts whose request failed for good after every retry
     dropped: int = 0  # proposed items rejected by validation (empty field, unknown category)
     warnings: list[str] = field(default_factory=list)
 
@@ -83,6 +85,8 @@ class Proposals:
             "cache_hits",
             "prompt_tokens",
             "completion_tokens",
+            "retries",
+            "failures",
             "skipped_answers",
             "dropped",
         ):
