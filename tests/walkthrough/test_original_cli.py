@@ -20,7 +20,8 @@ def cli(capsys, monkeypatch, tmp_path):
     """Run `krill ARGS` in-process in an empty directory: (exit code, stdout, stderr with wraps undone)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KRILL_PRESET", raising=False)
-    monkeypatch.delenv("_KRILL_MOCK_NOTED", raising=False)
+    monkeypatch.setenv("_KRILL_MOCK_NOTED", "")  # recorded, so the note's marker is undone afterwards
+    monkeypatch.delenv("_KRILL_MOCK_NOTED")
     monkeypatch.setenv("COLUMNS", "200")
 
     def run(*args: str):
@@ -103,3 +104,21 @@ def test_global_flags_after_the_verb_as_in_the_demo_run(cli, tmp_path, monkeypat
     assert code == 0 and "Total skills: " in out and re.search(r"^\[[0-9a-f]{8}\] ", out, re.M)
     code, out, _ = cli("config", "show", "--config", "config.demo.json")
     assert "#   skill_retrieval.similarity_threshold -> skill_retrieval.threshold = 0.4" in out
+
+
+def test_convert_eto_defaults_to_the_original_scripts_paths(cli, tmp_path):
+    code, _, err = cli("convert", "eto", "--max", "100")
+    assert code == 2 and err.startswith("error: data/alfworld_raw.json: ")
+    raw = [{"id": "pick_and_place_simple-Book-None-Shelf-1", "conversations": [
+        {"from": "human", "value": "You are in the middle of a room.\nYour task is to: put a book in shelf."},
+        {"from": "gpt", "value": "Thought: find it.\nAction: go to shelf 1"},
+        {"from": "human", "value": "Observation: On the shelf 1, you see a book 1."}]}]  # fmt: skip
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/alfworld_raw.json").write_text(json.dumps(raw))
+    code, out, _ = cli("convert", "eto")
+    assert code == 0 and "Converted 1 trajectories:\n  Pick: 1\n  Total steps: 1\n" in out
+    assert (
+        json.loads((tmp_path / "data/alfworld_trajectories.json").read_text())[0]["task_category"] == "Pick"
+    )
+    code, out, _ = cli("convert", "eto", "--out", "t.jsonl")
+    assert code == 0 and (tmp_path / "t.jsonl").exists()

@@ -30,7 +30,8 @@ KRILL = [str(_bin)] if _bin.exists() else [sys.executable, "-m", "krill.cli.main
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("KRILL_EMBEDDER", "KRILL_DEBUG")}
+    drop = ("KRILL_EMBEDDER", "KRILL_DEBUG", "_KRILL_MOCK_NOTED")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(
         KRILL_PRESET="tiny",
         KRILL_CACHE=str(tmp_path / "cache"),
