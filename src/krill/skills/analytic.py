@@ -119,7 +119,9 @@ def _plan_skill(cat: str, group: list[Episode]) -> Skill:
     support = [ep.tid for ep in group if role_plan(ep) == plan]
     objs = Counter(ep.target for ep in group)
     dests = Counter(ep.dest for ep in group)
-    example = group[0].traj.task_description.split("Your task is to:")[-1].strip()
+    task = group[0].traj.task_description.split("Your task is to:")[-1].strip()
+    # quote only the task's first sentence: trajectory text is data and must not ride into every prompt
+    example = re.split(r"(?<=[.!?])\s", task, maxsplit=1)[0][:120]
     steps = sorted(len(ep.traj.steps) for ep in group)
     principle = (
         f"{_pct(k, len(group))} {cat} successes: {plan}. Objects: {_names(objs, 4)}; targets: "
