@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from conftest import real_env_or_skip
+from counter_env import real_env_or_skip
 
 from krill.envs.pool import EnvPool, SerialPool
 from krill.errors import KrillError

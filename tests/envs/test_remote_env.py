@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import live_server, real_env_or_skip
+from counter_env import live_server, real_env_or_skip
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse

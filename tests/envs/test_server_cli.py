@@ -6,10 +6,11 @@ import io
 import os
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
-from conftest import real_env_or_skip
+from counter_env import real_env_or_skip
 
 from krill.cli.main import main
 from krill.config import load_config
@@ -118,6 +119,8 @@ def test_krill_env_serve_subprocess_with_token(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [
+        sys.executable,
+        "-m",
         "krill",
         "--preset",
         "tiny",

@@ -8,7 +8,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from conftest import live_server, real_env_or_skip
+from counter_env import live_server, real_env_or_skip
 
 from krill.envs.base import make_env
 from krill.envs.remote import RemoteEnv

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,7 @@ def test_report_missing_run_dir_is_clear_error(tmp_path):
 def test_report_cli_bad_eval_file(tmp_path):
     run = make_run(tmp_path)
     write_json(run / "eval" / "after.json", {"general_skills": []})  # a bank, not an eval
-    proc = subprocess.run(["krill", "report", str(run)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "krill", "report", str(run)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "not a krill eval result" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
