@@ -28,6 +28,7 @@ from krill.testing.openai_server import FakeOpenAIServer
 
 KRILL = [sys.executable, "-m", "krill"]
 EPISODES = 12
+SECRET = "sk-faults-SECRET-4242424242"  # in every run's environment; no file may ever contain it
 
 
 # -- running and killing ---------------------------------------------------------------------------
@@ -38,7 +39,8 @@ def ws(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KRILL_")}
     env.update(KRILL_PRESET="tiny", KRILL_EMBEDDER="hash", KRILL_CACHE=str(root / "cache"),
                KRILL_RETRY_INITIAL="0.01", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               TOKENIZERS_PARALLELISM="false", COLUMNS="200", PYTHONWARNINGS="ignore")  # fmt: skip
+               TOKENIZERS_PARALLELISM="false", COLUMNS="200", PYTHONWARNINGS="ignore",
+               OPENAI_API_KEY=SECRET)  # fmt: skip
     return SimpleNamespace(root=root, env=env, n=0)
 
 
@@ -122,7 +124,7 @@ def ref(ws):
 
 
 # -- collect -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("suffix", "kill_at"), [(".jsonl", (2, 5, 8, 11)), (".json", (3, 9))])
+@pytest.mark.parametrize(("suffix", "kill_at"), [(".jsonl", (2, 5, 8, 11)), (".json", (3, 7, 10))])
 def test_collect_survives_kills_and_reuses_finished_episodes(ws, ref, faults, suffix, kill_at):
     out = ws.root / f"collect{suffix}"
     log = out.with_name(out.name + ".partial.jsonl") if suffix == ".json" else out
@@ -179,6 +181,7 @@ def test_distill_llm_teacher_killed_6_times_reuses_cached_answers(ws, ref, fault
             cached = rows
         text = krill(ws, *args)
         asked = srv.stats["answered"] - before
+        assert {c["auth"] for c in srv.calls} == {f"Bearer {SECRET}"}  # the key was really used
     assert f"{prompts - len(cached)} ({len(cached)} from cache)" in text.replace("\n", " ")
     # every answer is asked once, plus at most the one in flight at each of the 6 kills
     assert prompts <= asked <= prompts + 6
@@ -209,13 +212,18 @@ def test_sft_killed_twice_resumes_from_the_last_checkpoint(ws, ref, faults):
     ref_rows, rows = complete_rows(want / "metrics.jsonl"), complete_rows(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [r["step"] for r in ref_rows] == list(range(1, len(ref_rows) + 1))
     assert rows == ref_rows  # same losses, step for step
+    ref_summary = json.loads((want / "sft_summary.json").read_text())
+    drop = ("wall_s", "resumed_from_step")
+    assert {k: v for k, v in summary.items() if k not in drop} == {
+        k: v for k, v in ref_summary.items() if k not in drop
+    }  # tokens, losses and step counts cover the whole run, not just the part after the resume
     a, b = _weights(want / "adapter_model.safetensors"), _weights(out / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     assert_all_parse(out, faults)
 
 
 # -- rl ------------------------------------------------------------------------------------------------
-def test_rl_killed_after_iteration_1_resumes_from_its_checkpoint(ws, ref, faults):
+def test_rl_killed_before_and_after_its_first_checkpoint(ws, ref, faults):
     def args(out: Path) -> list[str]:
         return ["rl", "--skill-bank", str(ref.bank), "--out", str(out), "--resume", "--iterations", "2"]
 
@@ -287,3 +295,18 @@ def test_train_killed_in_three_phases_skips_completed_ones(ws, faults):
     assert {"rl", "eval_after"} <= set(phases)
     check_bank(json.loads((run / "state.json").read_text())["done"]["rl"]["bank"])
     assert_all_parse(run, faults)
+
+
+def test_no_file_a_run_writes_holds_the_api_key(ws, faults):
+    """Grep everything the runs above wrote (configs, logs, metrics, checkpoints, banks, caches) and
+    the HTML report of the train run for the API key that was in their environment."""
+    run = ws.root / "train"
+    if not (run / "state.json").exists():
+        pytest.skip("needs the train run of this module")
+    krill(ws, "report", str(run))
+    files = [p for p in ws.root.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".html" for p in files) and any(p.suffix == ".safetensors" for p in files)
+    leaks = [str(p) for p in files if SECRET.encode() in p.read_bytes()]
+    for leak in leaks:
+        faults.lost(f"API key written to {leak}")
+    assert not leaks

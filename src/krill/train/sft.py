@@ -181,7 +181,8 @@ def train_sft(
     elif metrics.exists():
         metrics.unlink()  # a fresh run: the old curve would mix with the new one
 
-    tokens = 0
+    # tokens trained on before the checkpoint count too: a resumed run reports the whole run's total
+    tokens = sum(int(r.get("tokens", 0)) for r in read_jsonl(metrics)) if start else 0
     with progress_bar("sft", total_steps) as bar:
         bar.advance(start)
         for step in range(start, total_steps):
