@@ -20,8 +20,6 @@ def cli(capsys, monkeypatch, tmp_path):
     """Run `krill ARGS` in-process in an empty directory: (exit code, stdout, stderr with wraps undone)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KRILL_PRESET", raising=False)
-    monkeypatch.setenv("_KRILL_MOCK_NOTED", "")  # recorded, so the note's marker is undone afterwards
-    monkeypatch.delenv("_KRILL_MOCK_NOTED")
     monkeypatch.setenv("COLUMNS", "200")
 
     def run(*args: str):

@@ -30,7 +30,7 @@ KRILL = [str(_bin)] if _bin.exists() else [sys.executable, "-m", "krill.cli.main
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    drop = ("KRILL_EMBEDDER", "KRILL_DEBUG", "_KRILL_MOCK_NOTED")
+    drop = ("KRILL_EMBEDDER", "KRILL_DEBUG")
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(
         KRILL_PRESET="tiny",

@@ -23,6 +23,7 @@ class GlobalOptions:
     env: str | None = None
     mock: bool = False
     env_url: str | None = None
+    mock_noted: bool = False  # the --mock note is printed once per invocation
 
 
 STATE = GlobalOptions()
@@ -90,9 +91,10 @@ def get_config(
 
 def note_mock_once() -> None:
     """`--mock` (from the original krill) selects the built-in offline simulators: say what they are."""
-    if STATE.mock and not os.environ.get("_KRILL_MOCK_NOTED"):
-        os.environ["_KRILL_MOCK_NOTED"] = "1"
+    if STATE.mock and not STATE.mock_noted:
+        STATE.mock_noted = True
         err_console.print(
-            "[dim]--mock: using krill's built-in offline environments (generated ALFWorld games on the "
-            "real TextWorld engine, the WebShop simulator); observations depend on your actions.[/dim]"
+            "[dim]--mock: using krill's built-in offline environments, real simulators (generated ALFWorld "
+            "games on the real TextWorld engine, the WebShop simulator): observations depend on your "
+            "actions, nothing is replayed.[/dim]"
         )

@@ -41,6 +41,7 @@ def _global(
     common.STATE.preset = preset
     common.STATE.env = env
     common.STATE.mock = mock
+    common.STATE.mock_noted = False
     common.STATE.env_url = env_url
     common.STATE.debug = debug or bool(os.environ.get("KRILL_DEBUG"))
     common.setup_logging(common.STATE.debug)

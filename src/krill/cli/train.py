@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from krill.cli.common import console, get_config, note_mock_once
+from krill.cli import original_flags
+from krill.cli.common import console, get_config
 
 
 def train(
@@ -14,11 +15,14 @@ def train(
     ),
     preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper"),
     set_: list[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
+    config: str | None = original_flags.CONFIG,
+    env: str | None = original_flags.ENV,
+    mock: bool = original_flags.MOCK,
 ) -> None:
     """Run the whole SkillRL loop; phases already complete in OUT are skipped."""
     from krill.train.pipeline import run_pipeline
 
-    note_mock_once()
+    original_flags.apply(config, env, mock)
     cfg = get_config(list(set_), preset=preset, machine_default=True)
     console.rule(f"krill train → {out}  (preset: {cfg.preset or 'none'})")
 
