@@ -83,9 +83,10 @@ def run_pipeline(
             notify(name, {"skipped": True, **state.done[name]})
             return state.done[name]
         notify(name, {"started": True})
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         info = fn()
         info["wall_time_s"] = round(time.perf_counter() - t0, 1)
+        info["cpu_time_s"] = round(time.process_time() - c0, 1)  # this process only (not env workers)
         state.mark(name, **info)
         append_jsonl(run_dir / "metrics.jsonl", {"phase": name, **info})
         notify(name, {"finished": True, **info})
@@ -144,12 +145,15 @@ def _collect(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
     policy = collect(cfg.model_copy(deep=True),
                      CollectOptions(episodes=cfg.train.policy_episodes, policy="local",
                                     out=str(tdir / "policy.jsonl"), resume=True, seed=cfg.seed + 1))  # fmt: skip
-    return {"expert": _rate(expert.trajectories), "policy": _rate(policy.trajectories)}
+    return {**_rate("expert", expert.trajectories), **_rate("policy", policy.trajectories)}
 
 
-def _rate(trajs: list) -> dict[str, Any]:
+def _rate(name: str, trajs: list) -> dict[str, Any]:
     n = len(trajs)
-    return {"episodes": n, "success_rate": sum(t.success for t in trajs) / n if n else 0.0}
+    return {
+        f"{name}_episodes": n,
+        f"{name}_success": round(sum(t.success for t in trajs) / n, 3) if n else 0.0,
+    }
 
 
 def _distill(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
