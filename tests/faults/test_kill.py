@@ -307,7 +307,7 @@ def test_train_killed_in_three_phases_skips_completed_ones(ws, faults):
 # what a resumed train run must reproduce (`metrics.jsonl` of the run: see the known gap above)
 COMPARED = ("banks/cycle_0.json", "sft/metrics.jsonl", "rl/metrics.jsonl", "rl/evolution.jsonl",
             "rl/bank.json", "eval/before.json", "eval/after.json")  # fmt: skip
-VOLATILE = ("added_at", "wall_time_s", "wall_s")
+VOLATILE = ("added_at", "wall_time_s", "cpu_time_s", "wall_s")
 
 
 def _run_view(run: Path, rel: str):
