@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from krill.config import KrillConfig
-from krill.io import append_jsonl, atomic_write_text, read_json, write_json
+from krill.io import append_jsonl, atomic_write_text, read_json, read_jsonl, write_json, write_jsonl
 from krill.schema import SkillBank
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,12 @@ def run_pipeline(
     start = time.perf_counter()
     notify = on_phase or (lambda phase, info: None)
 
+    logged = {r.get("phase") for r in read_jsonl(run_dir / "metrics.jsonl", repair_tail=True)} if (run_dir / "metrics.jsonl").exists() else set()  # fmt: skip
+
     def phase(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         if name in state.done:
+            if name not in logged:  # killed between marking the phase done and logging it
+                append_jsonl(run_dir / "metrics.jsonl", {"phase": name, **state.done[name]})
             notify(name, {"skipped": True, **state.done[name]})
             return state.done[name]
         notify(name, {"started": True})
@@ -87,8 +91,13 @@ def run_pipeline(
         info = fn()
         info["wall_time_s"] = round(time.perf_counter() - t0, 1)
         info["cpu_time_s"] = round(time.process_time() - c0, 1)  # this process only (not env workers)
+        if name in logged:  # killed between logging this phase and marking it done: log it once
+            rows = [
+                r for r in read_jsonl(run_dir / "metrics.jsonl", repair_tail=True) if r.get("phase") != name
+            ]
+            write_jsonl(run_dir / "metrics.jsonl", rows)
+        append_jsonl(run_dir / "metrics.jsonl", {"phase": name, **info})  # logged, then marked done
         state.mark(name, **info)
-        append_jsonl(run_dir / "metrics.jsonl", {"phase": name, **info})
         notify(name, {"finished": True, **info})
         return info
 
