@@ -133,6 +133,9 @@ class RetrievalConfig(_Section):
         "similarity", description="template = all skills of the category"
     )
     max_mistakes: int = Field(5, ge=0, description="common mistakes shown per prompt")
+    max_general: int | None = Field(
+        None, ge=0, description="general skills shown (the closest to the task); None = all, as in the paper"
+    )
 
 
 class DistillConfig(_Section):

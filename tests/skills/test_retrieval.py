@@ -143,3 +143,24 @@ def test_front_door_and_max_mistakes(bank):
     )
     assert names(r) == ["c-b"] and len(r.mistakes) == 1
     assert r.skill_ids() == ["g1", "g2", "c-b"]
+
+
+def test_max_general_keeps_the_general_skills_closest_to_the_task():
+    from krill.config import RetrievalConfig
+    from krill.models.embedder import HashEmbedder
+    from krill.schema import Skill, SkillBank
+    from krill.skills.retrieval import Retriever
+
+    general = [
+        Skill(name="Microwave heating", principle="heat food in the microwave", when_to_apply="heat tasks"),
+        Skill(name="Sink cleaning", principle="clean things in the sink basin", when_to_apply="clean tasks"),
+        Skill(name="Fridge cooling", principle="cool food in the fridge", when_to_apply="cool tasks"),
+    ]
+    bank = SkillBank(general_skills=general)
+    emb = HashEmbedder()
+    everything = Retriever(bank, emb, RetrievalConfig()).retrieve("heat the apple in the microwave")
+    assert [s.name for s in everything.general] == [s.name for s in general]  # default: all (the paper)
+    one = Retriever(bank, emb, RetrievalConfig(max_general=1)).retrieve("heat food in the microwave")
+    assert [s.name for s in one.general] == ["Microwave heating"]
+    two = Retriever(bank, emb, RetrievalConfig(max_general=2, mode="template")).retrieve("anything")
+    assert [s.name for s in two.general] == ["Microwave heating", "Sink cleaning"]

@@ -19,7 +19,8 @@ def train(
     env: str | None = original_flags.ENV,
     mock: bool = original_flags.MOCK,
 ) -> None:
-    """Run the whole SkillRL loop; phases already complete in OUT are skipped."""
+    """The whole SkillRL loop into one run directory: collect → distill → eval → SFT → GRPO with skill
+    evolution → eval. Re-running the same command resumes: completed phases are skipped."""
     from krill.train.pipeline import run_pipeline
 
     original_flags.apply(config, env, mock)
@@ -43,19 +44,14 @@ def train(
 
 def _print_summary(result) -> None:
     t = Table(title="held-out success: untrained vs trained policy")
-    t.add_column("category")
-    t.add_column("untrained", justify="right")
-    t.add_column("trained", justify="right")
+    for col in ("category", "untrained", "trained", "invalid actions (untrained → trained)"):
+        t.add_column(col, justify="left" if col == "category" else "right")
     before = (result.before or {}).get("results", {})
     after = (result.after or {}).get("results", {})
-    cats = sorted(set(before) | set(after) - {"all"}) + ["all"]
-    for cat in dict.fromkeys(cats):
-        cells = []
-        for r in (before.get(cat), after.get(cat)):
-            cells.append(
-                "—" if r is None else f"{100 * r['success_rate']:.1f}% ({r['successes']}/{r['episodes']})"
-            )
-        t.add_row(cat, *cells)
+    cats = sorted((set(before) | set(after)) - {"all"}) + ["all"]
+    for cat in cats:
+        b, a = before.get(cat), after.get(cat)
+        t.add_row(cat, _success(b), _success(a), f"{_invalid(b)} → {_invalid(a)}")
     console.print(t)
     sizes = result.bank_sizes
     console.print(
@@ -63,3 +59,13 @@ def _print_summary(result) -> None:
         f"{sizes['mistakes']} common mistakes"
     )
     console.print(f"run directory: {result.run_dir}  (wall time {result.wall_time_s:.0f} s)")
+
+
+def _success(r: dict | None) -> str:
+    return "—" if r is None else f"{100 * r['success_rate']:.1f}% ({r['successes']}/{r['episodes']})"
+
+
+def _invalid(r: dict | None) -> str:
+    return (
+        "—" if r is None or r.get("invalid_action_rate") is None else f"{100 * r['invalid_action_rate']:.0f}%"
+    )

@@ -73,6 +73,7 @@ class Retriever:
         self._id_rank = np.empty(len(self._specific), dtype=np.int64)
         self._id_rank[order] = np.arange(len(order))
         self.matrix = self._embed_bank() if self.cfg.mode == "similarity" else None
+        self._general_matrix: np.ndarray | None = None  # only with max_general: embedded on first use
 
     # -- setup -----------------------------------------------------------------------------------
     def _embed_bank(self) -> np.ndarray:
@@ -103,7 +104,7 @@ class Retriever:
         """General skills + top-K task skills (cosine > threshold) of the category, + its mistakes."""
         cat = self.resolve_category(task_description, category)
         rows = self._cat_index[cat] if cat is not None else self._all_index
-        out = Retrieved(general=list(self.bank.general_skills), mode=self.cfg.mode, category=cat)
+        out = Retrieved(general=self._general_for(task_description), mode=self.cfg.mode, category=cat)
         out.mistakes = self.bank.mistakes_for(cat)[: self.cfg.max_mistakes]
         if self.cfg.mode == "template":
             out.specific = [(s, 1.0) for s in self._specific[rows]]
@@ -115,6 +116,18 @@ class Retriever:
         idx = top_k_indices(scores, self.cfg.top_k, self.cfg.threshold, self._id_rank[rows])
         out.specific = [(self._specific[rows.start + i], float(scores[i])) for i in idx]
         return out
+
+    def _general_for(self, task: str) -> list[Skill]:
+        """Every general skill (the paper), or the `max_general` closest to the task (short CPU prompts)."""
+        general, k = list(self.bank.general_skills), self.cfg.max_general
+        if k is None or len(general) <= k:
+            return general
+        if self.cfg.mode == "template" or self.embedder is None:
+            return general[:k]
+        if self._general_matrix is None:
+            self._general_matrix = embed_skills(general, self.embedder)
+        scores = self._general_matrix @ self.embed_query(task)
+        return [general[i] for i in sorted(np.argsort(-scores, kind="stable")[:k])]  # bank order kept
 
     def embed_query(self, text: str) -> np.ndarray:
         vec = np.asarray(self.embedder.embed([text]), dtype=np.float32)[0]
