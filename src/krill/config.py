@@ -224,6 +224,9 @@ class TrainConfig(_Section):
         200, ge=0, description="untrained-policy rollouts (failures feed distillation)"
     )
     eval_episodes: int = Field(60, ge=1, description="held-out episodes for the before/after table")
+    policy_max_steps: int | None = Field(
+        None, ge=1, description="step cap for the untrained-policy rollouts (None = the env's limit)"
+    )
 
 
 class KrillConfig(_Section):

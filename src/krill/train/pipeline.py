@@ -152,7 +152,7 @@ def _collect(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
     expert = collect(cfg, CollectOptions(episodes=cfg.train.expert_episodes, policy="expert",
                                          out=str(tdir / "expert.jsonl"), resume=True, seed=cfg.seed))  # fmt: skip
     policy = collect(cfg.model_copy(deep=True),
-                     CollectOptions(episodes=cfg.train.policy_episodes, policy="local",
+                     CollectOptions(episodes=cfg.train.policy_episodes, policy="local", max_steps=cfg.train.policy_max_steps,
                                     out=str(tdir / "policy.jsonl"), resume=True, seed=cfg.seed + 1))  # fmt: skip
     return {**_rate("expert", expert.trajectories), **_rate("policy", policy.trajectories)}
 
