@@ -107,7 +107,9 @@ def test_evolution_in_rl_saves_cycle_bank_and_next_rollouts_use_it(cfg, tmp_path
     validation = _validation(cfg, tmp_path)
     monkeypatch.setattr(krill.envs.pool, "make_pool", heat_pool)
     run = tmp_path / "run"
-    hook = make_evolve_hook(cfg, run, validate=lambda policy, bank, iteration: validation)
+    hook = make_evolve_hook(
+        cfg, run / "rl", banks_dir=run / "banks", validate=lambda policy, bank, iteration: validation
+    )
     policy = RecordingPolicy(load_training_policy(cfg))
     calls_per_iteration = []
 

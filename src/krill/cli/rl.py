@@ -37,16 +37,21 @@ def rl(
 ) -> None:
     """GRPO with the skill-augmented agent: rollouts in groups, clipped surrogate + KL, LoRA updates.
 
+    Every evolution.validation_interval iterations the bank evolves from validation failures
+    (OUT/banks/cycle_K.json, OUT/evolution.jsonl); --set evolution.enabled=false turns it off.
+
     Without a GPU, a run given no preset and no config file uses the `quick` preset's sizes (it says so).
     """
     from krill.formats.banks import load_bank
+    from krill.skills.evolve import make_evolve_hook
     from krill.train.rl import run_rl
 
     original_flags.apply(config, env, mock)
     overrides = [f"rl.iterations={iterations}"] if iterations else []
     cfg = get_config(overrides, preset=preset, machine_default=True)
     start = _starting_point(cfg, init)
-    result = run_rl(cfg, load_bank(skill_bank), out, init=start, resume=resume)
+    hook = make_evolve_hook(cfg, out) if cfg.evolution.enabled else None
+    result = run_rl(cfg, load_bank(skill_bank), out, init=start, resume=resume, evolve_hook=hook)
     last = result.metrics[-1] if result.metrics else {}
     if last:
         console.print(

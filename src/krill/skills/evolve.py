@@ -88,29 +88,34 @@ def evolve_bank(
     return report
 
 
-def make_evolve_hook(cfg: KrillConfig, run_dir: str | Path, validate: Any = None):
+def make_evolve_hook(
+    cfg: KrillConfig, rl_dir: str | Path, banks_dir: str | Path | None = None, validate: Any = None
+):
     """The hook `run_rl` calls every validation_interval iterations: validate, evolve, save cycle_K.json.
 
+    Banks go to `banks_dir/cycle_K.json` (default `rl_dir/banks`; `krill train` uses RUN/banks), the
+    per-cycle log to `rl_dir/evolution.jsonl`, validation episodes to `rl_dir/validation/`.
     `validate(policy, bank, iteration) -> trajectories` replaces the default validation (greedy
     episodes of the current policy on `valid_seen`, a split RL never trains on).
     """
     from krill.models import build_embedder
     from krill.skills.distill import make_teacher
 
-    run_dir = Path(run_dir)
+    rl_dir = Path(rl_dir)
+    banks_dir = Path(banks_dir) if banks_dir is not None else rl_dir / "banks"
     embedder = build_embedder(cfg)
-    teacher = make_teacher(cfg, work_dir=run_dir / "banks" / "evolution.work")
-    validate = validate or _validator(cfg, run_dir, embedder)
+    teacher = make_teacher(cfg, work_dir=banks_dir / "evolution.work")
+    validate = validate or _validator(cfg, rl_dir, embedder)
     turn = {"n": 0}
 
     def hook(iteration: int, policy: Any, bank: SkillBank, recent: list[Trajectory] | None = None):
         validation = validate(policy, bank, iteration)
         report = evolve_bank(bank, validation, teacher, embedder, cfg, recent=recent, turn=turn["n"])
         turn["n"] += 1
-        path = run_dir / "banks" / f"cycle_{report.cycle}.json"
+        path = banks_dir / f"cycle_{report.cycle}.json"
         save_bank(bank, path)
         report.bank_path = str(path)
-        append_jsonl(run_dir / "rl" / "evolution.jsonl", {"iteration": iteration, **report.to_dict()})
+        append_jsonl(rl_dir / "evolution.jsonl", {"iteration": iteration, **report.to_dict()})
         log.info(
             "evolution cycle %d: below %.2f: %s; added %d; bank size %d",
             report.cycle, cfg.evolution.threshold, ", ".join(report.failing) or "none",
@@ -121,7 +126,7 @@ def make_evolve_hook(cfg: KrillConfig, run_dir: str | Path, validate: Any = None
     return hook
 
 
-def _validator(cfg: KrillConfig, run_dir: Path, embedder: Any):
+def _validator(cfg: KrillConfig, rl_dir: Path, embedder: Any):
     """Greedy validation episodes of the current policy with the current bank on `valid_seen`."""
 
     def validate(policy: Any, bank: SkillBank, iteration: int) -> list[Trajectory]:
@@ -133,7 +138,7 @@ def _validator(cfg: KrillConfig, run_dir: Path, embedder: Any):
         vcfg = cfg.model_copy(deep=True)
         vcfg.eval.temperature = 0.0
         actor = LLMActor(policy, Retriever(bank, embedder, cfg.skill_retrieval), vcfg, sample=False)
-        out = run_dir / "rl" / "validation" / f"iter_{iteration}.json"
+        out = rl_dir / "validation" / f"iter_{iteration}.json"
         evaluate(vcfg, policy="local", bank=bank, out=out, split="valid_seen",
                  episodes=cfg.evolution.validation_episodes, actor=actor)  # fmt: skip
         return load_trajectories(out.with_name(out.stem + ".trajectories.jsonl"))

@@ -216,7 +216,9 @@ def _rl(cfg: KrillConfig, run_dir: Path, bank: SkillBank) -> dict[str, Any]:
     from krill.skills.evolve import make_evolve_hook
     from krill.train.rl import run_rl
 
-    hook = make_evolve_hook(cfg, run_dir) if cfg.evolution.enabled else None
+    hook = (
+        make_evolve_hook(cfg, run_dir / "rl", banks_dir=run_dir / "banks") if cfg.evolution.enabled else None
+    )
     result = run_rl(cfg, bank, run_dir / "rl", init=str(run_dir / "sft"), resume=True, evolve_hook=hook)
     return {
         "adapter": str(result.adapter_dir),
