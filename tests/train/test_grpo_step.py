@@ -121,3 +121,30 @@ def test_token_budget_packs_long_samples_alone():
     s = [Sample([1] * n, [2] * 4, 1.0) for n in (10, 10, 6000, 20)]
     batches = token_budget_batches(s, 1024)
     assert [len(b) for b in batches] == [3, 1] and len(batches[-1][0]) == 6004
+
+
+def test_reference_is_the_starting_adapter_not_the_base_model(tmp_path):
+    """RL from an SFT adapter: π_ref is that adapter (KL 0 at the first update), not the base model."""
+    from krill.train.rl import reference_state
+
+    cfg, model, tok, opt = _setup()
+    with torch.no_grad():  # stand-in for SFT: the adapter now changes the model's outputs
+        for n, p in model.named_parameters():
+            if p.requires_grad and "lora_B" in n:
+                p.add_(0.05 * torch.randn_like(p))
+    trajs = [_traj(10.0, tok=tok), _traj(0.0, invalid=1, tok=tok, action="go to fridge 1")]
+    samples = build_samples(trajs, group_advantages(shaped_rewards(trajs, 0.1), torch.tensor([0, 0])), tok)
+    accel = make_accelerator(cfg)
+    ref = reference_state(model, tmp_path, resume=False, accel=accel)
+    assert (tmp_path / "reference.safetensors").exists()
+    before = _lora(model)
+    stats = grpo_update(model, opt, samples, cfg, accel, tok.pad_token_id, ref)
+    assert stats["losses/kl"] == pytest.approx(0.0, abs=1e-7)
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters() if n in before)
+    resumed = reference_state(model, tmp_path, resume=True, accel=accel)  # read back, not re-captured
+    assert all(torch.equal(resumed[n], before[n]) for n in before)
+
+    cfg2, base_ref_model, _, opt2 = _setup()
+    base_ref_model.load_state_dict(model.state_dict())
+    stats_base = grpo_update(base_ref_model, opt2, samples, cfg2, make_accelerator(cfg2), tok.pad_token_id)
+    assert stats_base["losses/kl"] > 1e-4  # "adapter disabled" would pull toward the untrained base

@@ -8,7 +8,8 @@ One iteration (recipe shape: setup → rollout → advantages → update → log
 5. old log-probs are RECOMPUTED with the same model, same mode and dtype, right before the update
    (not the sampler's): the sampler may batch/pad differently or be a remote server, and a ratio
    that starts at exactly 1 is what the clipped surrogate assumes; reference log-probs come from the
-   same model with its LoRA adapter disabled (no second copy);
+   policy RL started from (the SFT adapter when `--init` gives one): its trainable weights, kept
+   aside once, are swapped in for the reference pass (no second model copy);
 6. `grpo_loss` over token-budgeted micro-batches (`rl.micro_batch_tokens`) with accumulation, so a
    6,000-token prompt fits; the gradient is the exact token mean of the whole iteration.
 
@@ -21,10 +22,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import random
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -132,10 +136,50 @@ def sequence_logprobs(model: Any, batch: list[Sample], pad_id: int, device: Any,
 
 
 # -- the update --------------------------------------------------------------------------------------
+@contextmanager
+def reference_weights(model: Any, reference: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Temporarily load the reference policy's trainable weights (LoRA tensors) into `model`."""
+    params = dict(model.named_parameters())
+    current = {name: params[name].detach().clone() for name in reference}
+    with torch.no_grad():
+        for name, value in reference.items():
+            params[name].copy_(value)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, value in current.items():
+                params[name].copy_(value)
+
+
+def reference_state(model: Any, out_dir: Path, resume: bool, accel: Any) -> dict[str, torch.Tensor]:
+    """π_ref's trainable weights: the starting policy's, saved once in OUT/reference.safetensors."""
+    from safetensors.torch import load_file, save_file
+
+    path = out_dir / "reference.safetensors"
+    if resume and path.exists():
+        return {k: v.to(accel.device) for k, v in load_file(str(path)).items()}
+    state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    if accel.is_main_process:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.cpu().contiguous() for k, v in state.items()}, str(tmp))
+        os.replace(tmp, path)
+    return state
+
+
 def grpo_update(
-    model: Any, optimizer: Any, samples: list[Sample], cfg: KrillConfig, accel: Any, pad_id: int
+    model: Any,
+    optimizer: Any,
+    samples: list[Sample],
+    cfg: KrillConfig,
+    accel: Any,
+    pad_id: int,
+    reference: dict[str, torch.Tensor] | None = None,
 ) -> dict:
-    """`rl.ppo_epochs` passes of clipped-surrogate + KL over the samples; one optimizer step per pass."""
+    """`rl.ppo_epochs` passes of clipped-surrogate + KL over the samples; one optimizer step per pass.
+
+    `reference` (trainable weights of π_ref) defaults to "the adapter disabled" (the base model)."""
     rl = cfg.rl
     inner = accel.unwrap_model(model)
     informative = accel.reduce(torch.tensor(float(len(samples)), device=accel.device), "sum").item()
@@ -144,6 +188,8 @@ def grpo_update(
     batches = token_budget_batches(samples, rl.micro_batch_tokens) or [[]]
     total_tokens = sum(len(s.response_ids) for s in samples)
     adapter_off = getattr(inner, "disable_adapter", None)
+    if reference is not None:
+        adapter_off = partial(reference_weights, inner, reference)
     if adapter_off is None and rl.kl_coef > 0:
         raise KrillError(
             "the RL reference is the model with its LoRA adapter disabled; with full fine-tuning set rl.kl_coef=0"
@@ -224,6 +270,7 @@ def run_rl(
     if init is not None and not Path(init).exists():
         raise KrillError("--init folder not found", path=init)
     policy = policy if policy is not None else load_training_policy(tcfg, init, accel.device)
+    reference = reference_state(policy.model, out_dir, resume, accel) if rl.kl_coef > 0 else None
     params = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=rl.learning_rate, weight_decay=0.0)
     model, optimizer = accel.prepare(policy.model, optimizer)
@@ -266,6 +313,7 @@ def run_rl(
                     n_tasks,
                     pad_id,
                     tok,
+                    reference,
                 )
                 if evolve_hook is not None and (it + 1) % cfg.evolution.validation_interval == 0:
                     bank = _call_hook(evolve_hook, it + 1, policy, bank, trajs) or bank
@@ -298,7 +346,19 @@ def run_rl(
 
 
 def _iteration(
-    it, cfg, accel, model, optimizer, rollout_policy, retriever, pool, train_tasks, n_tasks, pad_id, tok
+    it,
+    cfg,
+    accel,
+    model,
+    optimizer,
+    rollout_policy,
+    retriever,
+    pool,
+    train_tasks,
+    n_tasks,
+    pad_id,
+    tok,
+    reference,
 ):
     """Roll out this process's share of the iteration's groups, then update; returns (metrics, trajectories)."""
     from krill.agent.actors import LLMActor
@@ -327,7 +387,7 @@ def _iteration(
     rewards = shaped_rewards(trajs, rl.invalid_action_penalty)
     adv = group_advantages(rewards, group_ids) if trajs else torch.zeros(0)
     samples = build_samples(trajs, adv, tok)
-    upd = grpo_update(model, optimizer, samples, cfg, accel, pad_id)
+    upd = grpo_update(model, optimizer, samples, cfg, accel, pad_id, reference)
     if upd["update/skipped"] == 0.0 and hasattr(rollout_policy, "reset_prefix_cache"):
         rollout_policy.reset_prefix_cache()  # cached prompt KV states belong to the old weights
     t2 = time.perf_counter()
