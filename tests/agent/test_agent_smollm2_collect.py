@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from krill.cli.main import app
+from krill.config import load_config
 from krill.formats.banks import load_bank
 from krill.formats.trajectories import load_trajectories
 
@@ -34,8 +35,10 @@ def test_smollm2_collect_alfworld_with_example_bank(tmp_path):
     assert len(responses) > 3  # the model's own text, different across states
     bank_ids = {s.id for s in load_bank(bank_path).all_skills()}
     general = {s.id for s in load_bank(bank_path).general_skills}
+    shown_general = min(len(general), load_config(preset="quick").skill_retrieval.max_general or len(general))
     for t in trajs:
-        assert general <= set(t.metadata["skills_used"]) <= bank_ids
+        assert set(t.metadata["skills_used"]) <= bank_ids
+        assert len(general & set(t.metadata["skills_used"])) == shown_general  # the closest general skills
         assert t.metadata["total_tokens"] > 0
         prompt = t.steps[0].model_extra["prompt_text"]
         assert "## Retrieved Relevant Experience" in prompt and "### General Principles" in prompt

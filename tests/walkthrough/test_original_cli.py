@@ -68,7 +68,7 @@ def test_verbatim_sft_on_cpu_uses_quick_sizes_and_says_so(cli):
 def test_the_demo_count_says_where_it_comes_from():
     cfg = load_config(preset="quick")
     assert demo_count_note(cfg, None) == (
-        "demo steps: sft.num_examples = 800 (preset: quick, config file: none; "
+        f"demo steps: sft.num_examples = {cfg.sft.num_examples} (preset: quick, config file: none; "
         "the original default is 7500; --num-examples N to change)"
     )
     assert demo_count_note(cfg, 7500) == "demo steps: 7500 (--num-examples)"

@@ -106,12 +106,11 @@ def make_evolve_hook(
     embedder = build_embedder(cfg)
     teacher = make_teacher(cfg, work_dir=banks_dir / "evolution.work")
     validate = validate or _validator(cfg, rl_dir, embedder)
-    turn = {"n": 0}
 
     def hook(iteration: int, policy: Any, bank: SkillBank, recent: list[Trajectory] | None = None):
         validation = validate(policy, bank, iteration)
-        report = evolve_bank(bank, validation, teacher, embedder, cfg, recent=recent, turn=turn["n"])
-        turn["n"] += 1
+        # the turn order follows the bank's own cycle count, so a resumed run visits categories alike
+        report = evolve_bank(bank, validation, teacher, embedder, cfg, recent=recent, turn=bank.current_cycle)
         path = banks_dir / f"cycle_{report.cycle}.json"
         save_bank(bank, path)
         report.bank_path = str(path)
