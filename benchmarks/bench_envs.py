@@ -165,7 +165,16 @@ def remote_overhead(
     env_name: str, split: str, tasks: list[str], expected_steps: int, overrides: list[str]
 ) -> None:
     port = free_port()
-    cmd = ["krill", "--preset", "tiny", *[f"--set={o}" for o in overrides], "env", "serve"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "krill",
+        "--preset",
+        "tiny",
+        *[f"--set={o}" for o in overrides],
+        "env",
+        "serve",
+    ]
     cmd += ["--env", env_name, "--split", split, "--port", str(port)]
     env_vars = {**os.environ, "KRILL_ENV_TOKEN": ""}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_vars)

@@ -72,7 +72,7 @@ def main() -> None:
         print(f"{script}: {secs:.0f}s rc={rc}", file=sys.stderr)
     if not args.fast:
         run_dir = ROOT / "runs" / "bench-quick"
-        cmd = ["krill", "train", "--preset", "quick", "--out", str(run_dir)]
+        cmd = [sys.executable, "-m", "krill", "train", "--preset", "quick", "--out", str(run_dir)]
         out, secs, rc = run(cmd, 3600)
         sections.append((" ".join(cmd), out[-4000:], secs, rc))
         table.append(
