@@ -31,6 +31,7 @@ def rl(
         None, "--iterations", help="RL iterations (default: rl.iterations)."
     ),
     preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper"),
+    set_: list[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
     config: str | None = original_flags.CONFIG,
     env: str | None = original_flags.ENV,
     mock: bool = original_flags.MOCK,
@@ -48,7 +49,7 @@ def rl(
 
     original_flags.apply(config, env, mock)
     overrides = [f"rl.iterations={iterations}"] if iterations else []
-    cfg = get_config(overrides, preset=preset, machine_default=True)
+    cfg = get_config([*overrides, *set_], preset=preset, machine_default=True)
     start = _starting_point(cfg, init)
     hook = make_evolve_hook(cfg, out) if cfg.evolution.enabled else None
     result = run_rl(cfg, load_bank(skill_bank), out, init=start, resume=resume, evolve_hook=hook)

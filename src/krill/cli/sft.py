@@ -34,6 +34,7 @@ def sft(
     init: str | None = typer.Option(None, "--init", help="Start from this adapter folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper"),
+    set_: list[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
     config: str | None = original_flags.CONFIG,
     env: str | None = original_flags.ENV,
     mock: bool = original_flags.MOCK,
@@ -46,7 +47,7 @@ def sft(
     from krill.train.sft import run_sft
 
     original_flags.apply(config, env, mock)
-    cfg = get_config(preset=preset, machine_default=True)
+    cfg = get_config(list(set_), preset=preset, machine_default=True)
     # chat demos carry their prompts; trajectories (e.g. converted ETO data) and expert rollouts need the bank
     need_bank = cfg.agent.use_skills and (demos is None or Path(skill_bank).exists())
     bank = load_bank(skill_bank) if need_bank else None
