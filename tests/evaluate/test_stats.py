@@ -59,3 +59,13 @@ def test_compare_diff_and_overlap():
     assert rows["Heat"].overlap is False
     same = {r.category: r for r in compare([a, a])}
     assert same["all"].diff == 0 and same["all"].overlap is True
+
+
+def test_wilson_interval_always_contains_the_rate():
+    from krill.evaluate.stats import wilson_interval
+
+    for n in (1, 6, 12, 60, 134):
+        for k in (0, n // 2, n):
+            lo, hi = wilson_interval(k, n)
+            assert 0.0 <= lo <= k / n <= hi <= 1.0
+    assert wilson_interval(0, 12)[0] == 0.0  # exactly, not 2.8e-17 (a negative error bar in the report)

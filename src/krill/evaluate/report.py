@@ -118,8 +118,8 @@ def _eval_plot(evals: dict[str, dict], path: Path) -> Path | None:
         for c in cats:
             r = e["results"].get(c)
             rates.append(100 * r["success_rate"] if r else 0)
-            lo.append(100 * (r["success_rate"] - r["ci_low"]) if r else 0)
-            hi.append(100 * (r["ci_high"] - r["success_rate"]) if r else 0)
+            lo.append(max(0.0, 100 * (r["success_rate"] - r["ci_low"])) if r else 0)
+            hi.append(max(0.0, 100 * (r["ci_high"] - r["success_rate"])) if r else 0)
         xs = [j + i * width for j in range(len(cats))]
         ax.bar(xs, rates, width, yerr=[lo, hi], capsize=3, label=name)
     ax.set_xticks([j + width * (len(evals) - 1) / 2 for j in range(len(cats))], cats, rotation=20)
