@@ -1,5 +1,6 @@
 """Suite-wide: tiny in-process models run on one torch thread. On a shared 2-core CI box two torch
-threads fighting the env processes are ~10x slower than one (measured in tests/models)."""
+threads fighting the env processes are ~10x slower than one (measured in tests/models).
+The one place this is set: test modules do not repeat it."""
 
 import pytest
 import torch

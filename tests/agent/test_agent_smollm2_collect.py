@@ -17,8 +17,6 @@ from krill.formats.trajectories import load_trajectories
 
 @pytest.mark.slow
 def test_smollm2_collect_alfworld_with_example_bank(tmp_path):
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(1)
     bank_path = str(resources.files("krill.data").joinpath("example_bank.json"))
     out = tmp_path / "smol.jsonl"
     res = CliRunner().invoke(

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-import torch
 import transformers
 
 from krill.models import loading
 from krill.models.tiny import build_tiny_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 spinning OpenMP threads run ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_concurrent_conversions_agree(tmp_path, monkeypatch):

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from krill.config import load_config
 from krill.errors import KrillError
 from krill.models import build_embedder
 from krill.models.embedder import CachedEmbedder, HashEmbedder, LocalEmbedder
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 spinning OpenMP threads run ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class CountingEmbedder:

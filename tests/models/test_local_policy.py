@@ -11,16 +11,6 @@ from krill.models.decoding import find_stop
 from krill.models.local import LocalPolicy
 from krill.models.tiny import build_tiny_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 spinning OpenMP threads run ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 TASKS = [
     "Your task is to: heat some potato and put it in the fridge.",
     "Your task is to: put a clean mug in the coffeemachine. You are in the middle of a room. " * 3,

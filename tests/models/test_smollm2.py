@@ -5,20 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-import torch
 
 from krill.models import loading
 from krill.models.local import LocalPolicy
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 spinning OpenMP threads run ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 pytestmark = pytest.mark.slow
 
