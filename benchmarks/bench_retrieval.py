@@ -5,7 +5,10 @@
 
 Query embeddings are precomputed ("after embedding"): this measures the retrieval itself. All skills
 sit in one category so every query scans the whole matrix. Acceptance: top-6 over 10,000 skills
-< 1 ms per query.
+< 1 ms per query, with the BLAS threads krill runs with (numpy's default: every core).
+
+The mat-vec reads the whole matrix (15 MB at 10k×384) per query, so it is memory-bound: one core of
+a cloud VM streams ~10-18 GB/s, and the fast path is also timed on one BLAS thread for comparison.
 """
 
 from __future__ import annotations
@@ -16,15 +19,12 @@ import os
 import platform
 import time
 
-# One BLAS thread: a 10k×384 mat-vec is memory-bound, and extra threads only fight other processes.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits  # installed with scikit-learn
 
-import numpy as np  # noqa: E402
-
-from krill.config import RetrievalConfig  # noqa: E402
-from krill.schema import Skill, SkillBank  # noqa: E402
-from krill.skills.retrieval import Retriever, retrieve_naive  # noqa: E402
+from krill.config import RetrievalConfig
+from krill.schema import Skill, SkillBank
+from krill.skills.retrieval import Retriever, retrieve_naive
 
 
 class LookupEmbedder:
@@ -78,9 +78,12 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=6)
     ap.add_argument("--queries", type=int, default=200)
     args = ap.parse_args()
+    blas = max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=1)
     print(f"machine: {platform.processor() or platform.machine()}, numpy {np.__version__}, dim {args.dim}")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; median latency per query")
-    print(f"{'skills':>8} {'fast ms/query':>14} {'naive ms/query':>15} {'speed-up':>9}")
+    print(
+        f"{'skills':>8} {f'fast ms ({blas} thr)':>16} {'fast ms (1 thr)':>16} {'naive ms':>10} {'speed-up':>9}"
+    )
     rng = np.random.default_rng(0)
     for n in args.sizes:
         bank = random_bank(n, args.dim, rng)
@@ -90,6 +93,8 @@ def main() -> None:
         ret = Retriever(bank, LookupEmbedder(qv), RetrievalConfig(top_k=args.top_k, threshold=0.0))
         ret.retrieve("q0", "Heat")  # warm-up
         fast = per_query_ms(lambda q, ret=ret: ret.retrieve(f"q{q}", "Heat"), args.queries)
+        with threadpool_limits(1, user_api="blas"):
+            fast_1 = per_query_ms(lambda q, ret=ret: ret.retrieve(f"q{q}", "Heat"), args.queries)
         naive_q = max(2, min(args.queries, 200_000 // n))
         naive = per_query_ms(
             lambda q, b=bank, v=qv: retrieve_naive(b, v[q], "Heat", args.top_k, 0.0), naive_q
@@ -97,13 +102,17 @@ def main() -> None:
         same = [s.id for s, _ in ret.retrieve("q1", "Heat").specific] == [
             s.id for s, _ in retrieve_naive(bank, qv[1], "Heat", args.top_k, 0.0)
         ]
-        print(f"{n:>8} {fast:>14.3f} {naive:>15.1f} {naive / fast:>8.0f}x  (same top-{args.top_k}: {same})")
+        print(
+            f"{n:>8} {fast:>16.3f} {fast_1:>16.3f} {naive:>10.1f} {naive / fast:>8.0f}x  (same top-{args.top_k}: {same})"
+        )
         print("BENCH " + json.dumps({"name": f"retrieval top-{args.top_k} over {n} skills", "value": round(fast, 4),
-                                     "unit": "ms/query", "baseline": round(naive, 2), "ratio": round(naive / fast, 1)}))  # fmt: skip
+                                     "unit": "ms/query", "one_thread": round(fast_1, 4), "blas_threads": blas,
+                                     "baseline": round(naive, 2), "ratio": round(naive / fast, 1)}))  # fmt: skip
         if n == 10_000:
             verdict = "PASS" if fast < 1.0 else "FAIL"
             print(
-                f"acceptance: top-{args.top_k} over 10,000 skills = {fast:.3f} ms/query (< 1 ms): {verdict}"
+                f"acceptance: top-{args.top_k} over 10,000 skills = {fast:.3f} ms/query with {blas} BLAS "
+                f"threads, {fast_1:.3f} ms on one (< 1 ms): {verdict}"
             )
 
 
