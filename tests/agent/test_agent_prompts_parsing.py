@@ -9,6 +9,7 @@ from krill.agent.prompts import (
     SKILLS_HEADER,
     PromptState,
     build_messages,
+    cap_admissible,
 )
 from krill.config import KrillConfig
 from krill.schema import CommonMistake, Skill
@@ -72,6 +73,18 @@ def test_history_window_and_admissible_cap():
     assert "- open fridge 1" not in user and "(... 1 more)" in user
     none = build_messages(state(n_hist=5), cfg(history_window=0), None)[1]["content"]
     assert "## Recent History" not in none
+
+
+def test_admissible_cap_cuts_the_most_common_kind_not_the_actions_at_hand():
+    # ALFWorld order: alphabetical, so 'take' comes after thirty 'go to's
+    goes = [f"go to cabinet {i}" for i in range(1, 31)]
+    actions = ["examine countertop 1", *goes, "inventory", "look", "take apple 1 from countertop 1"]
+    assert cap_admissible(actions, 40) == actions  # under the cap: untouched
+    shown = cap_admissible(actions, 10)
+    assert shown == ["examine countertop 1", *goes[:6], "inventory", "look", "take apple 1 from countertop 1"]
+    user = build_messages(state(admissible=actions), cfg(max_admissible=10), None)[1]["content"]
+    assert "- take apple 1 from countertop 1" in user and "- go to cabinet 7" not in user
+    assert "(... 24 more)" in user
 
 
 def test_prompt_capped_by_dropping_oldest_history_first():

@@ -8,6 +8,7 @@ oldest history first (`rl.max_prompt_length`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -133,12 +134,29 @@ def _changing_part(state: PromptState, window: list[tuple[str, str]], first: int
         parts.append("\n".join(lines))
     parts.append(CURRENT_TEMPLATE.format(step=state.step + 1, observation=state.observation.strip()))
     if cfg.agent.show_admissible and state.admissible:
-        shown = list(state.admissible)[: cfg.agent.max_admissible]
+        shown = cap_admissible(state.admissible, cfg.agent.max_admissible)
         more = len(state.admissible) - len(shown)
         text = "\n".join(f"- {a}" for a in shown) + (f"\n(... {more} more)" if more > 0 else "")
         parts.append(ADMISSIBLE_TEMPLATE.format(actions=text))
     parts.append(REMINDER_THINK if cfg.agent.think else REMINDER_BARE)
     return "\n\n".join(parts)
+
+
+def cap_admissible(actions: Sequence[str], cap: int) -> list[str]:
+    """At most `cap` actions, in their given order; when some must go, the most common kind goes.
+
+    Kinds are first words. ALFWorld lists ~35 `go to …` next to the few actions on what is at hand
+    (`take apple 1 from countertop 1`, `open fridge 1`), and alphabetically those come last: a plain
+    head-of-list cut would hide exactly the actions a task needs. The places left out of the list are
+    still named in the observation.
+    """
+    actions = list(actions)
+    if len(actions) <= cap:
+        return actions
+    kind_count = Counter(a.split(" ", 1)[0] for a in actions)
+    ranked = sorted(range(len(actions)), key=lambda i: kind_count[actions[i].split(" ", 1)[0]])
+    keep = set(ranked[:cap])  # sorted() is stable: within a kind, the first ones listed stay
+    return [a for i, a in enumerate(actions) if i in keep]
 
 
 def _skill_line(s) -> str:
