@@ -173,7 +173,7 @@ class RlConfig(_Section):
         64, ge=1, description="trajectories per iteration = tasks_per_iteration × group_size"
     )
     group_size: int = Field(8, ge=1, description="G rollouts per task (paper: 8)")
-    kl_coef: float = Field(0.01, ge=0, description="β for k3 KL to the reference (adapter disabled)")
+    kl_coef: float = Field(0.01, ge=0, description="β for the k3 KL to π_ref, the policy RL starts from")
     clip_ratio: float = Field(0.2, ge=0, description="ε_c of the clipped surrogate")
     invalid_action_penalty: float = Field(
         0.1, ge=0, description="subtracted from the return per invalid action"
