@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["bench_envs.py", "bench_retrieval.py", "bench_rollout.py", "bench_distill.py"]
+SCRIPTS = [
+    "bench_envs.py",
+    "bench_retrieval.py",
+    "bench_rollout.py",
+    "bench_distill.py",
+    "bench_train_memory.py",
+]
 
 
 def machine() -> str:

@@ -158,7 +158,12 @@ class LoraConfig(_Section):
 class SftConfig(_Section):
     learning_rate: float = Field(1e-4, gt=0, description="paper: 1e-4")
     batch_size: int = Field(16, ge=1, description="effective batch (paper: 16)")
-    micro_batch_size: int = Field(4, ge=1, description="per forward pass; accumulation fills the batch")
+    micro_batch_size: int = Field(
+        4,
+        ge=1,
+        description="per forward pass; accumulation fills the batch. On CPU use 1: an unpadded row runs "
+        "SDPA's flash kernel, a padded batch the math kernel that stores [b, heads, L, L] per layer",
+    )
     epochs: float = Field(3, gt=0, description="paper: 3")
     num_examples: int = Field(7500, ge=1, description="demo steps in the SFT set (original krill default)")
     max_length: int = Field(2048, ge=64, description="tokens per example (prompt + response)")
@@ -182,7 +187,12 @@ class RlConfig(_Section):
     max_response_length: int = Field(1024, ge=1, description="tokens per agent step")
     iterations: int = Field(150, ge=1, description="RL iterations (paper: 150 epochs)")
     ppo_epochs: int = Field(1, ge=1, description="passes over each iteration's samples")
-    micro_batch_tokens: int = Field(8192, ge=64, description="tokens per forward/backward; grads accumulate")
+    micro_batch_tokens: int = Field(
+        8192,
+        ge=64,
+        description="tokens per forward/backward; grads accumulate. On CPU, about one sample's length "
+        "(unpadded rows: see sft.micro_batch_size)",
+    )
     max_grad_norm: float = Field(1.0, gt=0)
     temperature: float = Field(1.0, gt=0, description="sampling temperature for rollouts")
     max_steps: int | None = Field(None, ge=1, description="episode step cap during RL (None = env default)")
