@@ -297,24 +297,11 @@ def run_rl(
         if not train_tasks:
             raise KrillError(f"the {cfg.env.name} train split has no tasks")
         retriever = _retriever(bank, cfg)
+        learner = _Learner(cfg, accel, model, optimizer, tok, pad_id, reference, pool, train_tasks, n_tasks)
         with progress_bar("rl", rl.iterations) as bar:
             bar.advance(start)
             for it in range(start, rl.iterations):
-                row, trajs = _iteration(
-                    it,
-                    cfg,
-                    accel,
-                    model,
-                    optimizer,
-                    rollout_policy,
-                    retriever,
-                    pool,
-                    train_tasks,
-                    n_tasks,
-                    pad_id,
-                    tok,
-                    reference,
-                )
+                row, trajs = _iteration(learner, it, rollout_policy, retriever)
                 if evolve_hook is not None and (it + 1) % cfg.evolution.validation_interval == 0:
                     bank = _call_hook(evolve_hook, it + 1, policy, bank, trajs) or bank
                     retriever = _retriever(bank, cfg)
@@ -345,28 +332,34 @@ def run_rl(
     return RlResult(out_dir, adapter_dir, bank_path, rl.iterations, all_metrics)
 
 
+@dataclass
+class _Learner:
+    """What stays fixed across iterations: the trained model and its optimizer, π_ref, the task pool."""
+
+    cfg: KrillConfig
+    accel: Any
+    model: Any
+    optimizer: Any
+    tok: Any
+    pad_id: int
+    reference: dict[str, torch.Tensor] | None
+    pool: Any
+    train_tasks: list[str]
+    n_tasks: int
+
+
 def _iteration(
-    it,
-    cfg,
-    accel,
-    model,
-    optimizer,
-    rollout_policy,
-    retriever,
-    pool,
-    train_tasks,
-    n_tasks,
-    pad_id,
-    tok,
-    reference,
-):
+    learner: _Learner, it: int, rollout_policy: Any, retriever: Any
+) -> tuple[dict, list[Trajectory]]:
     """Roll out this process's share of the iteration's groups, then update; returns (metrics, trajectories)."""
     from krill.agent.actors import LLMActor
     from krill.agent.rollout import run_episodes
 
+    cfg, accel, model, tok = learner.cfg, learner.accel, learner.model, learner.tok
     rl = cfg.rl
     t0 = time.perf_counter()
-    tasks = pick_tasks(train_tasks, it, n_tasks, rl.seed)[accel.process_index :: accel.num_processes]
+    tasks = pick_tasks(learner.train_tasks, it, learner.n_tasks, rl.seed)
+    tasks = tasks[accel.process_index :: accel.num_processes]
     task_list = [t for t in tasks for _ in range(rl.group_size)]
     group_ids = torch.tensor([i // rl.group_size for i in range(len(task_list))])
     actor = LLMActor(
@@ -379,7 +372,9 @@ def _iteration(
     )
     model.eval()
     trajs = (
-        run_episodes(actor, pool, task_list, cfg, max_steps=rl.max_steps, seed=rl.seed + it, split="train")
+        run_episodes(
+            actor, learner.pool, task_list, cfg, max_steps=rl.max_steps, seed=rl.seed + it, split="train"
+        )
         if task_list
         else []
     )
@@ -387,7 +382,7 @@ def _iteration(
     rewards = shaped_rewards(trajs, rl.invalid_action_penalty)
     adv = group_advantages(rewards, group_ids) if trajs else torch.zeros(0)
     samples = build_samples(trajs, adv, tok)
-    upd = grpo_update(model, optimizer, samples, cfg, accel, pad_id, reference)
+    upd = grpo_update(model, learner.optimizer, samples, cfg, accel, learner.pad_id, learner.reference)
     if upd["update/skipped"] == 0.0 and hasattr(rollout_policy, "reset_prefix_cache"):
         rollout_policy.reset_prefix_cache()  # cached prompt KV states belong to the old weights
     t2 = time.perf_counter()
