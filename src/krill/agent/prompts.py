@@ -153,8 +153,9 @@ def cap_admissible(actions: Sequence[str], cap: int) -> list[str]:
     actions = list(actions)
     if len(actions) <= cap:
         return actions
-    kind_count = Counter(a.split(" ", 1)[0] for a in actions)
-    ranked = sorted(range(len(actions)), key=lambda i: kind_count[actions[i].split(" ", 1)[0]])
+    kinds = [a.split(" ", 1)[0] for a in actions]
+    kind_count = Counter(kinds)
+    ranked = sorted(range(len(actions)), key=lambda i: kind_count[kinds[i]])
     keep = set(ranked[:cap])  # sorted() is stable: within a kind, the first ones listed stay
     return [a for i, a in enumerate(actions) if i in keep]
 
