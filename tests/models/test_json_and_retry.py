@@ -11,7 +11,7 @@ from krill.errors import KrillError
 from krill.models import build_chat_client, build_policy
 from krill.models.jsonschema_lite import extract_json, validate
 from krill.models.local import LocalPolicy
-from krill.models.retry import TransientError, is_retryable, retry_after_seconds, retrying, wait_retry_after
+from krill.retry import TransientError, is_retryable, retry_after_seconds, retrying, wait_retry_after
 
 
 def test_extract_json_variants():

@@ -1,8 +1,8 @@
 """`RemoteEnv`: the Env protocol over HTTP, the client of `krill env serve` (registered as "remote").
 
 Each instance is its own server session (a fresh `X-Client-Id` unless one is given). Connection
-errors, timeouts, 429 and 502/503/504 are retried with exponential backoff (tenacity); every logical
-call carries one `X-Request-Id`, so a retried step the server already ran returns the cached reply
+errors, timeouts, 429 and 502/503/504 are retried under krill's one retry policy (`krill.retry`:
+exponential backoff with jitter, `Retry-After` honoured); every logical call carries one `X-Request-Id`, so a retried step the server already ran returns the cached reply
 instead of stepping twice. Anything still failing becomes a one-line `KrillError`.
 """
 
@@ -13,10 +13,10 @@ import uuid
 from typing import Any
 
 import httpx
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from krill.envs.base import register_env
 from krill.errors import KrillError
+from krill.retry import retrying as retry_policy
 
 _RETRY_STATUS = {429, 502, 503, 504}
 DEFAULT_MAX_STEPS = 50  # used only when a server has no /info (e.g. a Rust krill server)
@@ -27,9 +27,11 @@ class EnvUnavailable(KrillError):
 
 
 class _Retryable(Exception):
+    """A busy/overloaded answer; `status_code` is what `krill.retry` reads to retry it."""
+
     def __init__(self, status: int, message: str):
         super().__init__(message)
-        self.status = status
+        self.status_code = status
 
 
 class RemoteEnv:
@@ -116,12 +118,8 @@ class RemoteEnv:
         attempts: int | None = None,
     ) -> dict[str, Any]:
         headers = {"X-Request-Id": uuid.uuid4().hex}
-        retrying = Retrying(
-            stop=stop_after_attempt(attempts or self.retries + 1),
-            wait=wait_exponential(multiplier=self.backoff, max=10),
-            retry=retry_if_exception(lambda e: isinstance(e, httpx.TransportError | _Retryable)),
-            reraise=True,
-        )
+        max_retries = self.retries if attempts is None else attempts - 1
+        retrying = retry_policy(max_retries, initial=self.backoff, max_wait=10)
         try:
             return retrying(self._send, method, path, body, params, headers)
         except EnvUnavailable:

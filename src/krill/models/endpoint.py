@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import httpx
 
 from krill.errors import KrillError
-from krill.models.retry import TransientError, async_retrying, status_of
+from krill.retry import TransientError, async_retrying, status_of
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 T = TypeVar("T")

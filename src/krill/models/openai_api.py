@@ -2,7 +2,7 @@
 `OpenAIPolicy` (agent actions), `OpenAIChatClient` (teacher JSON), `OpenAIEmbedder` (`/embeddings`).
 
 Every request runs under one semaphore (`concurrency`), a hard per-try deadline (`timeout`) and
-krill's retry policy (`krill.models.retry`). The API key comes only from the env var named by
+krill's retry policy (`krill.retry`). The API key comes only from the env var named by
 `api_key_env` and is masked in every message.
 """
 
@@ -23,7 +23,7 @@ from krill.models.decoding import find_stop
 from krill.models.embedder import normalize_rows
 from krill.models.endpoint import ApiStats, Endpoint, chat_once, chat_params, describe_error, run_sync
 from krill.models.jsonschema_lite import extract_json, validate
-from krill.models.retry import TransientError, async_retrying
+from krill.retry import TransientError, async_retrying
 
 CHARS_PER_TOKEN_CAP = 16  # a server ignoring max_tokens cannot flood us: answers are cut at this × max_tokens
 REASK = (
