@@ -7,10 +7,12 @@ names the file and the place (line/column, JSONL line number).
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,16 @@ from typing import Any
 from krill.errors import KrillError
 
 MAX_JSON_DEPTH = 200  # deeper nesting is an attack or a bug, never a real bank
+# A temp file untouched this long belongs to a writer that died (kill -9, power loss): no live write
+# of krill's (the largest is a few hundred MB of safetensors) leaves its temp file idle for an hour.
+STALE_TMP_SECONDS = 3600
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` atomically: temp file + fsync + rename; the old file survives failures."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -39,6 +45,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def remove_stale_temp_files(path: str | Path, max_age: float = STALE_TMP_SECONDS) -> list[Path]:
+    """Delete the temp files a killed writer of `path` left behind (`.<name>.*.tmp`, idle > `max_age` s)."""
+    path, now, removed = Path(path), time.time(), []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > max_age:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:  # another process removed it first, or it is not ours to remove
+            continue
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 import pytest
 
@@ -86,3 +87,21 @@ def test_append_enospc_is_clear_error(tmp_path, monkeypatch, faults):
     faults.inject("disk full (ENOSPC)")
     with pytest.raises(KrillError, match="No space left"):
         append_jsonl(path, {"b": 2})
+
+
+def test_next_write_removes_the_temp_file_a_killed_writer_left(tmp_path):
+    from krill.io import STALE_TMP_SECONDS
+
+    path = tmp_path / "bank.json"
+    stale = tmp_path / ".bank.json.k1ll3d.tmp"  # what a kill -9 between mkstemp and rename leaves
+    live = tmp_path / ".bank.json.wr1t1ng.tmp"  # another process's write still in flight
+    other = tmp_path / ".other.json.k1ll3d.tmp"  # a different file's leftover: not this write's business
+    for p in (stale, live, other):
+        p.write_text("{half")
+    old = time.time() - STALE_TMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    write_json(path, {"ok": 1})
+    assert read_json(path) == {"ok": 1}
+    assert not stale.exists(), "an idle leftover of this file is removed"
+    assert live.exists() and other.exists(), "recent temp files and other files' leftovers stay"
