@@ -26,6 +26,7 @@ SCRIPTS = [
     "bench_rollout.py",
     "bench_distill.py",
     "bench_train_memory.py",
+    "bench_adapter_merge.py",
 ]
 
 
