@@ -2,8 +2,9 @@
 
 Each instance is its own server session (a fresh `X-Client-Id` unless one is given). Connection
 errors, timeouts, 429 and 502/503/504 are retried under krill's one retry policy (`krill.retry`:
-exponential backoff with jitter, `Retry-After` honoured); every logical call carries one `X-Request-Id`, so a retried step the server already ran returns the cached reply
-instead of stepping twice. Anything still failing becomes a one-line `KrillError`.
+exponential backoff with jitter, `Retry-After` honoured); every logical call carries one
+`X-Request-Id`, so a retried step the server already ran returns the cached reply instead of
+stepping twice. Anything still failing becomes a one-line `KrillError`.
 """
 
 from __future__ import annotations
