@@ -47,17 +47,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
-def remove_stale_temp_files(path: str | Path, max_age: float = STALE_TMP_SECONDS) -> list[Path]:
+def remove_stale_temp_files(path: str | Path, max_age: float = STALE_TMP_SECONDS) -> None:
     """Delete the temp files a killed writer of `path` left behind (`.<name>.*.tmp`, idle > `max_age` s)."""
-    path, now, removed = Path(path), time.time(), []
+    path, now = Path(path), time.time()
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         try:
             if now - tmp.stat().st_mtime > max_age:
                 tmp.unlink()
-                removed.append(tmp)
         except OSError:  # another process removed it first, or it is not ours to remove
             continue
-    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
