@@ -18,7 +18,9 @@ import tempfile
 import time
 
 
-def _make_adapter(model_name: str, out_dir: str, cache_dir: str) -> None:
+def _adapted_model(model_name: str, out_dir: str, cache_dir: str):
+    """A fresh LoRA (the quick preset's config) on the base model, saved to `out_dir`; returns the
+    PEFT-wrapped model itself: the naive path, which adds the A·B deltas on every call."""
     import torch
 
     from krill.config import load_config
@@ -34,6 +36,7 @@ def _make_adapter(model_name: str, out_dir: str, cache_dir: str) -> None:
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.01)
     peft_model.save_pretrained(out_dir)
+    return peft_model.eval()
 
 
 def _time_forward(model, ids, repeats: int) -> float:
@@ -58,16 +61,13 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from peft import PeftModel
 
     from krill.config import KrillConfig
     from krill.models.loading import load_causal_lm
 
     cache_dir = KrillConfig().cache_dir
     with tempfile.TemporaryDirectory() as adapter:
-        _make_adapter(args.model, adapter, cache_dir)
-        base, _, _ = load_causal_lm(args.model, device="cpu", dtype="float32", cache_dir=cache_dir)
-        wrapped = PeftModel.from_pretrained(base, adapter).eval()  # the naive path: deltas on every call
+        wrapped = _adapted_model(args.model, adapter, cache_dir)
         merged, _, _ = load_causal_lm(
             args.model, adapter=adapter, device="cpu", dtype="float32", cache_dir=cache_dir
         )

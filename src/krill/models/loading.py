@@ -170,5 +170,5 @@ def _load_adapter(model, adapter: str):
             "not a PEFT adapter folder (no adapter_config.json)", path=adapter, where="model.policy.adapter"
         )
     # Inference only (training loads adapters through train/checkpoint.make_trainable): folding the
-    # LoRA deltas into the base weights makes every forward 1.22x faster (benchmarks/bench_adapter_merge.py).
+    # LoRA deltas into the base weights makes every forward 1.2-1.4x faster (benchmarks/bench_adapter_merge.py).
     return PeftModel.from_pretrained(model, adapter).merge_and_unload()
