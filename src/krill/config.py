@@ -124,6 +124,11 @@ class AgentConfig(_Section):
     use_skills: bool = Field(True, description="inject retrieved skills (False = ablation)")
     show_admissible: bool = Field(True, description="list admissible actions in the prompt")
     max_admissible: int = Field(40, ge=1, description="cap on listed admissible actions (prompt length)")
+    constrain_actions: bool = Field(
+        False,
+        description="decode only admissible actions (local policy, bare actions): a small model cannot "
+        "invent a receptacle that is not in the room",
+    )
 
 
 class RetrievalConfig(_Section):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from krill.agent.parsing import TEMPLATE_SUFFIX, parse_action
 from krill.agent.prompts import PromptState, build_messages
+from krill.errors import KrillError
 
 if TYPE_CHECKING:
     from krill.agent.rollout import Episode
@@ -59,6 +60,8 @@ class LLMActor:
         self.name = getattr(policy, "name", type(policy).__name__)
         self.count_tokens = getattr(policy, "count_tokens", None) or _tokenizer_counter(policy)
         self._calls = 0
+        if cfg.agent.constrain_actions:
+            _check_constrainable(policy, cfg)
 
     def prompt_for(self, ep: Episode) -> list[dict[str, str]]:
         """The chat messages for this episode's current step (retrieval done once per episode)."""
@@ -94,6 +97,7 @@ class LLMActor:
             # whitespace never stops a row, see krill.models.decoding.find_stop).
             stop=["</action>"] if self.cfg.agent.think else ["</action>", "\n"],
             seed=self.seed * 100_003 + self._calls if temperature > 0 else None,
+            **({"choices": [_choices(ep) for ep in episodes]} if self.cfg.agent.constrain_actions else {}),
         )
         return [self._decide(ep, msgs, gen) for ep, msgs, gen in zip(episodes, batch, gens, strict=True)]
 
@@ -152,6 +156,23 @@ class RandomActor:
             k = min(len(words), rng.randint(2, 5))
             return f"{choice[: -len(TEMPLATE_SUFFIX)]}[{' '.join(rng.sample(words, k)) if k else 'item'}]"
         return choice
+
+
+def _check_constrainable(policy: Any, cfg: KrillConfig) -> None:
+    if cfg.agent.think:
+        raise KrillError("agent.constrain_actions: needs bare actions (agent.think: false)")
+    if not getattr(policy, "supports_choices", False):
+        raise KrillError(
+            f"agent.constrain_actions: policy {getattr(policy, 'name', '?')!r} cannot constrain its "
+            "decoding (only local policies can); set agent.constrain_actions: false"
+        )
+
+
+def _choices(ep: Episode) -> list[str] | None:
+    """The answers an episode's step may take; None (free text) when a template needs filling in."""
+    if not ep.admissible or any(a.endswith(TEMPLATE_SUFFIX) for a in ep.admissible):
+        return None
+    return list(ep.admissible)
 
 
 def _tokenizer_counter(policy: Any):

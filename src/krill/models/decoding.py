@@ -5,7 +5,8 @@ leave the batch (less compute per step), and the log-prob of each chosen token i
 
 Log-prob convention: `logprobs[t] = log_softmax(raw_logits_t)[token_t]`, i.e. under the model's
 distribution at temperature 1 without top-p truncation, whatever temperature was used to sample. That
-is the π_θ(a|s) GRPO's ratio needs, and what `score()` recomputes teacher-forced.
+is the π_θ(a|s) GRPO's ratio needs, and what `score()` recomputes teacher-forced. A choice
+constraint (`krill.models.choices`) restricts which token is picked, not the recorded log-prob.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from krill.models.choices import ChoiceConstraint, choice_mask
 from krill.models.kv_prefix import PrefixCache, build_inputs, extract_rows, kv_bytes_per_token, stack_prefixes
 
 
@@ -50,11 +52,18 @@ def find_stop(text: str, stops: list[str]) -> int:
 
 
 def next_tokens(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+    logits: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None,
+    allowed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pick one token per row from raw logits [B, V]; returns (tokens [B], log-probs at T=1 [B])."""
+    """Pick one token per row from raw logits [B, V] (only where `allowed` [B, V] is True, if given);
+    returns (tokens [B], log-probs at T=1 of the unmasked logits [B])."""
     logits = logits.float()
     logp = F.log_softmax(logits, dim=-1)  # [B, V]
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
     if temperature <= 0:
         tokens = logits.argmax(dim=-1)
     else:
@@ -82,6 +91,7 @@ def decode_batch(
     generator: torch.Generator | None = None,
     prefix_cache: PrefixCache | None = None,
     rowwise_prefill: bool = False,
+    choices: list[list[list[int]] | None] | None = None,
 ) -> list[RowResult]:
     """Decode every prompt (token ids) together until EOS, a stop string, or `max_new_tokens`.
 
@@ -89,6 +99,7 @@ def decode_batch(
     the rest is prefilled; the new prompts' states are stored for the next call. `rowwise_prefill`
     (needs the cache) prefills one row at a time, so no compute goes to padding: on CPU prefill is
     compute-bound and gains nothing from batching, while decode (memory-bound) still runs batched.
+    `choices[i]` (token-id sequences, or None) limits row i to one of them, then end-of-turn.
     """
     n = len(prompts)
     # row-wise only when every row's states fit in the cache at once (else the batch would recompute them)
@@ -103,6 +114,7 @@ def decode_batch(
     stops = [s for s in (stop or []) if s]
     eos = _eos_ids(model, tokenizer)
     rows = [RowResult() for _ in range(n)]
+    constraints = [ChoiceConstraint(c, eos) if c else None for c in (choices or [None] * n)]
     live = list(range(n))  # original row index of each row still in the batch
     try:
         cache, logits, attention_mask, positions = _prefill(model, tokenizer, prompts, prefix_cache)
@@ -112,7 +124,10 @@ def decode_batch(
     cache_kw = _cache_kwarg(model)
     device = attention_mask.device
     for _ in range(max_new_tokens):
-        tokens, logps = next_tokens(logits, temperature, top_p, generator)
+        allowed = None
+        if any(constraints[i] is not None for i in live):
+            allowed = choice_mask([constraints[i] for i in live], [rows[i].token_ids for i in live], logits)
+        tokens, logps = next_tokens(logits, temperature, top_p, generator, allowed)
         keep = []
         for j, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist(), strict=True)):
             row = rows[live[j]]

@@ -38,6 +38,8 @@ def eval_mode(model):
 class LocalPolicy:
     """A local HF causal LM behind the Policy protocol (batched, left-padded, per-row stop strings)."""
 
+    supports_choices = True  # generate(choices=...) decodes only the given answers (see choices.py)
+
     def __init__(
         self,
         model_name_or_path: str = "smollm2",
@@ -90,8 +92,11 @@ class LocalPolicy:
         want_logprobs: bool = False,
         stop: list[str] | None = None,
         seed: int | None = None,
+        choices: list[list[str] | None] | None = None,
     ) -> list[Generation]:
         """One response per conversation; texts keep the stop string they ended at (nothing after it).
+
+        `choices[i]`, when given, restricts conversation i's response to one of those strings.
 
         `logprobs` (when asked) are per response token under the temperature-1 distribution
         (log_softmax of the raw logits), matching `score()`. Sampling is reproducible given `seed`.
@@ -107,6 +112,11 @@ class LocalPolicy:
         for lo in range(0, len(prompts), self.batch_size):
             chunk = prompts[lo : lo + self.batch_size]
             ids = self._encode(chunk)
+            chunk_choices = None
+            if choices is not None:
+                chunk_choices = [
+                    self._encode(list(c)) if c else None for c in choices[lo : lo + self.batch_size]
+                ]
             with eval_mode(self.model):
                 rows = decode_batch(
                     self.model,
@@ -119,6 +129,7 @@ class LocalPolicy:
                     generator=generator,
                     prefix_cache=self.prefix_cache,
                     rowwise_prefill=self.rowwise_prefill,
+                    choices=chunk_choices,
                 )
             for text, row, prompt_ids in zip(chunk, rows, ids, strict=True):
                 out.append(

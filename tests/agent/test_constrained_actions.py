@@ -1,0 +1,83 @@
+"""Constrained decoding (`agent.constrain_actions`): the tiny random model can only answer a given choice."""
+
+from __future__ import annotations
+
+import pytest
+from agent_fakes import HashEmbedder, KitchenEnv
+
+from krill.agent.actors import LLMActor
+from krill.agent.rollout import EnvListPool, run_episodes
+from krill.config import KrillConfig
+from krill.errors import KrillError
+from krill.models.choices import ChoiceConstraint
+from krill.models.local import LocalPolicy
+from krill.schema import SkillBank
+from krill.skills.retrieval import Retriever
+
+CHOICES = ["go to cabinet 1", "go to cabinet 10", "take mug 1 from cabinet 1", "look"]
+
+
+def _msgs(text: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "You are an agent."}, {"role": "user", "content": text}]
+
+
+@pytest.fixture(scope="module")
+def policy() -> LocalPolicy:
+    return LocalPolicy("tiny", device="cpu")
+
+
+def test_trie_allows_continuations_and_ends_only_on_a_whole_choice():
+    con = ChoiceConstraint([[1, 2], [1, 2, 3], [4]], terminators={0})
+    assert con.allowed([]) == {1, 4}
+    assert con.allowed([1]) == {2}
+    assert con.allowed([1, 2]) == {3, 0}  # "cabinet 1" is whole, "cabinet 10" goes on
+    assert con.allowed([1, 2, 3]) == {0}
+    assert con.allowed([9]) == set()  # off the trie: the mask then allows everything
+
+
+def test_random_model_answers_only_given_choices(policy):
+    prompts = [_msgs(f"Task {k}: find the mug.") for k in range(6)]
+    free = policy.generate(prompts, max_new_tokens=12)
+    assert not any(g.text in CHOICES for g in free)  # the random model babbles on its own
+    for temperature in (0.0, 1.0):
+        gens = policy.generate(
+            prompts, max_new_tokens=12, temperature=temperature, seed=3, want_logprobs=True,
+            choices=[CHOICES] * 5 + [None],
+        )  # fmt: skip
+        assert all(g.text in CHOICES and g.finish_reason == "stop" for g in gens[:5])
+        if temperature == 0:
+            assert gens[5].text == free[5].text  # an unconstrained row in the same batch is untouched
+        # recorded log-probs are the model's own (unmasked), which is what GRPO's score() recomputes
+        rescored = policy.score([g.prompt_text for g in gens], [g.token_ids for g in gens])
+        for g, lp in zip(gens, rescored, strict=True):
+            assert lp == pytest.approx(g.logprobs, abs=1e-4)
+
+
+def test_constrained_rollout_never_makes_an_invalid_action(policy):
+    cfg = KrillConfig()
+    cfg.agent.constrain_actions = True
+    cfg.model.policy.max_new_tokens = 16
+    actor = LLMActor(policy, Retriever(SkillBank(), HashEmbedder(), cfg.skill_retrieval), cfg)
+    trajs = run_episodes(actor, EnvListPool([KitchenEnv() for _ in range(2)]), ["t0", "t1"], cfg, max_steps=5)
+    steps = [s for t in trajs for s in t.steps]
+    assert len(steps) == 10 and all(s.valid for s in steps)
+    cfg.agent.constrain_actions = False
+    free = run_episodes(LLMActor(policy, None, cfg), EnvListPool([KitchenEnv()]), ["t0"], cfg, max_steps=5)
+    assert not any(s.valid for s in free[0].steps)
+
+
+def test_constraint_needs_bare_actions_and_a_local_policy(policy):
+    cfg = KrillConfig()
+    cfg.agent.constrain_actions = True
+    cfg.agent.think = True
+    with pytest.raises(
+        KrillError, match=r"agent.constrain_actions: needs bare actions \(agent.think: false\)"
+    ):
+        LLMActor(policy, None, cfg)
+    cfg.agent.think = False
+
+    class Remote:
+        name = "remote-model"
+
+    with pytest.raises(KrillError, match="policy 'remote-model' cannot constrain its decoding"):
+        LLMActor(Remote(), None, cfg)
