@@ -201,6 +201,9 @@ class RlConfig(_Section):
     max_grad_norm: float = Field(1.0, gt=0)
     temperature: float = Field(1.0, gt=0, description="sampling temperature for rollouts")
     max_steps: int | None = Field(None, ge=1, description="episode step cap during RL (None = env default)")
+    tasks: list[str] = Field(
+        default_factory=list, description="train only on these task ids of the train split (empty = all)"
+    )
     checkpoint_every: int = Field(1, ge=1, description="iterations between checkpoints")
     train_model: str | None = Field(
         None,

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from krill.agent.rollout import EnvListPool
 from krill.config import load_config
+from krill.errors import KrillError
 from krill.io import read_json, read_jsonl
 from krill.schema import Skill, SkillBank
 from krill.train.rl import run_rl
@@ -111,3 +112,15 @@ def test_logs_checkpoints_and_evolve_hook(rl_env, tmp_path):
     assert "Evolved 2" in open(state["bank_path"]).read()
     assert "Evolved 2" in (res.bank_path).read_text()
     assert (res.adapter_dir / "adapter_model.safetensors").exists()
+
+
+def test_rl_tasks_limits_training_to_the_listed_tasks(rl_env, tmp_path, monkeypatch):
+    seen = []
+    reset = ParityEnv.reset
+    monkeypatch.setattr(
+        ParityEnv, "reset", lambda self, task_id=None: (seen.append(task_id), reset(self, task_id))[1]
+    )
+    run_rl(_cfg(1, **{"rl.tasks": "[t4, t5]"}), _bank(), tmp_path / "rl")
+    assert seen and set(seen) == {"t4", "t5"}
+    with pytest.raises(KrillError, match=r"^rl.tasks\[1\]: 't9' is not a task of the \w+ train split$"):
+        run_rl(_cfg(1, **{"rl.tasks": "[t4, t9]"}), _bank(), tmp_path / "bad")

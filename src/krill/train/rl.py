@@ -70,6 +70,19 @@ class RlResult:
 
 
 # -- rollout → samples ---------------------------------------------------------------------------
+def _train_tasks(available: list[str], cfg: KrillConfig) -> list[str]:
+    """The train split's tasks, or `rl.tasks` (each must be one of them)."""
+    if not available:
+        raise KrillError(f"the {cfg.env.name} train split has no tasks")
+    if not cfg.rl.tasks:
+        return list(available)
+    known = set(available)
+    for i, task in enumerate(cfg.rl.tasks):
+        if task not in known:
+            raise KrillError(f"rl.tasks[{i}]: {task!r} is not a task of the {cfg.env.name} train split")
+    return list(cfg.rl.tasks)
+
+
 def pick_tasks(task_ids: list[str], iteration: int, n: int, seed: int) -> list[str]:
     """The tasks of one iteration: a seeded sample, the same whether the run was resumed or not."""
     rng = random.Random(f"krill-rl:{seed}:{iteration}")
@@ -293,9 +306,7 @@ def run_rl(
     pool = make_pool(cfg, "train", max(1, min(cfg.model.policy.batch_size, n_tasks * rl.group_size)))
     all_metrics: list[dict[str, Any]] = []
     try:
-        train_tasks = list(pool.task_ids())
-        if not train_tasks:
-            raise KrillError(f"the {cfg.env.name} train split has no tasks")
+        train_tasks = _train_tasks(pool.task_ids(), cfg)
         retriever = _retriever(bank, cfg)
         learner = _Learner(cfg, accel, model, optimizer, tok, pad_id, reference, pool, train_tasks, n_tasks)
         with progress_bar("rl", rl.iterations) as bar:
