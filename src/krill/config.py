@@ -121,6 +121,9 @@ class AgentConfig(_Section):
         False, description="ask for <think>…</think> before <action>; off for tiny CPU models"
     )
     history_window: int = Field(3, ge=0, description="recent (observation, action) pairs in the prompt")
+    action_memory: bool = Field(
+        False, description="also list the actions taken before the history window (one line, no observations)"
+    )
     use_skills: bool = Field(True, description="inject retrieved skills (False = ablation)")
     show_admissible: bool = Field(True, description="list admissible actions in the prompt")
     max_admissible: int = Field(40, ge=1, description="cap on listed admissible actions (prompt length)")

@@ -73,6 +73,16 @@ def test_history_window_and_admissible_cap():
     assert "- open fridge 1" not in user and "(... 1 more)" in user
     none = build_messages(state(n_hist=5), cfg(history_window=0), None)[1]["content"]
     assert "## Recent History" not in none
+    assert "## Earlier Actions" not in user  # agent.action_memory is off by default
+
+
+def test_action_memory_lists_the_actions_before_the_window():
+    user = build_messages(state(n_hist=5), cfg(history_window=2, action_memory=True), None)[1]["content"]
+    assert "## Earlier Actions (steps 1-3)\ngo to place 0; go to place 1; go to place 2\n" in user
+    assert "obs number 2" not in user  # actions only: the observations stay out
+    assert user.index("## Earlier Actions") < user.index("## Recent History")
+    short = build_messages(state(n_hist=2), cfg(history_window=2, action_memory=True), None)[1]["content"]
+    assert "## Earlier Actions" not in short  # nothing older than the window yet
 
 
 def test_admissible_cap_cuts_the_most_common_kind_not_the_actions_at_hand():

@@ -41,6 +41,7 @@ MISTAKE_LINE = "- {description}{how}"
 
 TASK_TEMPLATE = "## Task\nYour task is to: {task}"
 INITIAL_TEMPLATE = "## Initial Observation\n{observation}"
+EARLIER_TEMPLATE = "## Earlier Actions (steps 1-{n})\n{actions}"
 HISTORY_HEADER = "## Recent History (you have taken {n} step(s) so far; last {k} shown)"
 HISTORY_ITEM = "[Step {i}] Observation: {observation}\nAction: {action}"
 CURRENT_TEMPLATE = "## Current Observation (step {step})\n{observation}"
@@ -125,6 +126,10 @@ def _fixed_part(state: PromptState, retrieved: Retrieved | None) -> str:
 
 def _changing_part(state: PromptState, window: list[tuple[str, str]], first: int, cfg: KrillConfig) -> str:
     parts = []
+    if cfg.agent.action_memory and first > 0:
+        # a few tokens per step: where the agent has been, which the short window forgets
+        earlier = "; ".join(act for _, act in list(state.history)[:first])
+        parts.append(EARLIER_TEMPLATE.format(n=first, actions=earlier))
     if window:
         lines = [HISTORY_HEADER.format(n=len(state.history), k=len(window))]
         for j, (obs, act) in enumerate(window):
