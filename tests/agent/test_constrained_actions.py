@@ -13,6 +13,7 @@ from krill.models.choices import ChoiceConstraint
 from krill.models.local import LocalPolicy
 from krill.schema import SkillBank
 from krill.skills.retrieval import Retriever
+from krill.train.demos import DemoActor
 
 CHOICES = ["go to cabinet 1", "go to cabinet 10", "take mug 1 from cabinet 1", "look"]
 
@@ -81,3 +82,4 @@ def test_constraint_needs_bare_actions_and_a_local_policy(policy):
 
     with pytest.raises(KrillError, match="policy 'remote-model' cannot constrain its decoding"):
         LLMActor(Remote(), None, cfg)
+    DemoActor(None, cfg)  # SFT demos only build prompts: a constrained config must still make them
