@@ -124,6 +124,7 @@ class AgentConfig(_Section):
     action_memory: bool = Field(
         False, description="also list the actions taken before the history window (one line, no observations)"
     )
+    restate_task: bool = Field(False, description="repeat the task in the last line, right before the answer")
     use_skills: bool = Field(True, description="inject retrieved skills (False = ablation)")
     show_admissible: bool = Field(True, description="list admissible actions in the prompt")
     max_admissible: int = Field(40, ge=1, description="cap on listed admissible actions (prompt length)")

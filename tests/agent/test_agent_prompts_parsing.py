@@ -6,6 +6,7 @@ from krill.agent.parsing import parse_action
 from krill.agent.prompts import (
     GENERAL_HEADER,
     MISTAKES_HEADER,
+    REMINDER_BARE,
     SKILLS_HEADER,
     PromptState,
     build_messages,
@@ -83,6 +84,13 @@ def test_action_memory_lists_the_actions_before_the_window():
     assert user.index("## Earlier Actions") < user.index("## Recent History")
     short = build_messages(state(n_hist=2), cfg(history_window=2, action_memory=True), None)[1]["content"]
     assert "## Earlier Actions" not in short  # nothing older than the window yet
+
+
+def test_restate_task_repeats_the_task_in_the_last_line():
+    last = build_messages(state(), cfg(restate_task=True), None)[1]["content"].splitlines()[-1]
+    assert last == "Your task is to: heat some egg and put it in fridge. " + REMINDER_BARE
+    plain = build_messages(state(), cfg(), None)[1]["content"].splitlines()[-1]
+    assert plain == REMINDER_BARE
 
 
 def test_admissible_cap_cuts_the_most_common_kind_not_the_actions_at_hand():

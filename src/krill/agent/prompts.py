@@ -46,6 +46,7 @@ HISTORY_HEADER = "## Recent History (you have taken {n} step(s) so far; last {k}
 HISTORY_ITEM = "[Step {i}] Observation: {observation}\nAction: {action}"
 CURRENT_TEMPLATE = "## Current Observation (step {step})\n{observation}"
 ADMISSIBLE_TEMPLATE = "## Admissible Actions\n{actions}"
+RESTATE_TEMPLATE = "Your task is to: {task}."
 REMINDER_THINK = "Now reason inside <think> </think>, then give your action inside <action> </action>."
 # Ends with a question: SmolLM2-135M echoes a trailing "Your next action:" line instead of answering.
 # ("The best next action is ..." primes an answer such as "The best next action is to go to cabinet 1.")
@@ -143,7 +144,11 @@ def _changing_part(state: PromptState, window: list[tuple[str, str]], first: int
         more = len(state.admissible) - len(shown)
         text = "\n".join(f"- {a}" for a in shown) + (f"\n(... {more} more)" if more > 0 else "")
         parts.append(ADMISSIBLE_TEMPLATE.format(actions=text))
-    parts.append(REMINDER_THINK if cfg.agent.think else REMINDER_BARE)
+    reminder = REMINDER_THINK if cfg.agent.think else REMINDER_BARE
+    if cfg.agent.restate_task:
+        # a small model copies the object name from nearby text: the task sits ~1,000 tokens up
+        reminder = f"{RESTATE_TEMPLATE.format(task=state.task.strip().rstrip('.'))} {reminder}"
+    parts.append(reminder)
     return "\n\n".join(parts)
 
 
