@@ -71,15 +71,19 @@ def test_constraint_needs_bare_actions_and_a_local_policy(policy):
     cfg = KrillConfig()
     cfg.agent.constrain_actions = True
     cfg.agent.think = True
+
+    def first_step(actor):
+        run_episodes(actor, EnvListPool([KitchenEnv()]), ["t0"], cfg, max_steps=1)
+
     with pytest.raises(
         KrillError, match=r"agent.constrain_actions: needs bare actions \(agent.think: false\)"
     ):
-        LLMActor(policy, None, cfg)
+        first_step(LLMActor(policy, None, cfg))
     cfg.agent.think = False
 
     class Remote:
         name = "remote-model"
 
     with pytest.raises(KrillError, match="policy 'remote-model' cannot constrain its decoding"):
-        LLMActor(Remote(), None, cfg)
+        first_step(LLMActor(Remote(), None, cfg))
     DemoActor(None, cfg)  # SFT demos only build prompts: a constrained config must still make them

@@ -60,8 +60,6 @@ class LLMActor:
         self.name = getattr(policy, "name", type(policy).__name__)
         self.count_tokens = getattr(policy, "count_tokens", None) or _tokenizer_counter(policy)
         self._calls = 0
-        if cfg.agent.constrain_actions:
-            _check_constrainable(policy, cfg)
 
     def prompt_for(self, ep: Episode) -> list[dict[str, str]]:
         """The chat messages for this episode's current step (retrieval done once per episode)."""
@@ -86,6 +84,12 @@ class LLMActor:
         batch = [self.prompt_for(ep) for ep in episodes]
         temperature = self.cfg.rl.temperature if self.sample else pcfg.temperature
         max_new = self.cfg.rl.max_response_length if self.sample else pcfg.max_new_tokens
+        extra: dict[str, Any] = {}
+        if (
+            self.cfg.agent.constrain_actions
+        ):  # checked here, where decoding happens (prompt_for needs no policy)
+            _check_constrainable(self.policy, self.cfg)
+            extra["choices"] = [_choices(ep) for ep in episodes]
         self._calls += 1
         gens = self.policy.generate(
             batch,
@@ -97,7 +101,7 @@ class LLMActor:
             # whitespace never stops a row, see krill.models.decoding.find_stop).
             stop=["</action>"] if self.cfg.agent.think else ["</action>", "\n"],
             seed=self.seed * 100_003 + self._calls if temperature > 0 else None,
-            **({"choices": [_choices(ep) for ep in episodes]} if self.cfg.agent.constrain_actions else {}),
+            **extra,
         )
         return [self._decide(ep, msgs, gen) for ep, msgs, gen in zip(episodes, batch, gens, strict=True)]
 

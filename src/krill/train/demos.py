@@ -59,7 +59,6 @@ class _PromptOnly:
     """Stands in for the policy inside `LLMActor` when only its prompt builder is wanted."""
 
     name = "prompt-builder"
-    supports_choices = True  # never decodes; the prompts are the same with agent.constrain_actions on
 
     def __init__(self, count_tokens: Any = None):
         if count_tokens is not None:
