@@ -1,4 +1,5 @@
-"""Find and load local causal LMs: the embedded SmolLM2 (GGUF → safetensors once), 'tiny', or any HF path.
+"""Find and load local causal LMs: the embedded SmolLM2 (GGUF → safetensors once), 'tiny',
+'random:<shape>' (a real architecture with random weights, see `tiny.REAL_SHAPES`), or any HF path.
 
 Nothing is fetched from a model hub: every load is `local_files_only`, and a missing model raises a
 `KrillError` saying which package or path to provide.
@@ -133,6 +134,11 @@ def load_causal_lm(
         from krill.models.tiny import build_tiny_model
 
         model, tok = build_tiny_model(seed)
+        model = model.to(dtype=torch_dtype)
+    elif name.startswith("random:"):  # a real shape with random weights: speed checks, no download
+        from krill.models.tiny import build_random_model
+
+        model, tok = build_random_model(name.removeprefix("random:"), seed)
         model = model.to(dtype=torch_dtype)
     else:
         model, tok = _load_hf(resolve_model_path(name, cache_dir), torch_dtype)

@@ -138,3 +138,47 @@ def build_tiny_model(seed: int = 0, *, hidden_size: int = 64, num_layers: int = 
     model.eval()
     model.generation_config.pad_token_id = tok.pad_token_id
     return model, tok
+
+
+# Real architectures' shapes (from their published config.json), for speed and memory checks without
+# weights: `random:<name>` loads one with random weights and the tiny tokenizer. The vocabulary size
+# is the real one (embedding and LM-head cost are part of the shape); ids the tiny tokenizer lacks
+# decode to nothing, which is fine for gibberish.
+REAL_SHAPES: dict[str, dict] = {
+    "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, vocab_size=49152, rope_theta=100000.0),
+    "smollm2-360m": dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32,
+                         num_attention_heads=15, num_key_value_heads=5, vocab_size=49152, rope_theta=100000.0),
+    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                         num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
+                         rope_theta=1000000.0, attention_bias=True),
+}  # fmt: skip
+
+
+def build_random_model(shape: str, seed: int = 0, *, initializer_range: float = 0.02):
+    """(LlamaForCausalLM of a real shape with random weights, the tiny tokenizer); see REAL_SHAPES."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from krill.errors import KrillError
+
+    if shape not in REAL_SHAPES:
+        raise KrillError(
+            f"unknown model shape {shape!r}; known: {', '.join(sorted(REAL_SHAPES))}",
+            where="model.policy.model",
+        )
+    tok = build_tiny_tokenizer()
+    config = LlamaConfig(
+        **REAL_SHAPES[shape],
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        initializer_range=initializer_range,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok

@@ -192,7 +192,11 @@ def load_checkpoint(ckpt: str | Path, model: Any, optimizer: Any) -> dict[str, A
     """Restore weights, optimizer and RNG from a checkpoint folder; returns its state dict."""
     ckpt = Path(ckpt)
     load_trainable_weights(model, st_load((ckpt / "weights.safetensors").read_bytes()))
-    opt_state = torch.load(io.BytesIO((ckpt / "optimizer.pt").read_bytes()), weights_only=True)
+    # map to CPU: a checkpoint saved on a GPU must load on a machine without one;
+    # load_state_dict then moves each state tensor to its parameter's device
+    opt_state = torch.load(
+        io.BytesIO((ckpt / "optimizer.pt").read_bytes()), weights_only=True, map_location="cpu"
+    )
     optimizer.load_state_dict(opt_state)
     state = read_json(ckpt / "state.json")
     set_rng_state(state["rng"])
