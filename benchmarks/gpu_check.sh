@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The GPU path in one go (≤ 8 min on one H100): deps, `pytest -m gpu`, rollout throughput, end-to-end train.
+#
+#   bash benchmarks/gpu_check.sh [--out DIR] [--dry-run] [--wheels DIR]
+#
+#   --out DIR     where the figures go (default gpu_check/): summary.md (the table), summary.json,
+#                 gpu_tests.json (what each GPU test measured) and log.txt (every step's output)
+#   --dry-run     on a machine without CUDA: run every step that does not need it, skip (and name)
+#                 the ones that do
+#   --wheels DIR  wheels for what the GPU image lacks (default .whl/, made by benchmarks/gpu_wheels.sh)
+#
+# Steps:
+#   1. deps        import what the check needs; install the carried wheels (--no-deps) if any is missing
+#   2. gpu tests   pytest -m gpu tests/gpu (tiny model + random weights of SmolLM2-135M's shape)
+#   3. rollout     batched (32 episodes) vs one at a time, generated tokens/s, random:smollm2-360m, bf16
+#   4. train       `krill --preset tiny train` (WebShop, hash embedder) on the GPU, then on CPU cores
+#   5. train-real  the same with random:smollm2-135m, the default policy's shape, GPU then CPU
+# The summary is rewritten after every step, so a run cut short still leaves its figures.
+# No step downloads anything: models are built in-process, the environment is the offline WebShop.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out="gpu_check"
+dry=0
+wheels=".whl"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$2"; shift 2 ;;
+    --dry-run) dry=1; shift ;;
+    --wheels) wheels="$2"; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [ -n "${PYTHON:-}" ]; then py="$PYTHON"
+elif [ -x "${KRILL_VENV:-.venv}/bin/python" ]; then py="${KRILL_VENV:-.venv}/bin/python"
+else py="python3"; fi
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+work="$(mktemp -d -t krill-gpu-check.XXXXXX)"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export KRILL_CACHE="$work/cache" KRILL_EMBEDDER=hash KRILL_GPU_CHECK_OUT="$out"
+log="$out/log.txt"
+: > "$log"
+rm -f "$out/gpu_tests.json"
+steps="$work/steps.tsv"  # step <tab> status <tab> seconds <tab> note
+: > "$steps"
+
+say() { echo "== $*" | tee -a "$log"; }
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$steps"; summarize; }
+summarize() { "$py" benchmarks/gpu_summary.py "$steps" "$out" "$work" > /dev/null 2>> "$log"; }
+# timed NAME LIMIT_S CMD...: runs CMD (output into the log), records ok/fail/timeout and the wall time
+timed() {
+  local name="$1" limit="$2"; shift 2
+  say "$name: $*"
+  local t0 t1 rc
+  t0=$(date +%s.%N)
+  timeout "$limit" "$@" >> "$log" 2>&1
+  rc=$?
+  t1=$(date +%s.%N)
+  local secs
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  local status="ok"
+  [ "$rc" -ne 0 ] && status="fail (exit $rc)"
+  [ "$rc" -eq 124 ] && status="timeout (${limit}s)"
+  say "$name: $status in ${secs}s"
+  record "$name" "$status" "$secs" "${NOTE:-}"
+  return "$rc"
+}
+skip() { say "$1: skipped ($2)"; record "$1" "skipped" "" "$2"; }
+
+# -- 0. the machine ------------------------------------------------------------------------------
+cuda=$("$py" -c 'import torch; print(int(torch.cuda.is_available()))' 2>> "$log" || echo 0)
+"$py" - "$work/machine.json" >> "$log" 2>&1 <<'EOF'
+import json, os, platform, sys, torch
+from importlib import metadata
+def version(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+info = {"gpu": gpu, "gpu_memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if gpu else None,
+        "cpu_cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+        "cuda": torch.version.cuda, **{n: version(n) for n in ("transformers", "peft", "accelerate", "pydantic", "typer")}}
+print(json.dumps(info))
+json.dump(info, open(sys.argv[1], "w"))
+EOF
+if [ "$cuda" != "1" ] && [ "$dry" -eq 0 ]; then
+  echo "gpu_check.sh: no CUDA GPU here (torch.cuda.is_available() is False); use --dry-run on a CPU machine" >&2
+  exit 2
+fi
+mode="GPU"; [ "$cuda" != "1" ] && mode="dry run (no CUDA)"
+say "krill gpu check: $mode; python $py; out $out"
+
+# -- 1. deps ---------------------------------------------------------------------------------------
+check_imports() { "$py" -c 'import pydantic, tenacity, bm25s, typer, peft, accelerate, transformers, pytest, krill.cli.main' 2>> "$log"; }
+if check_imports; then
+  record deps ok 0 "everything imports"
+elif ls "$wheels"/*.whl > /dev/null 2>&1; then
+  NOTE="installed $(ls "$wheels"/*.whl | wc -l) carried wheels" timed deps 120 \
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$work/site" "$wheels"/*.whl
+  export PYTHONPATH="$work/site:$PYTHONPATH"
+  check_imports || { say "deps: still missing after installing the wheels; stopping"; record deps fail 0 "imports fail"; exit 1; }
+else
+  say "deps: imports fail and no wheels in $wheels (run benchmarks/gpu_wheels.sh where pip has network)"
+  record deps fail 0 "no wheels"; exit 1
+fi
+
+# -- 2. gpu tests ------------------------------------------------------------------------------------
+if [ "$cuda" = "1" ]; then
+  NOTE="pytest -m gpu" timed gpu-tests 240 "$py" -m pytest -q -m gpu tests/gpu -p no:cacheprovider -rs
+else
+  # collected and skipped without CUDA: proves the marker and the skip work here
+  NOTE="collected, skipped without CUDA" timed gpu-tests 120 "$py" -m pytest -q -m gpu tests/gpu -p no:cacheprovider -rs
+fi
+
+# -- 3. rollout throughput -----------------------------------------------------------------------------
+if [ "$cuda" = "1" ]; then
+  NOTE="random:smollm2-360m bf16, 32 episodes x 3 steps, 32 new tokens" timed rollout 240 \
+    "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
+    --serial-episodes 8 --steps 3 --max-new-tokens 32 --threads 8
+else
+  skip rollout "needs CUDA (the figure is GPU throughput)"
+  NOTE="plumbing only, tiny model on CPU: not a figure" timed rollout-plumbing 120 \
+    "$py" benchmarks/bench_rollout.py --model tiny --env webshop --episodes 4 --serial-episodes 2 --steps 1 --max-new-tokens 8
+fi
+
+# -- 4/5. end-to-end train, GPU then CPU ------------------------------------------------------------------
+train() {  # train NAME LIMIT DEVICE EXTRA_SET...
+  local name="$1" limit="$2" device="$3"; shift 3
+  local sets=(--set "model.policy.device=$device")
+  for s in "$@"; do sets+=(--set "$s"); done
+  local hide=()
+  [ "$device" = "cpu" ] && hide=(env CUDA_VISIBLE_DEVICES=)  # as on a machine without a GPU
+  NOTE="$device" timed "$name" "$limit" "${hide[@]}" "$py" -m krill --preset tiny --env webshop "${sets[@]}" \
+    train --out "$work/$name"
+}
+if [ "$cuda" = "1" ]; then train train-gpu 150 cuda; else skip train-gpu "needs CUDA"; fi
+train train-cpu 150 cpu
+if [ "$cuda" = "1" ]; then
+  train train-real-gpu 150 cuda model.policy.model=random:smollm2-135m
+  train train-real-cpu 240 cpu model.policy.model=random:smollm2-135m
+else
+  skip train-real-gpu "needs CUDA"
+  skip train-real-cpu "runs beside train-real-gpu only (a 135M-shape train on CPU takes minutes)"
+fi
+
+summarize
+cat "$out/summary.md"
+say "figures in $out (summary.md, summary.json, gpu_tests.json, log.txt)"
+failed=$(awk -F'\t' '$2 ~ /^(fail|timeout)/' "$steps" | wc -l)
+rm -rf "$work"
+[ "$failed" -eq 0 ] || { echo "gpu_check.sh: $failed step(s) failed; see $log" >&2; exit 1; }
