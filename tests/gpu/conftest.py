@@ -28,6 +28,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerator_state():
+    """accelerate keeps one process-wide state: a test that trains in fp32 after one that trained in
+    bf16 would be refused ("AcceleratorState has already been initialized"). A krill run uses one
+    precision throughout; tests reset between them, as accelerate's own tests do."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.fixture
 def gpu_record(request):
     """`gpu_record(key=value, ...)` stores figures under this test's name."""
