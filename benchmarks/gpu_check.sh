@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # The GPU path in one go (≤ 8 min on one H100): deps, `pytest -m gpu`, rollout throughput, end-to-end train.
 #
-#   bash benchmarks/gpu_check.sh [--out DIR] [--dry-run] [--wheels DIR]
+#   bash benchmarks/gpu_check.sh [--out DIR] [--dry-run] [--wheels DIR] [--real-train]
 #
 #   --out DIR     where the figures go (default gpu_check/): summary.md (the table), summary.json,
 #                 gpu_tests.json (what each GPU test measured) and log.txt (every step's output)
 #   --dry-run     on a machine without CUDA: run every step that does not need it, skip (and name)
 #                 the ones that do
 #   --wheels DIR  wheels for what the GPU image lacks (default .whl/, made by benchmarks/gpu_wheels.sh)
+#   --real-train  also step 5 (about 4 more minutes on an H100 machine: 96 s GPU + 142 s on 16 cores)
 #
 # Steps:
 #   1. deps        import what the check needs; install the carried wheels (--no-deps) if any is missing
 #   2. gpu tests   pytest -m gpu tests/gpu (tiny model + random weights of SmolLM2-135M's shape)
-#   3. rollout     batched (32 episodes) vs one at a time, generated tokens/s, random:smollm2-360m, bf16
+#   3. rollout     batched (32 episodes) vs one at a time, generated tokens/s, random:smollm2-360m, bf16;
+#                  then krill's decoding loop vs a bare HF forward loop, ms per step (+ profiler table)
 #   4. train       `krill --preset tiny train` (WebShop, hash embedder) on the GPU, then on CPU cores
-#   5. train-real  the same with random:smollm2-135m, the default policy's shape, GPU then CPU
+#   5. train-real  (--real-train) the same with random:smollm2-135m, the default policy's shape
+# Steps 1-4 took 4 min 5 s on one H100 before the decode-overhead step was added (docs/benchmarks.md).
 # The summary is rewritten after every step, so a run cut short still leaves its figures.
 # No step downloads anything: models are built in-process, the environment is the offline WebShop.
 set -uo pipefail
@@ -23,12 +26,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out="gpu_check"
 dry=0
 wheels=".whl"
+real=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --dry-run) dry=1; shift ;;
     --wheels) wheels="$2"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --real-train) real=1; shift ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -120,11 +125,15 @@ fi
 if [ "$cuda" = "1" ]; then
   NOTE="random:smollm2-360m bf16, 32 episodes x 3 steps, 32 new tokens" timed rollout 240 \
     "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
-    --serial-episodes 8 --steps 3 --max-new-tokens 32 --threads 8
+    --serial-episodes 4 --steps 3 --max-new-tokens 32 --threads 8
+  NOTE="krill's loop vs a bare HF loop, ms/step, random:smollm2-360m bf16" timed decode-overhead 120 \
+    "$py" benchmarks/bench_decode_overhead.py --model random:smollm2-360m --rows 32 --tokens 64 --profile
 else
   skip rollout "needs CUDA (the figure is GPU throughput)"
   NOTE="plumbing only, tiny model on CPU: not a figure" timed rollout-plumbing 120 \
     "$py" benchmarks/bench_rollout.py --model tiny --env webshop --episodes 4 --serial-episodes 2 --steps 1 --max-new-tokens 8
+  NOTE="plumbing only, tiny model on CPU" timed decode-overhead 120 \
+    "$py" benchmarks/bench_decode_overhead.py --model tiny --rows 4 --tokens 16
 fi
 
 # -- 4/5. end-to-end train, GPU then CPU ------------------------------------------------------------------
@@ -139,7 +148,9 @@ train() {  # train NAME LIMIT DEVICE EXTRA_SET...
 }
 if [ "$cuda" = "1" ]; then train train-gpu 150 cuda; else skip train-gpu "needs CUDA"; fi
 train train-cpu 150 cpu
-if [ "$cuda" = "1" ]; then
+if [ "$real" -eq 0 ]; then
+  skip train-real "not asked for (--real-train)"
+elif [ "$cuda" = "1" ]; then
   train train-real-gpu 150 cuda model.policy.model=random:smollm2-135m
   train train-real-cpu 240 cpu model.policy.model=random:smollm2-135m
 else

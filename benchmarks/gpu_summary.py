@@ -34,11 +34,12 @@ def figure(step: str, text: str, walls: dict[str, float]) -> str:
     if step.startswith("gpu-tests"):
         closing = [ln for ln in text.splitlines() if re.search(r"\d+ (passed|failed|skipped|error)", ln)]
         return closing[-1].strip("= ") if closing else ""
-    if step.startswith("rollout"):
-        for ln in text.splitlines():
-            if ln.startswith("BENCH "):
-                b = json.loads(ln[6:])
-                return f"{b['value']} tok/s batched vs {b['baseline']} one at a time: {b['ratio']}x"
+    benches = [json.loads(ln[6:]) for ln in text.splitlines() if ln.startswith("BENCH ")]
+    if step.startswith("rollout") and benches:
+        b = benches[-1]
+        return f"{b['value']} tok/s batched vs {b['baseline']} one at a time: {b['ratio']}x"
+    if step == "decode-overhead" and benches:
+        return "; ".join(f"{b['value']} vs {b['baseline']} ms/step ({b['ratio']}x)" for b in benches)
     if step in ("train-cpu", "train-real-cpu"):
         gpu = walls.get(step.replace("cpu", "gpu"))
         cpu = walls.get(step)

@@ -27,6 +27,7 @@ SCRIPTS = [
     "bench_distill.py",
     "bench_train_memory.py",
     "bench_adapter_merge.py",
+    "bench_decode_overhead.py",
 ]
 
 
@@ -93,12 +94,20 @@ def main() -> None:
     write_doc(sections, table)
 
 
+GPU_HEADING = "## GPU check"  # written from gpu_check.sh runs on a GPU machine; kept as it is
+
+
 def write_doc(sections, table) -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from krill.io import atomic_write_text
 
+    doc = ROOT / "docs" / "benchmarks.md"
+    old = doc.read_text() if doc.exists() else ""
+    kept = old[old.index(GPU_HEADING) :].rstrip() if GPU_HEADING in old else ""
+
     lines = ["# Benchmarks", "", f"Machine: {machine()}", "",
              f"Regenerate with `python benchmarks/run_all.py` (last run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).",
+             "GPU figures (one H100) are in the last section, from `benchmarks/gpu_check.sh`." if kept else "",
              "", "| benchmark | figure | naive / baseline | ratio | script |", "|---|---|---|---|---|"]  # fmt: skip
     for r in table:
         base = r.get("baseline", "")
@@ -106,7 +115,9 @@ def write_doc(sections, table) -> None:
         lines.append(f"| {r['name']} | {r['value']} {r.get('unit', '')} | {base} | {ratio} | {r['script']} |")
     for cmd, out, secs, rc in sections:
         lines += ["", f"## `{cmd}`", "", f"{secs:.0f} s, exit {rc}", "", "```", out.strip()[-6000:], "```"]
-    atomic_write_text(ROOT / "docs" / "benchmarks.md", "\n".join(lines) + "\n")
+    if kept:
+        lines += ["", kept]
+    atomic_write_text(doc, "\n".join(lines) + "\n")
     print(f"wrote {ROOT / 'docs' / 'benchmarks.md'}")
 
 
