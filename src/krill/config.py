@@ -43,8 +43,9 @@ class EndpointConfig(_Section):
 
 class PolicyConfig(EndpointConfig):
     model: str = Field(
-        "smollm2", description="'smollm2' (embedded default), 'tiny' (random test model), 'random:smollm2-360m' (a real "
-        "shape with random weights, for speed checks), HF id/path"
+        "smollm2",
+        description="'smollm2' (embedded default), 'tiny' (random test model), 'random:smollm2-360m' (a real "
+        "shape with random weights, for speed checks), HF id/path",
     )
     adapter: str | None = Field(None, description="path to a PEFT adapter to load on top of the model")
     dtype: str = Field(
