@@ -194,9 +194,8 @@ def load_checkpoint(ckpt: str | Path, model: Any, optimizer: Any) -> dict[str, A
     load_trainable_weights(model, st_load((ckpt / "weights.safetensors").read_bytes()))
     # map to CPU: a checkpoint saved on a GPU must load on a machine without one;
     # load_state_dict then moves each state tensor to its parameter's device
-    opt_state = torch.load(
-        io.BytesIO((ckpt / "optimizer.pt").read_bytes()), weights_only=True, map_location="cpu"
-    )
+    raw = io.BytesIO((ckpt / "optimizer.pt").read_bytes())
+    opt_state = torch.load(raw, weights_only=True, map_location="cpu")
     optimizer.load_state_dict(opt_state)
     state = read_json(ckpt / "state.json")
     set_rng_state(state["rng"])
