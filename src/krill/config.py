@@ -139,7 +139,13 @@ class AgentConfig(_Section):
 
 class RetrievalConfig(_Section):
     top_k: int = Field(6, ge=0, description="K task-specific skills (paper: 6)")
-    threshold: float = Field(0.4, ge=-1, le=1, description="cosine δ a skill must exceed (paper: 0.4)")
+    threshold: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="cosine δ a task skill must exceed; unset: the embedding model's calibrated δ "
+        "(all-MiniLM-L6-v2: 0.04; see krill.skills.retrieval.CALIBRATED_THRESHOLDS), else the paper's 0.4",
+    )
     mode: Literal["similarity", "template"] = Field(
         "similarity", description="template = all skills of the category"
     )

@@ -67,17 +67,16 @@ def build_actor(cfg: KrillConfig, opts: CollectOptions) -> tuple[Any, int]:
         raise KrillError(
             f"unknown policy {opts.policy!r}; choose one of {', '.join(POLICIES)}", where="--policy"
         )
-    from krill.models import build_embedder, build_policy
+    from krill.models import build_policy
 
     cfg.model.policy.backend = "local" if opts.policy == "local" else "openai"
     retriever, n_skills = None, 0
     if opts.skill_bank and cfg.agent.use_skills:
         from krill.formats.banks import load_bank
-        from krill.skills.retrieval import Retriever
+        from krill.skills.retrieval import build_retriever
 
         bank = load_bank(opts.skill_bank)
-        embedder = build_embedder(cfg) if cfg.skill_retrieval.mode == "similarity" else None
-        retriever, n_skills = Retriever(bank, embedder, cfg.skill_retrieval), len(bank)
+        retriever, n_skills = build_retriever(bank, cfg), len(bank)
     return LLMActor(build_policy(cfg), retriever, cfg, seed=opts.seed), n_skills
 
 

@@ -23,7 +23,9 @@ def retrieve(
         None, "--top-k", help="K task-specific skills (default: skill_retrieval.top_k)."
     ),
     threshold: float | None = typer.Option(
-        None, "--threshold", help="Cosine δ (default: skill_retrieval.threshold)."
+        None,
+        "--threshold",
+        help="Cosine δ (default: skill_retrieval.threshold; unset: the embedder's calibrated δ).",
     ),
     template: bool = typer.Option(
         False, "--template", help="Official template mode: all skills of the category."
@@ -56,27 +58,41 @@ def retrieved_to_dict(task: str, r) -> dict:
              "when_to_apply": s.when_to_apply}  # fmt: skip
         return d if score is None else {**d, "score": round(score, 6)}
 
+    mistakes = [m.model_dump(mode="json", exclude={"provenance"}) for m in r.mistakes]
+    for m, score in zip(mistakes, r.mistake_scores, strict=False):
+        m["score"] = round(score, 6)
     return {
         "task": task,
         "category": r.category,
         "mode": r.mode,
+        "threshold": r.threshold,
         "general": [skill(s) for s in r.general],
         "specific": [skill(s, x) for s, x in r.specific],
-        "mistakes": [m.model_dump(mode="json", exclude={"provenance"}) for m in r.mistakes],
+        "left_out": [{**skill(s, x), "reason": why} for s, x, why in r.left_out],
+        "mistakes": mistakes,
     }
 
 
 def print_retrieved(task: str, r) -> None:
     where = r.category or "all categories"
-    table = Table(title=f"{escape(task)}  →  {where} ({r.mode})", show_lines=False)
+    delta = f", δ={r.threshold:g}" if r.threshold is not None else ""
+    table = Table(title=f"{escape(task)}  →  {where} ({r.mode}{delta})", show_lines=False)
     for col in ("tier", "score", "id", "name", "principle"):
         table.add_column(col, justify="right" if col == "score" else "left", overflow="fold")
     for s in r.general:
         table.add_row("general", "—", s.short_id, escape(s.name), escape(s.principle))
     for s, score in r.specific:
         table.add_row(escape(s.category), f"{score:.3f}", s.short_id, escape(s.name), escape(s.principle))
-    for m in r.mistakes:
-        table.add_row("mistake", "", m.mistake_id[:8], escape(m.description), escape(m.how_to_avoid))
+    scores = [f"{x:.3f}" for x in r.mistake_scores] or [""] * len(r.mistakes)
+    for m, score in zip(r.mistakes, scores, strict=True):
+        table.add_row("mistake", score, m.mistake_id[:8], escape(m.description), escape(m.how_to_avoid))
     console.print(table)
-    if not r.specific:
-        console.print("[dim]no task-specific skill above the threshold[/dim]")
+    below = [(s, x) for s, x, why in r.left_out if why == "below threshold"]
+    if not r.specific and below:
+        best, score = below[0]
+        console.print(
+            f"no {escape(where)} skill above δ={r.threshold:g}: the best is {escape(best.name)!r} at {score:.3f}; "
+            f"lower δ with --threshold {max(score - 0.01, -1):.2f} (or skill_retrieval.threshold)"
+        )
+    elif not r.specific:
+        console.print(f"[dim]the bank has no task-specific skill for {escape(where)}[/dim]")

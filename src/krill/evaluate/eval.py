@@ -88,14 +88,12 @@ def build_actor(policy: str, cfg: KrillConfig, bank: SkillBank | None, use_skill
         return RandomActor(seed=cfg.eval.seed)
     if policy not in POLICIES:
         raise KrillError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
-    from krill.models import build_embedder, build_policy
-    from krill.skills.retrieval import Retriever
+    from krill.models import build_policy
+    from krill.skills.retrieval import build_retriever
 
     if policy == "openai" and cfg.model.policy.backend != "openai":
         cfg.model.policy.backend = "openai"
-    retriever = None
-    if use_skills and bank is not None:
-        retriever = Retriever(bank, build_embedder(cfg), cfg.skill_retrieval)
+    retriever = build_retriever(bank, cfg) if use_skills else None
     return LLMActor(build_policy(cfg), retriever, cfg, sample=cfg.eval.temperature > 0)
 
 

@@ -50,7 +50,7 @@ def compression_report(
 ) -> dict[str, Any]:
     """Tokens of skill context vs raw-trajectory memory for the same tasks; ratio and % fewer."""
     from krill.agent.prompts import skills_section
-    from krill.skills.retrieval import Retriever
+    from krill.skills.retrieval import build_retriever
 
     cfg = cfg or KrillConfig()
     if embedder is None:
@@ -61,7 +61,7 @@ def compression_report(
     cats = categories_of(trajectories)
     tasks = list({t.task_description: t for t in trajectories}.values())[:max_tasks]
     memory = [t for t in trajectories if t.success]
-    retriever = Retriever(bank, embedder, cfg.skill_retrieval)
+    retriever = build_retriever(bank, cfg, embedder)
     skill_texts = [skills_section(retriever.retrieve(t.task_description, cats[t.id])) for t in tasks]
     raw_texts = raw_memory_texts(tasks, memory, embedder, k, cfg.distill.max_observation_chars)
     count, method = token_counter()

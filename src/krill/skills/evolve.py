@@ -132,11 +132,11 @@ def _validator(cfg: KrillConfig, rl_dir: Path, embedder: Any):
         from krill.agent.actors import LLMActor
         from krill.evaluate.eval import evaluate
         from krill.formats.trajectories import load_trajectories
-        from krill.skills.retrieval import Retriever
+        from krill.skills.retrieval import build_retriever
 
         vcfg = cfg.model_copy(deep=True)
         vcfg.eval.temperature = 0.0
-        actor = LLMActor(policy, Retriever(bank, embedder, cfg.skill_retrieval), vcfg, sample=False)
+        actor = LLMActor(policy, build_retriever(bank, cfg, embedder), vcfg, sample=False)
         out = rl_dir / "validation" / f"iter_{iteration}.json"
         evaluate(vcfg, policy="local", bank=bank, out=out, split="valid_seen",
                  episodes=cfg.evolution.validation_episodes, actor=actor)  # fmt: skip

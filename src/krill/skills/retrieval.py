@@ -2,6 +2,15 @@
 
     S_ret = General ∪ TopK({s ∈ S_k : cos(e_d, e_s) > δ}, K)        (paper: K = 6, δ = 0.4)
 
+δ depends on the embedder: all-MiniLM-L6-v2 scores a task against an LLM-written skill of its own
+category at about 0.1–0.4, so the paper's 0.4 (set for the paper's embedder) drops nearly all of
+them. With `skill_retrieval.threshold` unset, δ is the embedding model's calibrated value
+(`CALIBRATED_THRESHOLDS`: the median cosine between a task and a skill of *another* category, from
+benchmarks/calibrate_threshold.py), and the paper's 0.4 for models not calibrated here. The
+category S_k is the given one, else inferred from the task (ALFWorld wording or WebShop product
+words, `krill.categories.category_from_task`). Common mistakes are ranked: the category's own
+first, each group by similarity to the task.
+
 Each skill is embedded once (kept in the bank's `embedding` field, so a saved bank is never
 re-embedded) into ONE L2-normalised matrix per bank; a query is one matrix-vector product and a
 numpy `argpartition` (faster than faiss below ~100k rows). The official code's "template" mode (all
@@ -29,15 +38,35 @@ if TYPE_CHECKING:
     from krill.models.base import Embedder
 
 
+# δ per embedding model (Embedder.name), from `python benchmarks/calibrate_threshold.py`: the median
+# cosine between a task and a skill of another category (MiniLM: own category median 0.25, p10 0.09).
+CALIBRATED_THRESHOLDS: dict[str, float] = {"all-MiniLM-L6-v2": 0.04, "hash-64": 0.07}
+PAPER_THRESHOLD = 0.4  # SkillRL's δ, for the embedding model it was set with
+
+
+def threshold_for(embedder: Embedder | None, configured: float | None = None) -> float:
+    """δ: the configured value, else the embedder's calibrated one, else the paper's 0.4."""
+    if configured is not None:
+        return configured
+    return CALIBRATED_THRESHOLDS.get(getattr(embedder, "name", ""), PAPER_THRESHOLD)
+
+
 @dataclass
 class Retrieved:
-    """What the agent sees for one task: general skills, scored task skills, common mistakes."""
+    """What the agent sees for one task: general skills, scored task skills, common mistakes.
+
+    `left_out` names the searched skills that did not make it, with their score and why
+    ("below threshold" or "beyond top_k"), so a user can see what δ and K cost.
+    """
 
     general: list[Skill] = field(default_factory=list)
     specific: list[tuple[Skill, float]] = field(default_factory=list)
     mistakes: list[CommonMistake] = field(default_factory=list)
     mode: str = "similarity"
     category: str | None = None
+    threshold: float | None = None
+    left_out: list[tuple[Skill, float, str]] = field(default_factory=list)
+    mistake_scores: list[float] = field(default_factory=list)
 
     @property
     def skills(self) -> list[Skill]:
@@ -73,7 +102,9 @@ class Retriever:
         self._id_rank = np.empty(len(self._specific), dtype=np.int64)
         self._id_rank[order] = np.arange(len(order))
         self.matrix = self._embed_bank() if self.cfg.mode == "similarity" else None
+        self.threshold = threshold_for(embedder, self.cfg.threshold)
         self._general_matrix: np.ndarray | None = None  # only with max_general: embedded on first use
+        self._mistake_vecs: dict[str, np.ndarray] = {}  # mistake_id → normalised embedding
 
     # -- setup -----------------------------------------------------------------------------------
     def _embed_bank(self) -> np.ndarray:
@@ -88,34 +119,64 @@ class Retriever:
         return np.asfortranarray(mat)
 
     # -- queries ---------------------------------------------------------------------------------
-    def resolve_category(self, task: str, category: str | None) -> str | None:
-        """The bank category to search: the given one, else inferred from the task; None = all categories."""
+    def task_category(self, task: str, category: str | None) -> str | None:
+        """The task's category: the given one (any spelling), else inferred from the wording; None if unknown."""
         if category is None:
-            category = category_from_task(task)
-        if category is None:
-            return None
+            known = {*self._cat_index, *(m.category for m in self.bank.common_mistakes if m.category)}
+            return category_from_task(task, known=known or None)
         try:
-            category = normalize_category(category)
+            return normalize_category(category)
         except KrillError:
             return None
-        return category if category in self._cat_index else None
+
+    def resolve_category(self, task: str, category: str | None) -> str | None:
+        """The bank category to search: the task's, when the bank has skills for it; None = all categories."""
+        cat = self.task_category(task, category)
+        return cat if cat in self._cat_index else None
 
     def retrieve(self, task_description: str, category: str | None = None) -> Retrieved:
-        """General skills + top-K task skills (cosine > threshold) of the category, + its mistakes."""
-        cat = self.resolve_category(task_description, category)
+        """General skills + top-K task skills (cosine > δ) of the category, + its mistakes ranked."""
+        named = self.task_category(task_description, category)
+        cat = named if named in self._cat_index else None
         rows = self._cat_index[cat] if cat is not None else self._all_index
         out = Retrieved(general=self._general_for(task_description), mode=self.cfg.mode, category=cat)
-        out.mistakes = self.bank.mistakes_for(cat)[: self.cfg.max_mistakes]
         if self.cfg.mode == "template":
+            out.mistakes = self.bank.mistakes_for(named)[: self.cfg.max_mistakes]
             out.specific = [(s, 1.0) for s in self._specific[rows]]
             return out
-        if rows.stop == rows.start or self.cfg.top_k == 0:
+        query = self.embed_query(task_description) if self.embedder is not None else None
+        out.mistakes, out.mistake_scores = self._mistakes_for(named, query)
+        out.threshold = self.threshold
+        if rows.stop == rows.start or query is None:
             return out
-        query = self.embed_query(task_description)
         scores = self.matrix[rows] @ query  # [n_rows] cosines (both sides normalised)
-        idx = top_k_indices(scores, self.cfg.top_k, self.cfg.threshold, self._id_rank[rows])
+        idx = top_k_indices(scores, self.cfg.top_k, self.threshold, self._id_rank[rows])
         out.specific = [(self._specific[rows.start + i], float(scores[i])) for i in idx]
+        chosen = set(idx.tolist())
+        out.left_out = sorted(
+            ((self._specific[rows.start + i], float(x), "below threshold" if x <= self.threshold else "beyond top_k")
+             for i, x in enumerate(scores) if i not in chosen),
+            key=lambda t: -t[1],
+        )  # fmt: skip
         return out
+
+    def _mistakes_for(
+        self, cat: str | None, query: np.ndarray | None
+    ) -> tuple[list[CommonMistake], list[float]]:
+        """The category's mistakes, then the general ones, each group by similarity to the task."""
+        mistakes = self.bank.mistakes_for(cat)
+        if query is None or not mistakes or self.cfg.max_mistakes == 0:
+            return mistakes[: self.cfg.max_mistakes], []
+        todo = [m for m in mistakes if m.mistake_id not in self._mistake_vecs]
+        if todo:
+            vecs = normalize_rows(
+                np.asarray(self.embedder.embed([mistake_text(m) for m in todo]), dtype=np.float32)
+            )
+            self._mistake_vecs.update(zip((m.mistake_id for m in todo), vecs, strict=True))
+        scores = [float(self._mistake_vecs[m.mistake_id] @ query) for m in mistakes]
+        order = sorted(range(len(mistakes)), key=lambda i: (mistakes[i].category != cat, -scores[i]))
+        order = order[: self.cfg.max_mistakes]
+        return [mistakes[i] for i in order], [scores[i] for i in order]
 
     def _general_for(self, task: str) -> list[Skill]:
         """Every general skill (the paper), or the `max_general` closest to the task (short CPU prompts)."""
@@ -132,6 +193,27 @@ class Retriever:
     def embed_query(self, text: str) -> np.ndarray:
         vec = np.asarray(self.embedder.embed([text]), dtype=np.float32)[0]
         return normalize_rows(vec)[0]
+
+
+def mistake_text(m: CommonMistake) -> str:
+    """What a mistake is embedded as: what goes wrong and how to avoid it."""
+    return f"{m.description} {m.how_to_avoid}".strip()
+
+
+def build_retriever(
+    bank: SkillBank | None, cfg: KrillConfig, embedder: Embedder | None = None
+) -> Retriever | None:
+    """The one way krill builds a retriever (prompts, SFT demos, RL, evaluation, evolution, compression).
+
+    None when there is no bank; the embedder comes from config unless given (none in template mode).
+    """
+    if bank is None:
+        return None
+    if embedder is None and cfg.skill_retrieval.mode == "similarity":
+        from krill.models import build_embedder
+
+        embedder = build_embedder(cfg)
+    return Retriever(bank, embedder, cfg.skill_retrieval)
 
 
 def top_k_indices(scores: np.ndarray, k: int, threshold: float, tie_rank: np.ndarray) -> np.ndarray:

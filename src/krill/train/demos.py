@@ -43,16 +43,10 @@ _STOP = {"a", "an", "the", "to", "in", "on", "of", "from", "with", "and", "or", 
 
 # -- retrieval / prompts ---------------------------------------------------------------------------
 def make_retriever(bank: SkillBank | None, cfg: KrillConfig) -> Any:
-    """The agent's retriever for `bank` (None when skills are off), embedder from config."""
-    from krill.skills.retrieval import Retriever
+    """The agent's retriever for `bank` (None when `agent.use_skills` is off)."""
+    from krill.skills.retrieval import build_retriever
 
-    if bank is None or not cfg.agent.use_skills:
-        return None
-    if cfg.skill_retrieval.mode == "template":
-        return Retriever(bank, None, cfg.skill_retrieval)
-    from krill.models import build_embedder
-
-    return Retriever(bank, build_embedder(cfg), cfg.skill_retrieval)
+    return build_retriever(bank, cfg) if cfg.agent.use_skills else None
 
 
 class _PromptOnly:
