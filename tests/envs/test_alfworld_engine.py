@@ -53,7 +53,7 @@ def test_translation_is_cached_on_disk_and_sys_argv_restored(game_file, tmp_path
     first = make_engine(tmp_path)
     first.load(game_file)
     assert sys.argv == argv  # fast-downward's translator overwrites it
-    (cached,) = tmp_path.glob("*.pkl")
+    (cached,) = tmp_path.glob("*.sas.z")
     eng._TRANSLATIONS.clear()
     second = make_engine(tmp_path)
     second.load(game_file)  # from disk this time
@@ -63,6 +63,40 @@ def test_translation_is_cached_on_disk_and_sys_argv_restored(game_file, tmp_path
     third = make_engine(tmp_path)
     third.load(game_file)
     assert third.reset().admissible_commands == first.reset().admissible_commands
+
+
+def test_a_planted_pickle_in_the_cache_never_runs(game_file, tmp_path):
+    """Issue 24: the cache used to be unpickled before its key was checked (code execution)."""
+    import hashlib
+    import json
+    import os
+    import pickle
+    import zlib
+
+    from krill.envs.alfworld import engine as eng
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    eng._TRANSLATIONS.clear()
+    clean = make_engine(tmp_path / "clean")
+    clean.load(game_file)
+    data = json.loads(open(game_file).read())
+    key = hashlib.sha1((data["pddl_domain"] + "\0" + data["pddl_problem"]).encode()).hexdigest()
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    blob = zlib.compress(pickle.dumps(Payload()))
+    for name in (f"{key}.pkl", f"{key}.sas.z"):  # the old file name and the new one
+        (evil / name).write_bytes(blob)
+    eng._TRANSLATIONS.clear()
+    loaded = make_engine(evil)
+    loaded.load(game_file)
+    assert not marker.exists()
+    assert loaded.reset().admissible_commands == clean.reset().admissible_commands
+    assert zlib.decompress((evil / f"{key}.sas.z").read_bytes()).startswith(b'{"format": 2')  # rebuilt
 
 
 @pytest.mark.slow

@@ -5,7 +5,10 @@
 The game logic is unchanged; only pure work is cached, keyed by its input text:
 - `fast_downward.pddl2sas` (grounding the problem, seconds per game) ran twice per load and twice
   per reset (once more for the planner, unused here); here it runs once per problem, kept in memory
-  and on disk (`<cache_dir>/alfworld/sas/<sha1 of domain+problem>.pkl`, zlib, ~50 KB per game).
+  and on disk (`<cache_dir>/alfworld/sas/<sha1 of domain+problem>.sas.z`, zlib, ~50 KB per game).
+  The disk holds only the SAS *text*: the parsed task is rebuilt from the PDDL (parse + normalize,
+  ~3 ms, the same task pddl2sas returns), so no cache file is ever unpickled — a replaced file can
+  at worst be wrong text, which fails the key check or the planner's load, never run code.
 - the TWL2 grammar (`GameLogic`) is parsed once (games differ only in the task sentence), and the text-generation
   grammar's templates/conditions once per string instead of once per admissible command per step.
 """
@@ -15,7 +18,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import pickle
 import re
 import sys
 import zlib
@@ -41,7 +43,7 @@ from textworld.logic import Proposition, Rule, Variable
 
 from krill.io import atomic_write_bytes
 
-_CACHE_FORMAT = 1  # bump when the pickled translation's shape changes
+_CACHE_FORMAT = 2  # bump when the cached file's shape changes (1 was a pickle: never read now)
 
 
 class _Lru(OrderedDict):
@@ -64,31 +66,56 @@ _QUERIES: dict[str, Rule] = {}
 
 
 def translate(domain: str, problem: str, cache_dir: Path | None = None) -> tuple[Any, str]:
-    """fast-downward's (task, SAS) for a problem: memory, then disk, then the translator."""
+    """fast-downward's (task, SAS) for a problem: memory, then disk (SAS text only), then the translator."""
     key = hashlib.sha1((domain + "\0" + problem).encode()).hexdigest()
-    cache_file = cache_dir / f"{key}.pkl" if cache_dir is not None else None
     if key in _TRANSLATIONS:
         return _TRANSLATIONS[key]
-    if cache_file is not None and cache_file.exists():
-        try:
-            fmt, disk_key, value = pickle.loads(zlib.decompress(cache_file.read_bytes()))
-            if fmt == _CACHE_FORMAT and disk_key == key:
-                return _TRANSLATIONS.put(key, value)
-        except Exception:  # noqa: BLE001 - a stale/torn cache is rebuilt, never trusted
-            pass
+    cache_file = cache_dir / f"{key}.sas.z" if cache_dir is not None else None
+    sas = _read_sas(cache_file, key) if cache_file is not None else None
+    if sas is not None:
+        return _TRANSLATIONS.put(key, (parse_task(domain, problem), sas))
     import fast_downward
 
     argv = list(sys.argv)  # pddl2sas overwrites sys.argv for its option parser
     try:
-        value = fast_downward.pddl2sas(domain, problem)
+        task, sas = fast_downward.pddl2sas(domain, problem)
     finally:
         sys.argv = argv
     if cache_file is not None:
+        header = json.dumps({"format": _CACHE_FORMAT, "key": key}).encode()
         try:
-            atomic_write_bytes(cache_file, zlib.compress(pickle.dumps((_CACHE_FORMAT, key, value)), 6))
+            atomic_write_bytes(cache_file, zlib.compress(header + b"\n" + sas.encode(), 6))
         except OSError:  # an unwritable cache only costs speed
             pass
-    return _TRANSLATIONS.put(key, value)
+    return _TRANSLATIONS.put(key, (task, sas))
+
+
+def _read_sas(cache_file: Path, key: str) -> str | None:
+    """The cached SAS text if the file is ours for this key; None (rebuild) for anything else."""
+    try:
+        header, _, body = zlib.decompress(cache_file.read_bytes()).partition(b"\n")
+        meta = json.loads(header)
+        if meta.get("format") == _CACHE_FORMAT and meta.get("key") == key:
+            return body.decode()
+    except (OSError, ValueError, zlib.error, AttributeError):  # missing, torn or foreign: rebuilt
+        pass
+    return None
+
+
+def parse_task(domain: str, problem: str) -> Any:
+    """The PDDL task exactly as `pddl2sas` returns it (parsed, normalised), without the slow grounding."""
+    argv = list(sys.argv)
+    sys.argv = ["translate.py", "domain", "task"]  # fast_downward's options module parses argv on import
+    try:
+        from fast_downward.translate import normalize
+        from fast_downward.translate.pddl_parser import lisp_parser, parsing_functions
+    finally:
+        sys.argv = argv
+    task = parsing_functions.parse_task(
+        lisp_parser.parse_nested_list(domain.split("\n")), lisp_parser.parse_nested_list(problem.split("\n"))
+    )
+    normalize.normalize(task)
+    return task
 
 
 def _ctx(context: dict) -> dict:
