@@ -180,3 +180,17 @@ def test_cross_site_requests_are_refused():
             415,
             "application/json",
         )
+
+
+def test_info_for_an_unknown_split_is_a_4xx(client):
+    """Issue 24: /info?split=nope answered 500 where /reset answers 422."""
+    _err(client.get("/info", params={"split": "nope"}), 422, "unknown split 'nope'")
+    assert client.get("/info", params={"split": "test"}).status_code == 200
+
+
+def test_a_request_id_reused_on_another_endpoint_is_not_answered_from_the_cache(client):
+    """Issue 24: the reply cached for /reset under an id came back for a /step with that id."""
+    h = {"X-Request-Id": "same-id"}
+    reset = client.post("/reset", json={"task_id": "t0"}, headers=h).json()
+    step = client.post("/step", json={"action": "inc"}, headers=h).json()
+    assert step != reset and step["observation"] == "The counter shows 1."

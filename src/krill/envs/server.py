@@ -14,8 +14,8 @@ Every reply also carries `info`, the env's full info dict, so a client rebuilds 
 One session (env instance) per `X-Client-Id` header, a default session without it; sessions are
 capped (least recently used idle one evicted, 429 if all are busy). Env calls are blocking: they
 run in the threadpool under a per-session lock, so concurrent requests on one session serialise.
-A retried request carrying the same `X-Request-Id` as the session's last one gets the cached reply
-instead of stepping twice. Errors are JSON `{"error": message, "status": code}`.
+A retried request carrying the same `X-Request-Id` as the session's last one, on the same endpoint,
+gets the cached reply instead of stepping twice. Errors are JSON `{"error": message, "status": code}`.
 """
 
 from __future__ import annotations
@@ -223,15 +223,21 @@ def _client_id(request: Request) -> str:
     return client
 
 
-def _cached(sess: _Session, request: Request) -> dict[str, Any] | None:
+def _request_key(request: Request) -> str | None:
+    """A retry's identity: its X-Request-Id on this endpoint (the same id on /step is another request)."""
     rid = request.headers.get("x-request-id")
-    if rid and rid == sess.last_request_id and sess.last_reply is not None:
+    return f"{request.url.path} {rid}" if rid else None
+
+
+def _cached(sess: _Session, request: Request) -> dict[str, Any] | None:
+    key = _request_key(request)
+    if key and key == sess.last_request_id and sess.last_reply is not None:
         return sess.last_reply
     return None
 
 
 def _remember(sess: _Session, request: Request, reply: dict[str, Any]) -> dict[str, Any]:
-    sess.last_request_id, sess.last_reply = request.headers.get("x-request-id"), reply
+    sess.last_request_id, sess.last_reply = _request_key(request), reply
     return reply
 
 
@@ -306,8 +312,8 @@ async def _info(request: Request) -> JSONResponse:
     split = _split(request.query_params.get("split"), srv.split)
     try:
         return JSONResponse(await srv.meta(split))
-    except KrillError as exc:
-        raise ApiError(500, f"cannot build environment {srv.env_name!r}: {exc}") from None
+    except KrillError as exc:  # an unknown split, as /reset answers it: the request is wrong, not the server
+        raise ApiError(422, f"cannot build environment {srv.env_name!r}: {exc}") from None
 
 
 async def _health(request: Request) -> JSONResponse:

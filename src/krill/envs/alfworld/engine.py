@@ -9,6 +9,12 @@ The game logic is unchanged; only pure work is cached, keyed by its input text:
   The disk holds only the SAS *text*: the parsed task is rebuilt from the PDDL (parse + normalize,
   ~3 ms, the same task pddl2sas returns), so no cache file is ever unpickled — a replaced file can
   at worst be wrong text, which fails the key check or the planner's load, never run code.
+- thread safety: TextWorld's text and logic parsers are module-wide objects that garble or crash
+  when two threads parse at once (4 threads x 40 parses: 29 exceptions, 7 silently wrong
+  results), and the caches here are module-wide too; every parse and every env call holds
+  `ENGINE_LOCK` (`krill env serve` runs sessions in threads).
+- fast-downward's library keeps the loaded task in globals, so each engine needs its own copy
+  (~33 MB); closed engines return theirs to a pool for the next one instead of loading another.
 - the TWL2 grammar (`GameLogic`) is parsed once (games differ only in the task sentence), and the text-generation
   grammar's templates/conditions once per string instead of once per admissible command per step.
 """
@@ -20,6 +26,7 @@ import hashlib
 import json
 import re
 import sys
+import threading
 import zlib
 from collections import OrderedDict
 from pathlib import Path
@@ -63,6 +70,32 @@ _TRANSLATIONS = _Lru(16)  # a few MB each; the disk cache reloads one in ~0.1 s
 _LOGICS = _Lru(8)  # one per domain + generic grammar
 _SYMBOLS: dict[str, list] = {}
 _QUERIES: dict[str, Rule] = {}
+ENGINE_LOCK = threading.RLock()  # TextWorld's parsers and the caches above are not thread-safe
+_FREE_LIBRARIES: list[Any] = []  # fast-downward library copies of closed engines, reused
+LIBRARIES_LOADED = 0  # copies loaded in this process (each ~33 MB, never unloaded)
+
+
+def parse_symbols(text: str) -> list:
+    """TextWorld's text-grammar parse of `text` (its parser is one module-wide object: locked)."""
+    with ENGINE_LOCK:
+        return _parse_symbols(text, rule_name="symbols")
+
+
+def acquire_library() -> Any:
+    """A fast-downward library copy for one engine: a closed engine's, else a newly loaded one."""
+    global LIBRARIES_LOADED
+    import fast_downward
+
+    with ENGINE_LOCK:
+        if _FREE_LIBRARIES:
+            return _FREE_LIBRARIES.pop()
+        LIBRARIES_LOADED += 1
+        return fast_downward.load_lib()
+
+
+def release_library(lib: Any) -> None:
+    with ENGINE_LOCK:
+        _FREE_LIBRARIES.append(lib)
 
 
 def translate(domain: str, problem: str, cache_dir: Path | None = None) -> tuple[Any, str]:
@@ -130,7 +163,8 @@ def _ctx(context: dict) -> dict:
 
 def _parsed_query(condition: str) -> Rule:
     if condition not in _QUERIES:
-        _QUERIES[condition] = Rule.parse_conjunctive_query(condition)
+        with ENGINE_LOCK:  # TextWorld's logic parser is module-wide too
+            _QUERIES[condition] = Rule.parse_conjunctive_query(condition)
     return _QUERIES[condition]
 
 
@@ -210,7 +244,7 @@ class _CachedGrammar(ContextSensitiveGrammar):
     def derive(self, start: str, context: dict | None = None) -> str:
         context = context or {}
         if start not in _SYMBOLS:
-            _SYMBOLS[start] = [_fast(s) for s in _parse_symbols(start, rule_name="symbols")]
+            _SYMBOLS[start] = [_fast(s) for s in parse_symbols(start)]
         stack = [symbol.copy(context) for symbol in reversed(_SYMBOLS[start])]
         out = []
         while stack:
@@ -258,7 +292,7 @@ def game_logic(domain: str, grammar: str) -> pddl_logic.GameLogic:
     game = copy.copy(logic)
     game.grammar = _CachedGrammar()
     game.grammar._rules = dict(logic.grammar._rules)
-    rhs = [_fast(s) for s in _parse_symbols(task, rule_name="symbols")]
+    rhs = [_fast(s) for s in parse_symbols(task)]
     game.grammar._rules["task"] = [ProductionRule(lhs="task", rhs=rhs)]
     return game
 
@@ -304,12 +338,24 @@ class CachedPddlEnv(PddlEnv):
     """`PddlEnv` whose load/reset reuse cached logic and translation (step and infos unchanged)."""
 
     def __init__(self, infos, cache_dir: Path | None = None):
-        super().__init__(infos)
+        textworld.core.Environment.__init__(self, infos)  # PddlEnv's would load a library copy
+        self.downward_lib = acquire_library()
         self.cache_dir = cache_dir
 
+    def close(self) -> None:  # noqa: D102 - hand the library copy to the next engine
+        lib, self.downward_lib = getattr(self, "downward_lib", None), None
+        if lib is not None:
+            release_library(lib)
+
     def load(self, filename: str) -> None:  # noqa: D102
+        with ENGINE_LOCK:
+            self._load(filename)
+
+    def _load(self, filename: str) -> None:
         from krill.io import read_json
 
+        if self.downward_lib is None:  # closed earlier, loaded again
+            self.downward_lib = acquire_library()
         path = Path(filename)
         data = read_json(path)
         self._game_file = str(path)
@@ -323,7 +369,15 @@ class CachedPddlEnv(PddlEnv):
     def _new_state(self) -> _State:
         return _State(self.downward_lib, self._game_data["pddl_problem"], self._logic, self._translation)
 
-    def reset(self):  # noqa: D102 - PddlEnv.reset with a cached state build
+    def step(self, command: str):  # noqa: D102
+        with ENGINE_LOCK:
+            return super().step(command)
+
+    def reset(self):  # noqa: D102
+        with ENGINE_LOCK:
+            return self._reset()
+
+    def _reset(self):  # PddlEnv.reset with a cached state build
         from textworld.core import GameState
 
         self._pddl_state = self._new_state()

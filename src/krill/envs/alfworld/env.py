@@ -159,7 +159,12 @@ class AlfworldEnv:
         """The expert's next command from the current state (None when finished)."""
         if self._state is None or self.done:
             return None
-        return next_action(self._state["facts"], self.goal, self._seen if self.expert == "search" else None)
+        from krill.envs.alfworld.engine import ENGINE_LOCK
+
+        with ENGINE_LOCK:  # the expert reads TextWorld facts and may parse
+            return next_action(
+                self._state["facts"], self.goal, self._seen if self.expert == "search" else None
+            )
 
     def admissible_actions(self) -> list[str]:
         return list(self._state.admissible_commands) if self._state is not None else []
@@ -167,6 +172,7 @@ class AlfworldEnv:
     def close(self) -> None:
         self._state = None
         self.task_id = None
+        self._engine.close()  # its planner library goes back to the pool for the next env
 
     def _info(self, valid: bool) -> dict[str, Any]:
         return {
