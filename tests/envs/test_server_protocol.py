@@ -194,3 +194,23 @@ def test_a_request_id_reused_on_another_endpoint_is_not_answered_from_the_cache(
     reset = client.post("/reset", json={"task_id": "t0"}, headers=h).json()
     step = client.post("/step", json={"action": "inc"}, headers=h).json()
     assert step != reset and step["observation"] == "The counter shows 1."
+
+
+def test_a_body_shorter_than_its_content_length_times_out_with_408():
+    """Issue 24: such a request was waited on forever, holding its session's lock."""
+    import socket
+
+    from counter_env import live_server
+
+    with live_server(create_app("counter", "train", body_timeout=0.5)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /reset HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"task_id": '
+            )
+            reply = b""
+            while b"request body" not in reply and (chunk := sock.recv(4096)):
+                reply += chunk
+            reply = reply.decode()
+    assert reply.startswith("HTTP/1.1 408") and "request body not received within 0.5 s" in reply

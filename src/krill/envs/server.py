@@ -46,6 +46,7 @@ from krill.errors import KrillError
 log = logging.getLogger("krill.envs.server")
 
 DEFAULT_CLIENT = "default"
+BODY_TIMEOUT = 10.0  # seconds to receive a request body once its headers are in
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._:@+-]{1,128}$")
 
@@ -78,11 +79,13 @@ class _Server:
         max_sessions: int,
         max_body: int,
         allowed_hosts: list[str] | None = None,
+        body_timeout: float = BODY_TIMEOUT,
     ):
         if max_sessions < 1:
             raise KrillError(f"max_sessions must be at least 1, got {max_sessions}")
         self.env_name, self.split, self.cfg = env_name, split, cfg
         self.token, self.max_sessions, self.max_body = token, max_sessions, max_body
+        self.body_timeout = body_timeout
         self.allowed_hosts = [h.lower() for h in allowed_hosts] if allowed_hosts is not None else None
         self.sessions: OrderedDict[str, _Session] = OrderedDict()
         self._meta: dict[str, dict[str, Any]] = {}
@@ -118,11 +121,7 @@ class _Server:
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body:
             raise ApiError(413, f"request body of {length} bytes exceeds the limit of {self.max_body}")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_body:
-                raise ApiError(413, f"request body exceeds the limit of {self.max_body} bytes")
+        body = await self._read_body(request)
         if not body.strip():
             return {}
         try:
@@ -136,6 +135,23 @@ class _Server:
         if not isinstance(data, dict):
             raise ApiError(422, f"body must be a JSON object, got {type(data).__name__}")
         return data
+
+    async def _read_body(self, request: Request) -> bytearray:
+        """The body, size-capped, within `body_timeout` seconds: a body shorter than its
+        Content-Length would otherwise hold the request (and its session) forever."""
+        body = bytearray()
+
+        async def read() -> None:
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > self.max_body:
+                    raise ApiError(413, f"request body exceeds the limit of {self.max_body} bytes")
+
+        try:
+            await asyncio.wait_for(read(), self.body_timeout)
+        except TimeoutError:
+            raise ApiError(408, f"request body not received within {self.body_timeout:g} s") from None
+        return body
 
     # -- sessions ----------------------------------------------------------------------------
     async def get_or_create(self, client: str) -> _Session:
@@ -423,13 +439,14 @@ def create_app(
     max_sessions: int = 64,
     max_body: int = 64_000,
     allowed_hosts: list[str] | None = None,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> Starlette:
     """A Starlette app serving `env_name` (any registered env) with one session per client id.
 
     `allowed_hosts`: Host header names accepted (None = any); `serve` sets the loopback names when
     bound to loopback, so a web page cannot reach the server through DNS rebinding.
     """
-    srv = _Server(env_name, split, cfg, token or None, max_sessions, max_body, allowed_hosts)
+    srv = _Server(env_name, split, cfg, token or None, max_sessions, max_body, allowed_hosts, body_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
