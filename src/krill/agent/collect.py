@@ -19,7 +19,7 @@ from krill.agent.rollout import run_episodes
 from krill.config import KrillConfig
 from krill.errors import KrillError
 from krill.formats.trajectories import TrajectoryWriter
-from krill.io import read_jsonl
+from krill.io import MAX_TRAJECTORY_BYTES, read_jsonl
 from krill.schema import Trajectory
 
 POLICIES = ("expert", "random", "local", "openai")
@@ -126,7 +126,7 @@ def _previous(log: Path, cfg: KrillConfig, opts: CollectOptions) -> dict[int, Tr
     if not log.exists():
         return {}
     out: dict[int, Trajectory] = {}
-    for n, row in enumerate(read_jsonl(log, repair_tail=True), 1):
+    for n, row in enumerate(read_jsonl(log, repair_tail=True, max_bytes=MAX_TRAJECTORY_BYTES), 1):
         traj = Trajectory.model_validate(row)
         md = traj.metadata
         if md.get("seed") != opts.seed or md.get("split") != opts.split:

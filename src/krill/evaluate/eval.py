@@ -6,10 +6,11 @@ as they finish (an interrupted eval resumes) and kept next to the result JSON fo
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -177,4 +178,29 @@ def load_eval(path: str | Path) -> dict[str, Any]:
     data = read_json(path)
     if not isinstance(data, dict) or data.get("format") != EVAL_FORMAT or "results" not in data:
         raise KrillError(f'not a krill eval result (expected "format": "{EVAL_FORMAT}")', path=path)
+    _check_results(data["results"], path)
     return data
+
+
+_STAT_FIELDS = tuple(f.name for f in fields(GroupStats))
+
+
+def _check_results(results: Any, path: str | Path) -> None:
+    """`results` maps each category to the numbers of a `GroupStats`: all that compare/report read."""
+    _check_type(results, dict, "an object", path, "results")
+    for cat, stats in results.items():
+        _check_type(stats, dict, "an object", path, f"results.{cat}")
+        for name in _STAT_FIELDS:
+            if name not in stats:
+                raise KrillError("missing field", path=path, where=f"results.{cat}.{name}")
+            _check_type(stats[name], int | float, "a finite number", path, f"results.{cat}.{name}")
+
+
+def _check_type(value: Any, kind: Any, expected: str, path: str | Path, where: str) -> None:
+    from krill.models.jsonschema_lite import _json_type
+
+    non_finite = isinstance(value, float) and not math.isfinite(value)
+    if isinstance(value, kind) and not isinstance(value, bool) and not non_finite:
+        return
+    got = repr(value) if isinstance(value, float) else _json_type(value)
+    raise KrillError(f"expected {expected}, got {got}", path=path, where=where)

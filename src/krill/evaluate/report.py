@@ -55,6 +55,11 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def _plain(label: str) -> str:
+    """A figure label shown as written: `$` escaped, so matplotlib never parses it as mathtext."""
+    return label.replace("$", r"\$")
+
+
 def _series(metrics: list[dict], pattern: str) -> dict[str, tuple[list[int], list[float]]]:
     out: dict[str, tuple[list[int], list[float]]] = {}
     rx = re.compile(pattern)
@@ -82,7 +87,7 @@ def _line_plot(series: dict, title: str, ylabel: str, path: Path) -> Path | None
         return None
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for key, (xs, ys) in sorted(series.items()):
-        ax.plot(xs, ys, marker="o", ms=3, label=key.split("/")[-1] if "/" in key else key)
+        ax.plot(xs, ys, marker="o", ms=3, label=_plain(key.split("/")[-1]))
     ax.set_title(title)
     ax.set_xlabel("RL iteration")
     ax.set_ylabel(ylabel)
@@ -121,8 +126,9 @@ def _eval_plot(evals: dict[str, dict], path: Path) -> Path | None:
             lo.append(max(0.0, 100 * (r["success_rate"] - r["ci_low"])) if r else 0)
             hi.append(max(0.0, 100 * (r["ci_high"] - r["success_rate"])) if r else 0)
         xs = [j + i * width for j in range(len(cats))]
-        ax.bar(xs, rates, width, yerr=[lo, hi], capsize=3, label=name)
-    ax.set_xticks([j + width * (len(evals) - 1) / 2 for j in range(len(cats))], cats, rotation=20)
+        ax.bar(xs, rates, width, yerr=[lo, hi], capsize=3, label=_plain(name))
+    ticks = [j + width * (len(evals) - 1) / 2 for j in range(len(cats))]
+    ax.set_xticks(ticks, [_plain(c) for c in cats], rotation=20)
     ax.set_ylabel("success % (95% Wilson CI)")
     ax.set_ylim(0, 105)
     ax.set_title("Held-out success per category")

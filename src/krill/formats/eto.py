@@ -21,7 +21,7 @@ from typing import Any
 from krill.categories import ALFWORLD_TASK_TYPES, category_from_task
 from krill.errors import KrillError
 from krill.formats.trajectories import save_trajectories
-from krill.io import read_json
+from krill.io import MAX_TRAJECTORY_BYTES, read_json
 from krill.schema import Step, Trajectory
 
 ALFWORLD_WIN_REWARD = 10.0
@@ -31,7 +31,7 @@ _TASK = "Your task is to:"
 
 def convert_eto(in_path: str | Path, out_path: str | Path, max_n: int | None = None) -> dict[str, Any]:
     """Convert an ETO ALFWorld SFT file; returns a summary (count per category, steps, skipped)."""
-    raw = read_json(in_path)
+    raw = read_json(in_path, max_bytes=MAX_TRAJECTORY_BYTES)
     if not isinstance(raw, list):
         raise KrillError("expected a JSON list of ETO conversations", path=in_path)
     trajs: list[Trajectory] = []

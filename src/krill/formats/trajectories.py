@@ -17,6 +17,7 @@ from krill.categories import normalize_category
 from krill.errors import KrillError
 from krill.formats.banks import parse_json_finite
 from krill.io import (
+    MAX_TRAJECTORY_BYTES,
     append_jsonl,
     read_jsonl,
     read_text,
@@ -29,7 +30,7 @@ from krill.schema import Trajectory, validate_as
 
 def iter_trajectories(path: str | Path, *, require_steps: bool = False) -> Iterator[Trajectory]:
     """Yield trajectories one at a time from a JSONL file or a JSON array."""
-    text = read_text(path)
+    text = read_text(path, max_bytes=MAX_TRAJECTORY_BYTES)
     stripped = text.lstrip()
     if not stripped:
         raise KrillError("empty file, expected trajectories (JSONL or a JSON array)", path=path)
@@ -94,9 +95,12 @@ class TrajectoryWriter:
             write_jsonl(self.log, [])
             return
         truncate_torn_tail(self.log)  # a kill mid-append leaves a partial last line
-        for row in read_jsonl(self.log, repair_tail=True):
+        for row in self._log_rows():
             if isinstance(row, dict) and "id" in row:
                 self._done.add(str(row["id"]))
+
+    def _log_rows(self) -> Iterator[Any]:
+        return read_jsonl(self.log, repair_tail=True, max_bytes=MAX_TRAJECTORY_BYTES)
 
     def done_ids(self) -> set[str]:
         """Ids of trajectories already written (skip these when resuming)."""
@@ -109,7 +113,7 @@ class TrajectoryWriter:
     def close(self) -> Path:
         """Finish: for a .json target, write the array and remove the line log."""
         if self.is_array:
-            rows = [_rust_compatible(r) for r in read_jsonl(self.log, repair_tail=True)]
+            rows = [_rust_compatible(r) for r in self._log_rows()]
             write_json(self.path, rows)
             os.unlink(self.log)
         return self.path

@@ -22,7 +22,7 @@ from typing import Any
 
 from krill.config import KrillConfig
 from krill.errors import KrillError
-from krill.io import read_jsonl, write_jsonl
+from krill.io import MAX_TRAJECTORY_BYTES, read_jsonl, write_jsonl
 from krill.progress import progress_bar
 from krill.schema import SkillBank, Trajectory
 
@@ -270,7 +270,7 @@ def save_demos(demos: list[dict[str, Any]], path: str | Path) -> Path:
 def load_demos(path: str | Path) -> list[dict[str, Any]]:
     """Read a demo JSONL; every line needs `messages` ending with an assistant turn."""
     demos = []
-    for i, row in enumerate(read_jsonl(path), 1):
+    for i, row in enumerate(read_jsonl(path, max_bytes=MAX_TRAJECTORY_BYTES), 1):
         msgs = row.get("messages") if isinstance(row, dict) else None
         if not isinstance(msgs, list) or not msgs or not isinstance(msgs[-1], dict):
             raise KrillError('expected {"messages": [...]}', path=path, where=f"line {i}")
@@ -286,7 +286,11 @@ def load_demo_source(
     path: str | Path, bank: SkillBank | None, cfg: KrillConfig, n: int
 ) -> list[dict[str, Any]]:
     """`--demos FILE`: chat demos as they are, or successful trajectories (krill/ETO-converted) turned into demos."""
-    first = next(iter(read_jsonl(path)), None) if str(path).endswith(".jsonl") else None
+    first = (
+        next(iter(read_jsonl(path, max_bytes=MAX_TRAJECTORY_BYTES)), None)
+        if str(path).endswith(".jsonl")
+        else None
+    )
     if isinstance(first, dict) and "messages" in first:
         return load_demos(path)[:n]
     from krill.formats.trajectories import load_trajectories
