@@ -8,6 +8,7 @@ or the original krill JSON) < `--set section.key=value`. Secrets never live in c
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -278,8 +279,30 @@ class KrillConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     def to_public_dict(self) -> dict[str, Any]:
-        """The config as written to disk/printed: it holds env var *names*, never key values."""
-        return self.model_dump(mode="json")
+        """The config as written to disk/printed: it holds env var *names*, never key values, and
+        URLs with their credentials masked (the running code keeps the real URL)."""
+        return _mask_urls(self.model_dump(mode="json"))
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
+
+
+def mask_url(text: str) -> str:
+    """'http://user:key@host/v1' → 'http://user:***@host/v1' (a bare 'http://token@host' → '***@')."""
+
+    def hide(m: re.Match[str]) -> str:
+        user, colon, _ = m.group(2).partition(":")
+        return f"{m.group(1)}{user + ':***' if colon else '***'}@"
+
+    return _USERINFO.sub(hide, text)
+
+
+def _mask_urls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(v) for v in value]
+    return mask_url(value) if isinstance(value, str) else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,10 +396,32 @@ def load_config(
         where = format_loc(tuple(err["loc"]))
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         raise KrillError(msg, path=source, where=where) from None
+    check_endpoints(cfg, source)
     from krill.categories import register_categories
 
     register_categories(cfg.env.categories)
     return cfg
+
+
+# per role: the backend that ignores `api_base`, and the one that uses it
+ENDPOINT_BACKENDS = {
+    "policy": ("local", "openai"),
+    "teacher": ("analytic", "llm"),
+    "embedding": ("local", "openai"),
+}
+
+
+def check_endpoints(cfg: KrillConfig, source: str) -> None:
+    """An `api_base` the role's backend would ignore is a mistake: say so now, not after a long run."""
+    for role, (ignoring, using) in ENDPOINT_BACKENDS.items():
+        ep = getattr(cfg.model, role)
+        if ep.api_base and ep.backend.lower() == ignoring:
+            raise KrillError(
+                f"set, but backend {ignoring!r} ignores it: set model.{role}.backend={using} "
+                f"(or leave model.{role}.api_base unset)",
+                path=source,
+                where=f"model.{role}.api_base",
+            )
 
 
 def masked_secrets() -> dict[str, str]:

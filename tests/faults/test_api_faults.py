@@ -156,8 +156,9 @@ def test_openai_policy_collect_completes_through_every_fault_kind(tmp_path, monk
     with FakeOpenAIServer(first_admissible, faults=script, fail_rate=0.2, fail_kinds=("429", "500", "reset", "empty"),
                           retry_after=0.1, hang_s=5, seed=1) as srv:  # fmt: skip
         cfg = load_config(overrides=[
-            "model.policy.model=fake", f"model.policy.api_base={srv.base_url}", "model.policy.timeout=1",
-            "model.policy.max_retries=2", "model.policy.concurrency=1", "model.policy.batch_size=1",
+            "model.policy.backend=openai", "model.policy.model=fake", f"model.policy.api_base={srv.base_url}",
+            "model.policy.timeout=1", "model.policy.max_retries=2", "model.policy.concurrency=1",
+            "model.policy.batch_size=1",
         ])  # fmt: skip
         out = tmp_path / "policy.jsonl"
         res = collect(cfg, CollectOptions(episodes=3, policy="openai", out=str(out), max_steps=6))

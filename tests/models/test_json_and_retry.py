@@ -111,7 +111,11 @@ def test_build_policy_and_chat_client(tmp_path):
     with pytest.raises(KrillError, match="unknown policy backend"):
         build_policy(bad)
     remote = load_config(
-        overrides=["model.teacher.api_base=https://api.example.com/v1", "model.teacher.api_key_env=NOPE_KEY"]
+        overrides=[
+            "model.teacher.backend=llm",
+            "model.teacher.api_base=https://api.example.com/v1",
+            "model.teacher.api_key_env=NOPE_KEY",
+        ]
     )
     with pytest.raises(KrillError, match="NOPE_KEY"):
         build_chat_client(remote)

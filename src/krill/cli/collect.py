@@ -57,6 +57,8 @@ def collect(
         overrides.append(f"model.policy.model={model}")
     if no_skills:
         overrides.append("agent.use_skills=false")
+    if policy == "openai":  # the policy's backend, seen by the config check (an api_base is then used)
+        overrides.append("model.policy.backend=openai")
     # LLM policies on a CPU-only machine get the `quick` sizes (short prompts, bare actions).
     cfg = get_config(overrides, machine_default=policy in ("local", "openai"))
     opts = CollectOptions(

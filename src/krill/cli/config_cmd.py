@@ -42,6 +42,7 @@ def render_config(public: dict, config_file: str | None) -> str:
 def _original_mapping_comments(config_file: str | None) -> list[str]:
     if not config_file or Path(config_file).suffix.lower() != ".json":
         return []
+    from krill.config import mask_url
     from krill.formats.original_config import is_original_config, original_mapping
     from krill.io import read_json
 
@@ -53,7 +54,8 @@ def _original_mapping_comments(config_file: str | None) -> list[str]:
         section, key = orig.split(".", 1)
         if orig.endswith("_api_key"):  # the key itself is never shown nor stored
             orig += " (****, not stored)" if data[section][key] else " (empty)"
-        target = f"{krill_key} = {value!r}" if krill_key else "(empty: unused)"
+        shown = mask_url(value) if isinstance(value, str) else value
+        target = f"{krill_key} = {shown!r}" if krill_key else "(empty: unused)"
         lines.append(f"#   {orig} -> {target}")
     return lines
 

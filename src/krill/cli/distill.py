@@ -28,7 +28,8 @@ def distill(
     from krill.skills.distill import distill_file, work_dir_for
 
     original_flags.apply(config, env, mock)
-    cfg = get_config()
+    # `--teacher llm` is the teacher's backend: the config check must see it (an api_base is then used)
+    cfg = get_config([f"model.teacher.backend={teacher}"] if teacher in ("llm", "openai") else [])
     bank, report = distill_file(trajectories, out, cfg, teacher=teacher)
     for w in report.warnings[:10]:
         err_console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)

@@ -43,6 +43,8 @@ def eval_(
         overrides.append(f"env.name={env}")
     if seed is not None:
         overrides.append(f"eval.seed={seed}")
+    if policy == "openai":  # the policy's backend, seen by the config check (an api_base is then used)
+        overrides.append("model.policy.backend=openai")
     cfg = get_config(overrides)
     if model:
         _apply_model(cfg, model)

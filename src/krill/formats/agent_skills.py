@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from krill.errors import KrillError
 from krill.io import atomic_write_text
 from krill.schema import Skill, SkillBank
 
@@ -30,14 +31,18 @@ def slugify(text: str) -> str:
 
 
 def export_agent_skills(bank: SkillBank, out_dir: str | Path) -> list[Path]:
-    """Write `<out_dir>/<slug>/SKILL.md` for every skill; returns the files written."""
+    """Write `<out_dir>/<slug>/SKILL.md` for every skill; returns the files written.
+
+    Every folder name is a slug and every path is checked to stay under `out_dir` before anything
+    is written, so a hostile id or name (or a planted symlink) cannot write elsewhere.
+    """
     out_dir = Path(out_dir)
     used: set[str] = set()
-    written = []
+    plan = []
     for skill in bank.all_skills():
         slug = _unique(slugify(skill.name), skill, used)
-        written.append(atomic_write_text(out_dir / slug / "SKILL.md", skill_markdown(skill, slug)))
-    return written
+        plan.append((_inside(out_dir, slug, skill), skill, slug))
+    return [atomic_write_text(path, skill_markdown(skill, slug)) for path, skill, slug in plan]
 
 
 def skill_markdown(skill: Skill, slug: str) -> str:
@@ -71,6 +76,28 @@ def skill_markdown(skill: Skill, slug: str) -> str:
 
 def _unique(slug: str, skill: Skill, used: set[str]) -> str:
     if slug in used:  # two skills with the same name: disambiguate by id, stably
-        slug = f"{slug[: MAX_NAME - 9]}-{skill.short_id}"
+        slug = f"{slug[: MAX_NAME - 9]}-{_id_slug(skill)}"
+    base, n = slug, 2
+    while slug in used:  # short ids can coincide too (hand-written ids)
+        slug, n = f"{base[: MAX_NAME - 4]}-{n}", n + 1
     used.add(slug)
     return slug
+
+
+def _id_slug(skill: Skill) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "", skill.short_id.lower())
+    if not slug:
+        raise KrillError(f"{_who(skill)}: the id has no letters or digits to use in a folder name")
+    return slug
+
+
+def _inside(out_dir: Path, slug: str, skill: Skill) -> Path:
+    """`out_dir/slug/SKILL.md`, refused when it resolves outside `out_dir` (e.g. through a symlink)."""
+    path = out_dir / slug / "SKILL.md"
+    if not path.resolve().is_relative_to(out_dir.resolve()):
+        raise KrillError(f"{_who(skill)}: its folder {slug!r} resolves outside {out_dir}")
+    return path
+
+
+def _who(skill: Skill) -> str:
+    return f"skill {skill.name[:80]!r} (id {skill.id[:80]!r})"

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from krill.config import mask_url
 from krill.errors import KrillError
 from krill.retry import TransientError, async_retrying, status_of
 
@@ -46,11 +47,12 @@ class Endpoint:
 
     def __init__(self, cfg, *, where: str):
         self.base_url = (cfg.api_base or DEFAULT_API_BASE).rstrip("/")
+        self.shown_url = mask_url(self.base_url)  # what messages say: credentials in the URL masked
         self.where, self.timeout, self.model = where, float(cfg.timeout), cfg.model
         key = cfg.api_key()
         if not key and not is_local_url(self.base_url):
             raise KrillError(
-                f"no API key for {self.base_url}: set the environment variable {cfg.api_key_env}",
+                f"no API key for {self.shown_url}: set the environment variable {cfg.api_key_env}",
                 where=f"{where}.api_key_env",
             )
         self.key = key or "not-needed"  # local servers ignore it, the client insists on one
@@ -58,7 +60,7 @@ class Endpoint:
         self.retry_initial = float(os.environ.get("KRILL_RETRY_INITIAL", "0.5"))
 
     def redact(self, text: str) -> str:
-        return redact(text, self.key)
+        return redact(text, self.key).replace(self.base_url, self.shown_url)
 
     def probe(self) -> None:
         """Fail fast with one clear line when the server is down or rejects the key."""
@@ -71,11 +73,11 @@ class Endpoint:
         except httpx.HTTPError as exc:
             reason = self.redact(str(exc) or type(exc).__name__)
             raise KrillError(
-                f"cannot reach {self.base_url} ({reason})", where=f"{self.where}.api_base"
+                f"cannot reach {self.shown_url} ({reason})", where=f"{self.where}.api_base"
             ) from None
         if r.status_code in (401, 403):
             raise KrillError(
-                f"{self.base_url} rejected the API key (HTTP {r.status_code})",
+                f"{self.shown_url} rejected the API key (HTTP {r.status_code})",
                 where=f"{self.where}.api_key_env",
             )
 

@@ -157,7 +157,8 @@ def trajectory_block(traj: Trajectory, max_obs_chars: int, category: str | None)
     found = diagnosis(traj)
     if found:
         body += f"\nAutomatic diagnosis: {found}"
-    head = f'<trajectory id="{traj.id}" category="{category or "unknown"}">'
+    tid = _delimit(traj.id).replace('"', "'")  # an id is data too: it cannot close or re-open a tag
+    head = f'<trajectory id="{tid}" category="{category or "unknown"}">'
     return f"{head}\nTask: {_delimit(truncate(traj.task_description, 400))}\n{_delimit(body)}\n</trajectory>"
 
 

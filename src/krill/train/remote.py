@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from krill.config import KrillConfig
+from krill.config import KrillConfig, mask_url
 from krill.errors import KrillError
 from krill.models.base import Generation, Messages
 
@@ -67,13 +67,17 @@ def load_adapter_on_server(cfg: KrillConfig, name: str, path: Path) -> None:
         raise KrillError("rollouts on a server need model.policy.api_base", where="model.policy.api_base")
     root = base[: -len("/v1")] if base.endswith("/v1") else base
     url = root + cfg.rl.adapter_sync_endpoint
+    shown = mask_url(url)  # errors name the server without the URL's credentials
     headers = {"Authorization": f"Bearer {cfg.model.policy.api_key()}"} if cfg.model.policy.api_key() else {}
     try:
         resp = httpx.post(url, json={"lora_name": name, "lora_path": str(path)}, headers=headers,
                           timeout=cfg.model.policy.timeout)  # fmt: skip
     except httpx.HTTPError as exc:
         raise KrillError(
-            f"cannot reach the generation server to load the adapter ({exc})", where=url
+            f"cannot reach the generation server to load the adapter ({str(exc).replace(url, shown)})",
+            where=shown,
         ) from None
     if resp.status_code >= 400:
-        raise KrillError(f"server refused the adapter: HTTP {resp.status_code} {resp.text[:200]}", where=url)
+        raise KrillError(
+            f"server refused the adapter: HTTP {resp.status_code} {resp.text[:200]}", where=shown
+        )
