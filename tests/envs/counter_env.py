@@ -114,11 +114,13 @@ def make_counter(split: str = "train", cfg: Any = None, **kw: Any) -> CounterEnv
 
 
 @contextmanager
-def live_server(app: Any, port: int = 0) -> Iterator[str]:
-    """Serve `app` with uvicorn on 127.0.0.1 (a free port unless given) in a thread; yields the URL."""
+def live_server(app: Any, port: int = 0, **config: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn on 127.0.0.1 (a free port unless given) in a thread; yields the URL.
+
+    `config`: more uvicorn.Config options (e.g. `http=` a protocol class)."""
     import uvicorn  # here, not at the top: pool workers load this file and never serve
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

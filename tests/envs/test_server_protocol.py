@@ -214,3 +214,60 @@ def test_a_body_shorter_than_its_content_length_times_out_with_408():
                 reply += chunk
             reply = reply.decode()
     assert reply.startswith("HTTP/1.1 408") and "request body not received within 0.5 s" in reply
+
+
+def _slow_sockets(url: str, n: int) -> list:
+    """n connections that send half a request line and stall."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection((host, int(port)), timeout=5)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        socks.append(s)
+    return socks
+
+
+def _closed_by_server(sock) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_connections_whose_headers_stall_are_closed():
+    """Issue 24: stalled headers held their slots forever (300 of them: every request got 503)."""
+    import time
+
+    import httpx
+    from counter_env import live_server
+
+    from krill.envs.http_guard import guarded_protocol
+
+    app = create_app("counter", "train")
+    with live_server(app, http=guarded_protocol(header_timeout=0.5), limit_concurrency=6) as url:
+        slow = _slow_sockets(url, 6)  # every slot uvicorn allows
+        time.sleep(1.0)
+        assert all(_closed_by_server(s) for s in slow)
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200  # slots free again
+        for s in slow:
+            s.close()
+
+
+def test_one_client_cannot_hold_more_than_its_share_of_connections():
+    from counter_env import live_server
+
+    from krill.envs.http_guard import guarded_protocol
+
+    with live_server(create_app("counter", "train"), http=guarded_protocol(max_per_client=3)) as url:
+        held = _slow_sockets(url, 3)
+        (extra,) = _slow_sockets(url, 1)
+        assert _closed_by_server(extra)  # over the share: closed at once
+        for s in held:
+            s.settimeout(0.3)
+            assert not _closed_by_server(s)  # within the share: still open
+            s.close()
+        extra.close()

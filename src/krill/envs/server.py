@@ -510,5 +510,15 @@ def serve(
     app = create_app(
         env_name, split, cfg, token=token, max_sessions=max_sessions, max_body=max_body, allowed_hosts=hosts
     )
-    # limit_concurrency bounds open connections so a flood cannot exhaust threads or memory.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, limit_concurrency=max(64, 4 * max_sessions))
+    # limit_concurrency bounds open connections so a flood cannot exhaust threads or memory; the guarded
+    # protocol closes connections whose headers stall and caps each client's share (http_guard.py).
+    from krill.envs.http_guard import guarded_protocol
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        limit_concurrency=max(64, 4 * max_sessions),
+        http=guarded_protocol(),
+    )
