@@ -1,4 +1,7 @@
-"""The env server's HTTP protocol: fields, sessions, errors, limits and auth (Starlette TestClient)."""
+"""The env server's HTTP protocol: fields, sessions, errors, limits and auth (Starlette TestClient).
+
+Most tests use the Rust krill protocol (`session_handles=False`: sessions by X-Client-Id); the
+handle tests at the end check krill's default, unguessable session handles."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ from krill.errors import KrillError
 
 @pytest.fixture
 def client() -> TestClient:
-    with TestClient(create_app("counter", "train", max_sessions=4, max_body=2_000)) as c:
+    with TestClient(
+        create_app("counter", "train", max_sessions=4, max_body=2_000, session_handles=False)
+    ) as c:
         yield c
 
 
@@ -271,3 +276,55 @@ def test_one_client_cannot_hold_more_than_its_share_of_connections():
             assert not _closed_by_server(s)  # within the share: still open
             s.close()
         extra.close()
+
+
+@pytest.fixture
+def handles() -> TestClient:
+    with TestClient(create_app("counter", "train", max_sessions=2)) as c:
+        yield c
+
+
+def test_reset_issues_an_unguessable_handle_that_every_later_call_needs(handles):
+    """Issue 24: sessions were addressed by the client-chosen X-Client-Id (guessable, shared default)."""
+    a = handles.post("/reset", json={"task_id": "t0"}).json()["session"]
+    b = handles.post("/reset", json={"task_id": "t0"}).json()["session"]
+    assert a != b and len(a) >= 32
+    _err(handles.post("/step", json={"action": "inc"}), 400, "missing X-Session")
+    _err(
+        handles.post("/step", json={"action": "inc"}, headers={"X-Session": "x" * 32}), 404, "unknown session"
+    )
+    # a client id names no session any more: only the handle reaches it
+    _err(handles.post("/step", json={"action": "inc"}, headers={"X-Client-Id": "default"}), 400, "X-Session")
+    step = handles.post("/step", json={"action": "inc"}, headers={"X-Session": a}).json()
+    assert step["observation"] == "The counter shows 1."
+    other = handles.post("/step", json={"action": "look"}, headers={"X-Session": b}).json()
+    assert other["observation"] == "The counter shows 0."  # b was not touched by a's step
+    again = handles.post("/reset", json={"task_id": "t1"}, headers={"X-Session": a}).json()
+    assert again["session"] == a  # a reset with the handle keeps the session
+    assert handles.post("/close", json={}, headers={"X-Session": a}).json() == {"closed": True}
+    _err(
+        handles.post("/step", json={"action": "inc"}, headers={"X-Session": a}), 404, "unknown session handle"
+    )
+
+
+def test_an_evicted_handle_gets_a_clear_error_and_remote_env_reopens(handles):
+    first = handles.post("/reset", json={}).json()["session"]
+    for _ in range(2):  # max_sessions=2: the idle first session is evicted
+        handles.post("/reset", json={})
+    _err(handles.post("/step", json={"action": "inc"}, headers={"X-Session": first}), 404, "evicted beyond 2")
+    _err(handles.post("/reset", json={}, headers={"X-Session": first}), 404, "unknown session handle")
+
+
+def test_remote_env_follows_its_handle_across_eviction():
+    from counter_env import live_server
+
+    from krill.envs.remote import RemoteEnv
+
+    with live_server(create_app("counter", max_sessions=1)) as url:
+        env, intruder = RemoteEnv(url), RemoteEnv(url)
+        env.reset("t0")
+        intruder.reset("t1")  # evicts env's session (max_sessions=1)
+        obs, _ = env.reset("t0")  # the stale handle is dropped and a new session opened
+        assert obs.startswith("You are in a room") and env.step("inc")[0] == "The counter shows 1."
+        env.close()
+        intruder.close()

@@ -60,7 +60,7 @@ def test_thousand_mixed_requests_from_eight_clients():
                 with lock:
                     statuses[resp.status_code] += 1
 
-    with live_server(create_app("counter", max_sessions=16, max_body=16_000)) as url:
+    with live_server(create_app("counter", max_sessions=16, max_body=16_000, session_handles=False)) as url:
         threads = [threading.Thread(target=client, args=(k, url)) for k in range(N_CLIENTS)]
         for t in threads:
             t.start()
@@ -89,7 +89,7 @@ def _default_session_env(url: str) -> RemoteEnv:
 
 
 def test_concurrent_steps_on_one_session_serialise():
-    with live_server(create_app("counter")) as url:
+    with live_server(create_app("counter", session_handles=False)) as url:
         httpx.post(url + "/reset", json={"task_id": "t0"}, headers={"X-Client-Id": "shared"})
         seen: list[str] = []
 

@@ -55,8 +55,14 @@ def serve(
     ),
     max_sessions: int = typer.Option(64, "--max-sessions", min=1, help="Concurrent sessions (LRU evicted)."),
     max_body: int = typer.Option(64_000, "--max-body", min=256, help="Request size limit in bytes."),
+    client_id_sessions: bool = typer.Option(
+        False,
+        "--client-id-sessions",
+        help="Address sessions by the client's X-Client-Id (the Rust krill protocol) instead of the "
+        "unguessable handle /reset returns: anyone who knows an id can use its session.",
+    ),
 ) -> None:
-    """Serve an environment over HTTP (the krill protocol: POST /reset, POST /step, one session per client)."""
+    """Serve an environment over HTTP (the krill protocol: POST /reset, POST /step, one session per handle)."""
     from krill.envs.server import check_bind
     from krill.envs.server import serve as serve_env
 
@@ -70,7 +76,15 @@ def serve(
         highlight=False,
     )
     serve_env(
-        name, split, cfg, host=host, port=port, token=token, max_sessions=max_sessions, max_body=max_body
+        name,
+        split,
+        cfg,
+        host=host,
+        port=port,
+        token=token,
+        max_sessions=max_sessions,
+        max_body=max_body,
+        session_handles=not client_id_sessions,
     )
 
 

@@ -1,6 +1,7 @@
 """`RemoteEnv`: the Env protocol over HTTP, the client of `krill env serve` (registered as "remote").
 
-Each instance is its own server session (a fresh `X-Client-Id` unless one is given). Connection
+Each instance is its own server session: the handle `/reset` returns is sent back as `X-Session`
+(servers without handles, such as Rust krill's, address sessions by the `X-Client-Id` sent too). Connection
 errors, timeouts, 429 and 502/503/504 are retried under krill's one retry policy (`krill.retry`:
 exponential backoff with jitter, `Retry-After` honoured); every logical call carries one
 `X-Request-Id`, so a retried step the server already ran returns the cached reply instead of
@@ -25,6 +26,10 @@ DEFAULT_MAX_STEPS = 50  # used only when a server has no /info (e.g. a Rust kril
 
 class EnvUnavailable(KrillError):
     """The server cannot be reached or lost the session: the episode fails, the run goes on."""
+
+
+class SessionLost(EnvUnavailable):
+    """The server no longer knows this client's session (evicted, restarted)."""
 
 
 class _Retryable(Exception):
@@ -75,7 +80,15 @@ class RemoteEnv:
         body: dict[str, Any] = {"task_id": task_id}
         if self.split:
             body["split"] = self.split
-        r = self._call("POST", "/reset", body)
+        try:
+            r = self._call("POST", "/reset", body)
+        except SessionLost:
+            if self._http.headers.pop("X-Session", None) is None:
+                raise
+            self._stale = False
+            r = self._call("POST", "/reset", body)  # the server evicted our session: open a new one
+        if isinstance(r.get("session"), str):  # krill's server: the session's handle for later calls
+            self._http.headers["X-Session"] = r["session"]
         return str(r.get("observation", "")), _info_from(r, task_id)
 
     def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
@@ -100,6 +113,7 @@ class RemoteEnv:
         self.client_id = f"{self._base_id}.{self._sessions_used}"
         self._sessions_used += 1
         self._http.headers["X-Client-Id"] = self.client_id
+        self._http.headers.pop("X-Session", None)
         self._stale = False
 
     # -- HTTP ----------------------------------------------------------------------------------
@@ -152,7 +166,7 @@ class RemoteEnv:
         if resp.status_code in _RETRY_STATUS:
             raise _Retryable(resp.status_code, f"HTTP {resp.status_code}: {message}")
         if resp.status_code == 404 and "unknown session" in message:
-            raise EnvUnavailable(
+            raise SessionLost(
                 f"the env server lost this session (restarted, or evicted it): {message}",
                 path=self.url + path,
             )

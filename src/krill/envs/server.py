@@ -11,8 +11,12 @@
     GET  /health                          → status (no auth: liveness probes)
 
 Every reply also carries `info`, the env's full info dict, so a client rebuilds it exactly.
-One session (env instance) per `X-Client-Id` header, a default session without it; sessions are
-capped (least recently used idle one evicted, 429 if all are busy). Env calls are blocking: they
+Sessions (one env instance each) are addressed by an unguessable handle: `/reset` without an
+`X-Session` header opens a new session and returns its handle as `session`; every later call (and
+a reset of the same session) sends it back as `X-Session`, so no one who was not given the handle
+can step, query or close that session. `session_handles=False` (`krill env serve
+--client-id-sessions`) serves the Rust krill protocol instead: one session per `X-Client-Id`, a
+shared default session without it. Sessions are capped (least recently used idle one evicted, 429 if all are busy). Env calls are blocking: they
 run in the threadpool under a per-session lock, so concurrent requests on one session serialise.
 A retried request carrying the same `X-Request-Id` as the session's last one, on the same endpoint,
 gets the cached reply instead of stepping twice. Errors are JSON `{"error": message, "status": code}`.
@@ -28,6 +32,7 @@ import json
 import logging
 import math
 import re
+import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -46,6 +51,7 @@ from krill.errors import KrillError
 log = logging.getLogger("krill.envs.server")
 
 DEFAULT_CLIENT = "default"
+_HANDLE_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 BODY_TIMEOUT = 10.0  # seconds to receive a request body once its headers are in
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._:@+-]{1,128}$")
@@ -80,12 +86,13 @@ class _Server:
         max_body: int,
         allowed_hosts: list[str] | None = None,
         body_timeout: float = BODY_TIMEOUT,
+        session_handles: bool = True,
     ):
         if max_sessions < 1:
             raise KrillError(f"max_sessions must be at least 1, got {max_sessions}")
         self.env_name, self.split, self.cfg = env_name, split, cfg
         self.token, self.max_sessions, self.max_body = token, max_sessions, max_body
-        self.body_timeout = body_timeout
+        self.body_timeout, self.session_handles = body_timeout, session_handles
         self.allowed_hosts = [h.lower() for h in allowed_hosts] if allowed_hosts is not None else None
         self.sessions: OrderedDict[str, _Session] = OrderedDict()
         self._meta: dict[str, dict[str, Any]] = {}
@@ -180,9 +187,10 @@ class _Server:
     def existing(self, client: str) -> _Session:
         sess = self.sessions.get(client)
         if sess is None:
+            name = "session handle" if self.session_handles else f"session {client!r}"
             raise ApiError(
                 404,
-                f"unknown session {client!r}: POST /reset first (idle sessions are evicted beyond {self.max_sessions})",
+                f"unknown {name}: POST /reset first (idle sessions are evicted beyond {self.max_sessions})",
             )
         self.sessions.move_to_end(client)
         return sess
@@ -230,6 +238,24 @@ class _Server:
 
 
 # -- handlers ------------------------------------------------------------------------------------
+def _session_key(request: Request, *, opening: bool = False) -> str:
+    """The caller's session: its `X-Session` handle (a new one when `opening` without it), or with
+    `session_handles=False` its `X-Client-Id`."""
+    srv: _Server = request.app.state.server
+    if not srv.session_handles:
+        return _client_id(request)
+    handle = request.headers.get("x-session")
+    if handle is None:
+        if opening:
+            return secrets.token_urlsafe(24)
+        raise ApiError(400, "missing X-Session header: send the session handle POST /reset returned")
+    if not _HANDLE_RE.match(handle):
+        raise ApiError(400, "bad X-Session header: send the session handle POST /reset returned")
+    if opening and handle not in srv.sessions:
+        srv.existing(handle)  # an evicted or made-up handle: the same 404 as on /step
+    return handle
+
+
 def _client_id(request: Request) -> str:
     client = request.headers.get("x-client-id")
     if client is None:
@@ -267,7 +293,8 @@ async def _reset(request: Request) -> JSONResponse:
     if task_id is not None and not isinstance(task_id, str):
         raise ApiError(422, f"field 'task_id' must be a string or null, got {type(task_id).__name__}")
     split = _split(data.get("split"), srv.split)
-    sess = await srv.get_or_create(_client_id(request))
+    key = _session_key(request, opening=True)
+    sess = await srv.get_or_create(key)
     async with sess.lock:
         if sess.closed:
             raise ApiError(409, "session was evicted while waiting; POST /reset again")
@@ -281,7 +308,10 @@ async def _reset(request: Request) -> JSONResponse:
             sess.split = split
         obs, info = await srv.env_call(sess, sess.env.reset, task_id)
         sess.active = True
-        return JSONResponse(_remember(sess, request, reset_reply(obs, info, task_id)))
+        reply = reset_reply(obs, info, task_id)
+        if srv.session_handles:
+            reply["session"] = key
+        return JSONResponse(_remember(sess, request, reply))
 
 
 async def _step(request: Request) -> JSONResponse:
@@ -293,7 +323,7 @@ async def _step(request: Request) -> JSONResponse:
     action = data["action"]
     if not isinstance(action, str):
         raise ApiError(422, f"field 'action' must be a string, got {type(action).__name__}")
-    sess = srv.existing(_client_id(request))
+    sess = srv.existing(_session_key(request))
     async with sess.lock:
         if (hit := _cached(sess, request)) is not None:
             return JSONResponse(hit)
@@ -307,7 +337,7 @@ async def _expert(request: Request) -> JSONResponse:
     srv: _Server = request.app.state.server
     srv.check_auth(request)
     await srv.read_json(request)
-    sess = srv.existing(_client_id(request))
+    sess = srv.existing(_session_key(request))
     async with sess.lock:
         _require_episode(sess)
         action = await srv.env_call(sess, sess.env.expert_action)
@@ -318,7 +348,7 @@ async def _close(request: Request) -> JSONResponse:
     srv: _Server = request.app.state.server
     srv.check_auth(request)
     await srv.read_json(request)
-    await srv.close_session(_client_id(request))
+    await srv.close_session(_session_key(request))
     return JSONResponse({"closed": True})
 
 
@@ -440,13 +470,24 @@ def create_app(
     max_body: int = 64_000,
     allowed_hosts: list[str] | None = None,
     body_timeout: float = BODY_TIMEOUT,
+    session_handles: bool = True,
 ) -> Starlette:
     """A Starlette app serving `env_name` (any registered env) with one session per client id.
 
     `allowed_hosts`: Host header names accepted (None = any); `serve` sets the loopback names when
     bound to loopback, so a web page cannot reach the server through DNS rebinding.
     """
-    srv = _Server(env_name, split, cfg, token or None, max_sessions, max_body, allowed_hosts, body_timeout)
+    srv = _Server(
+        env_name,
+        split,
+        cfg,
+        token or None,
+        max_sessions,
+        max_body,
+        allowed_hosts,
+        body_timeout,
+        session_handles,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -500,6 +541,7 @@ def serve(
     max_sessions: int = 64,
     max_body: int = 64_000,
     log_level: str = "info",
+    session_handles: bool = True,
 ) -> None:
     """Build one env up front (fails fast, warms caches such as generated games), then serve forever."""
     import uvicorn
@@ -508,7 +550,14 @@ def serve(
     _safe_close(make_env(env_name, split, cfg=cfg))
     hosts = LOOPBACK_NAMES if is_loopback(host) else None
     app = create_app(
-        env_name, split, cfg, token=token, max_sessions=max_sessions, max_body=max_body, allowed_hosts=hosts
+        env_name,
+        split,
+        cfg,
+        token=token,
+        max_sessions=max_sessions,
+        max_body=max_body,
+        allowed_hosts=hosts,
+        session_handles=session_handles,
     )
     # limit_concurrency bounds open connections so a flood cannot exhaust threads or memory; the guarded
     # protocol closes connections whose headers stall and caps each client's share (http_guard.py).
