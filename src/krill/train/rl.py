@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ import yaml
 
 from krill.config import KrillConfig
 from krill.errors import KrillError
-from krill.io import atomic_write_text, read_jsonl, write_jsonl
+from krill.io import atomic_write_bytes, atomic_write_text, read_jsonl, write_jsonl
 from krill.progress import progress_bar
 from krill.schema import SkillBank, Trajectory
 from krill.train import checkpoint as ckpt_io
@@ -167,7 +166,8 @@ def reference_weights(model: Any, reference: dict[str, torch.Tensor]) -> Iterato
 
 def reference_state(model: Any, out_dir: Path, resume: bool, accel: Any) -> dict[str, torch.Tensor]:
     """π_ref's trainable weights: the starting policy's, saved once in OUT/reference.safetensors."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+    from safetensors.torch import save as st_save
 
     path = out_dir / "reference.safetensors"
     if resume and path.exists():
@@ -175,9 +175,7 @@ def reference_state(model: Any, out_dir: Path, resume: bool, accel: Any) -> dict
     state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     if accel.is_main_process:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.cpu().contiguous() for k, v in state.items()}, str(tmp))
-        os.replace(tmp, path)
+        atomic_write_bytes(path, st_save({k: v.cpu().contiguous() for k, v in state.items()}))
     return state
 
 
