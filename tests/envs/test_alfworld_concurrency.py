@@ -24,6 +24,15 @@ def setup(tmp_path_factory):
     return root, cfg
 
 
+def _in_threads(fn, n: int) -> None:
+    """Run fn(0) … fn(n-1) in n threads at once and wait for all of them."""
+    threads = [threading.Thread(target=fn, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def _play(env, task_id: str, seed: int, steps: int = 2) -> list:
     """Reset and a few seeded random steps: every observation and admissible list along the way."""
     rng = random.Random(seed)
@@ -57,11 +66,7 @@ def test_threads_give_the_serial_results(setup):
         finally:
             env.close()
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(worker, 4)
     assert not errors, errors
     wrong = [job for job in jobs if got.get(job) != want[job]]
     assert not wrong, f"{len(wrong)} of {len(jobs)} threaded episodes differ from the serial run"
@@ -97,11 +102,7 @@ def test_server_sessions_in_parallel_give_the_serial_results(setup):
             finally:
                 env.close()
 
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _in_threads(client, 4)
     assert not errors, errors
     assert [job for job in jobs if got.get(job) != want[job]] == []
 
@@ -127,11 +128,7 @@ def test_text_parses_from_threads_equal_serial_parses():
             except Exception as exc:  # noqa: BLE001 - counted below
                 errors.append(type(exc).__name__)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(worker, 4)
     assert not errors, errors
     assert [t for t in texts if got[t] != want[t]] == []
 
