@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from krill.envs.server import check_bind, create_app, is_loopback
+from krill.envs.http_guard import check_bind, is_loopback
+from krill.envs.server import create_app
 from krill.errors import KrillError
 
 
@@ -307,7 +308,7 @@ def test_reset_issues_an_unguessable_handle_that_every_later_call_needs(handles)
     )
 
 
-def test_an_evicted_handle_gets_a_clear_error_and_remote_env_reopens(handles):
+def test_an_evicted_handle_gets_a_clear_error(handles):
     first = handles.post("/reset", json={}).json()["session"]
     for _ in range(2):  # max_sessions=2: the idle first session is evicted
         handles.post("/reset", json={})

@@ -63,7 +63,7 @@ def serve(
     ),
 ) -> None:
     """Serve an environment over HTTP (the krill protocol: POST /reset, POST /step, one session per handle)."""
-    from krill.envs.server import check_bind
+    from krill.envs.http_guard import check_bind
     from krill.envs.server import serve as serve_env
 
     cfg = get_config()

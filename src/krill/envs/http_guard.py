@@ -1,4 +1,5 @@
-"""uvicorn's HTTP/1.1 protocol with the two guards it lacks: a header-read timeout and a per-client cap.
+"""The env server's network guards: where it may bind, and uvicorn's HTTP/1.1 protocol with the two
+guards uvicorn lacks, a header-read timeout and a per-client connection cap.
 
 Without them, connections that never finish their headers hold their slots forever: 300 such
 connections made every request to `krill env serve` (health included) answer 503 for over a minute
@@ -15,10 +16,14 @@ their own timeout in the app (`server.BODY_TIMEOUT`).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections import Counter
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from krill.errors import KrillError
+
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
 HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive
 MAX_PER_CLIENT = 32  # open connections per client address
 
@@ -72,3 +77,22 @@ def guarded_protocol(header_timeout: float = HEADER_TIMEOUT, max_per_client: int
                 self.transport.close()
 
     return GuardedH11
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost; '0.0.0.0' and real addresses are not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to expose an env beyond this machine without a token."""
+    if not is_loopback(host) and not token:
+        raise KrillError(
+            f"refusing to bind the env server to non-loopback host {host!r} without a token; "
+            "pass --token or set $KRILL_ENV_TOKEN (or bind 127.0.0.1)"
+        )

@@ -27,10 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import json
 import logging
-import math
 import re
 import secrets
 from collections import OrderedDict
@@ -46,6 +44,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from krill.envs.base import Env, make_env
+from krill.envs.http_guard import LOOPBACK_NAMES, check_bind, is_loopback
+from krill.envs.protocol import reset_reply, step_reply
 from krill.errors import KrillError
 
 log = logging.getLogger("krill.envs.server")
@@ -53,7 +53,6 @@ log = logging.getLogger("krill.envs.server")
 DEFAULT_CLIENT = "default"
 _HANDLE_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 BODY_TIMEOUT = 10.0  # seconds to receive a request body once its headers are in
-LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._:@+-]{1,128}$")
 
 
@@ -387,54 +386,6 @@ def _require_episode(sess: _Session) -> None:
         )
 
 
-# -- replies -------------------------------------------------------------------------------------
-def reset_reply(obs: str, info: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
-    """The protocol's reset fields (plus `info`, the env's full info)."""
-    return {
-        "observation": obs,
-        "task_description": info.get("task_description", ""),
-        "task_category": info.get("task_category", ""),
-        "available_actions": list(info.get("admissible_actions", [])),
-        "task_id": info.get("task_id", task_id),
-        "done": False,
-        "reward": 0.0,
-        "won": False,
-        "valid": True,
-        "info": jsonable(info),
-    }
-
-
-def step_reply(obs: str, reward: float, done: bool, info: dict[str, Any]) -> dict[str, Any]:
-    """The protocol's step fields (plus `info`, the env's full info)."""
-    return {
-        "observation": obs,
-        "reward": float(reward) if math.isfinite(float(reward)) else 0.0,
-        "done": bool(done),
-        "available_actions": list(info.get("admissible_actions", [])),
-        "task_description": info.get("task_description", ""),
-        "task_category": info.get("task_category", ""),
-        "task_id": info.get("task_id"),
-        "won": bool(info.get("won", False)),
-        "valid": bool(info.get("valid", True)),
-        "info": jsonable(info),
-    }
-
-
-def jsonable(obj: Any) -> Any:
-    """A JSON-safe copy: non-finite floats become null, unknown objects their str()."""
-    if obj is None or isinstance(obj, str | bool | int):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "item"):  # numpy scalars
-        return jsonable(obj.item())
-    return str(obj)
-
-
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -512,25 +463,6 @@ def create_app(
 
 
 # -- serving -------------------------------------------------------------------------------------
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost; '0.0.0.0' and real addresses are not."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve anywhere
-
-
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse to expose an env beyond this machine without a token."""
-    if not is_loopback(host) and not token:
-        raise KrillError(
-            f"refusing to bind the env server to non-loopback host {host!r} without a token; "
-            "pass --token or set $KRILL_ENV_TOKEN (or bind 127.0.0.1)"
-        )
-
-
 def serve(
     env_name: str,
     split: str = "train",
