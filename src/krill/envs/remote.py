@@ -1,10 +1,10 @@
 """`RemoteEnv`: the Env protocol over HTTP, the client of `krill env serve` (registered as "remote").
 
 Each instance is its own server session: the handle `/reset` returns is sent back as `X-Session`
-(servers without handles, such as Rust krill's, address sessions by the `X-Client-Id` sent too). Connection
-errors, timeouts, 429 and 502/503/504 are retried under krill's one retry policy (`krill.retry`:
-exponential backoff with jitter, `Retry-After` honoured); every logical call carries one
-`X-Request-Id`, so a retried step the server already ran returns the cached reply instead of
+(servers without handles, such as Rust krill's, address sessions by the `X-Client-Id` sent too).
+Connection errors, timeouts, 429 and 502/503/504 are retried under krill's one retry policy
+(`krill.retry`: exponential backoff with jitter, `Retry-After` honoured); every logical call carries
+one `X-Request-Id`, so a retried step the server already ran returns the cached reply instead of
 stepping twice. Anything still failing becomes a one-line `KrillError`.
 """
 

@@ -16,10 +16,11 @@ Sessions (one env instance each) are addressed by an unguessable handle: `/reset
 a reset of the same session) sends it back as `X-Session`, so no one who was not given the handle
 can step, query or close that session. `session_handles=False` (`krill env serve
 --client-id-sessions`) serves the Rust krill protocol instead: one session per `X-Client-Id`, a
-shared default session without it. Sessions are capped (least recently used idle one evicted, 429 if all are busy). Env calls are blocking: they
-run in the threadpool under a per-session lock, so concurrent requests on one session serialise.
-A retried request carrying the same `X-Request-Id` as the session's last one, on the same endpoint,
-gets the cached reply instead of stepping twice. Errors are JSON `{"error": message, "status": code}`.
+shared default session without it. Sessions are capped (least recently used idle one evicted, 429
+if all are busy). Env calls are blocking: they run in the threadpool under a per-session lock, so
+concurrent requests on one session serialise. A retried request carrying the same `X-Request-Id`
+as the session's last one, on the same endpoint, gets the cached reply instead of stepping twice.
+Errors are JSON `{"error": message, "status": code}`.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class _Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     active: bool = False  # an episode is in progress (reset, not yet done)
     closed: bool = False  # evicted or closed: a request that still holds it must not use it
-    last_request_id: str | None = None
+    last_request_key: str | None = None
     last_reply: dict[str, Any] | None = None
 
 
@@ -272,13 +273,13 @@ def _request_key(request: Request) -> str | None:
 
 def _cached(sess: _Session, request: Request) -> dict[str, Any] | None:
     key = _request_key(request)
-    if key and key == sess.last_request_id and sess.last_reply is not None:
+    if key and key == sess.last_request_key and sess.last_reply is not None:
         return sess.last_reply
     return None
 
 
 def _remember(sess: _Session, request: Request, reply: dict[str, Any]) -> dict[str, Any]:
-    sess.last_request_id, sess.last_reply = _request_key(request), reply
+    sess.last_request_key, sess.last_reply = _request_key(request), reply
     return reply
 
 

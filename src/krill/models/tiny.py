@@ -113,20 +113,30 @@ def build_tiny_tokenizer():
 
 def build_tiny_model(seed: int = 0, *, hidden_size: int = 64, num_layers: int = 2):
     """(LlamaForCausalLM, tokenizer): random weights fixed by `seed`, ~0.1M params, builds in < 1 s."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = build_tiny_tokenizer()
-    config = LlamaConfig(
+    model = _random_llama(
+        tok,
+        seed,
         vocab_size=len(tok),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=8192,
         # A wide init gives peaked logits, so greedy decoding has clear argmax margins (no near-ties
         # that float rounding could flip between batched and single runs).
         initializer_range=0.2,
+    )
+    return model, tok
+
+
+def _random_llama(tok, seed: int, **shape):
+    """A LlamaForCausalLM of `shape` with weights drawn from `seed`, wired to `tok`'s special tokens."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        **shape,
+        max_position_embeddings=8192,
         tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
@@ -137,7 +147,7 @@ def build_tiny_model(seed: int = 0, *, hidden_size: int = 64, num_layers: int = 
         model = LlamaForCausalLM(config)
     model.eval()
     model.generation_config.pad_token_id = tok.pad_token_id
-    return model, tok
+    return model
 
 
 # Real architectures' shapes (from their published config.json), for speed and memory checks without
@@ -157,8 +167,6 @@ REAL_SHAPES: dict[str, dict] = {
 
 def build_random_model(shape: str, seed: int = 0, *, initializer_range: float = 0.02):
     """(LlamaForCausalLM of a real shape with random weights, the tiny tokenizer); see REAL_SHAPES."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from krill.errors import KrillError
 
     if shape not in REAL_SHAPES:
@@ -167,18 +175,4 @@ def build_random_model(shape: str, seed: int = 0, *, initializer_range: float = 
             where="model.policy.model",
         )
     tok = build_tiny_tokenizer()
-    config = LlamaConfig(
-        **REAL_SHAPES[shape],
-        max_position_embeddings=8192,
-        tie_word_embeddings=True,
-        initializer_range=initializer_range,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    model.eval()
-    model.generation_config.pad_token_id = tok.pad_token_id
-    return model, tok
+    return _random_llama(tok, seed, **REAL_SHAPES[shape], initializer_range=initializer_range), tok
