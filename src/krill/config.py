@@ -120,6 +120,13 @@ class EnvConfig(_Section):
 
 
 class AgentConfig(_Section):
+    context: Literal["window", "conversation"] = Field(
+        "window",
+        description="window: every step is one prompt (skills, task, the last history_window steps, the "
+        "observation), the paper's layout. conversation: the episode is one chat (first turn: skills, task, "
+        "initial observation; then reply, observation, ...); a step prefills only its new turn and "
+        "training scores a whole episode in one pass (history_window and action_memory are window-only)",
+    )
     think: bool = Field(
         False, description="ask for <think>…</think> before <action>; off for tiny CPU models"
     )

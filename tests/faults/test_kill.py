@@ -223,13 +223,15 @@ def test_sft_killed_twice_resumes_from_the_last_checkpoint(ws, ref, faults):
 
 
 # -- rl ------------------------------------------------------------------------------------------------
-def test_rl_killed_before_and_after_its_first_checkpoint(ws, ref, faults):
+@pytest.mark.parametrize("context", ["window", "conversation"])
+def test_rl_killed_before_and_after_its_first_checkpoint(ws, ref, faults, context):
     def args(out: Path) -> list[str]:
-        return ["rl", "--skill-bank", str(ref.bank), "--out", str(out), "--resume", "--iterations", "2"]
+        return ["--set", f"agent.context={context}", "rl", "--skill-bank", str(ref.bank), "--out", str(out),
+                "--resume", "--iterations", "2"]  # fmt: skip
 
-    want = ws.root / "rl-ref"
+    want = ws.root / f"rl-ref-{context}"
     krill(ws, *args(want))
-    out = ws.root / "rl"
+    out = ws.root / f"rl-{context}"
     kill_when(ws, args(out), lambda: (out / "config.yaml").exists(), faults)  # set up, no checkpoint yet
     assert latest_step(out) == 0
     kill_when(ws, args(out), lambda: latest_step(out) >= 1, faults)

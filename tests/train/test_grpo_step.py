@@ -118,7 +118,7 @@ def test_token_budget_microbatches_give_the_same_gradient():
 
 
 def test_token_budget_packs_long_samples_alone():
-    s = [Sample([1] * n, [2] * 4, 1.0) for n in (10, 10, 6000, 20)]
+    s = [Sample([1] * n + [2] * 4, [0] * n + [1] * 4, 1.0) for n in (10, 10, 6000, 20)]
     batches = token_budget_batches(s, 1024)
     assert [len(b) for b in batches] == [3, 1] and len(batches[-1][0]) == 6004
 

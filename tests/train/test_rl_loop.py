@@ -74,10 +74,12 @@ def _cfg(iterations, **extra):
     return load_config(preset="tiny", overrides=sets)
 
 
-def test_resume_matches_uninterrupted_run(rl_env, tmp_path):
-    full = run_rl(_cfg(3), _bank(), tmp_path / "full")
-    run_rl(_cfg(2), _bank(), tmp_path / "cut")  # "killed" after iteration 2's checkpoint
-    resumed = run_rl(_cfg(3), _bank(), tmp_path / "cut", resume=True)
+@pytest.mark.parametrize("context", ["window", "conversation"])
+def test_resume_matches_uninterrupted_run(rl_env, tmp_path, context):
+    mode = {"agent.context": context}
+    full = run_rl(_cfg(3, **mode), _bank(), tmp_path / "full")
+    run_rl(_cfg(2, **mode), _bank(), tmp_path / "cut")  # "killed" after iteration 2's checkpoint
+    resumed = run_rl(_cfg(3, **mode), _bank(), tmp_path / "cut", resume=True)
     assert [m["iteration"] for m in read_jsonl(tmp_path / "cut" / "metrics.jsonl")] == [1, 2, 3]
     assert any(m["update/skipped"] == 0.0 for m in full.metrics), "the test needs at least one real update"
     keys = ("rollout/reward", "losses/loss", "losses/kl", "adv/std", "groups/zero_variance")

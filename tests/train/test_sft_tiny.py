@@ -33,6 +33,20 @@ def _demos(n=16):
     return out
 
 
+def _episodes(n=8):
+    """Conversation-mode demos: whole episodes, one chat each, three replies per chat."""
+    out = []
+    for i in range(n):
+        msgs = [{"role": "system", "content": "You are an expert agent operating in the ALFRED Embodied Environment."},
+                {"role": "user", "content": f"Episode {i}. Your task is to: put a hot apple in fridge."}]  # fmt: skip
+        for k in range(3):
+            if k:
+                msgs.append({"role": "user", "content": f"You arrive at place {k}."})
+            msgs.append({"role": "assistant", "content": ACTIONS[(i + k) % len(ACTIONS)]})
+        out.append({"messages": msgs})
+    return out
+
+
 def _cfg(**sft):
     overrides = [f"sft.{k}={v}" for k, v in sft.items()]
     return load_config(preset="tiny", overrides=["model.policy.device=cpu", *overrides])
@@ -98,8 +112,9 @@ def test_full_finetune_changes_base_weights(tmp_path):
     assert (tmp_path / "full" / "config.json").exists()
 
 
-def test_sft_resume_matches_uninterrupted(tmp_path):
-    demos = _demos()
+@pytest.mark.parametrize("context", ["window", "conversation"])
+def test_sft_resume_matches_uninterrupted(tmp_path, context):
+    demos = _demos() if context == "window" else _episodes()
     cfg = _cfg(epochs=3, learning_rate=0.01, batch_size=4, micro_batch_size=2, checkpoint_every=2)
     full = train_sft(demos, cfg, tmp_path / "a", policy=_policy(cfg))
     # an "interrupted" run: the first epoch only (checkpointed), then resumed to the end
@@ -108,7 +123,7 @@ def test_sft_resume_matches_uninterrupted(tmp_path):
     train_sft(demos, short, tmp_path / "b", policy=_policy(cfg))
     resumed = train_sft(demos, cfg, tmp_path / "b", resume=True, policy=_policy(cfg))
     assert resumed.losses == pytest.approx(full.losses, rel=1e-5)
-    assert len(resumed.losses) == 12
+    assert len(resumed.losses) == 3 * len(demos) // 4  # 3 epochs of len(demos) / batch 4 steps
 
 
 def test_batched_left_padded_loss_equals_one_at_a_time_full_logits():

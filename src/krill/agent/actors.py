@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from krill.agent.parsing import TEMPLATE_SUFFIX, parse_action
-from krill.agent.prompts import PromptState, build_messages
+from krill.agent.prompts import (
+    PromptState,
+    Turn,
+    build_conversation,
+    build_messages,
+    default_count_tokens,
+    fit_conversation,
+)
 from krill.errors import KrillError
 
 if TYPE_CHECKING:
@@ -60,12 +67,25 @@ class LLMActor:
         self.name = getattr(policy, "name", type(policy).__name__)
         self.count_tokens = getattr(policy, "count_tokens", None) or _tokenizer_counter(policy)
         self._calls = 0
+        # conversation mode on a local policy: prompts as appended token ids (exact, prefill-only-new)
+        self.chat = None
+        if cfg.agent.context == "conversation" and getattr(policy, "supports_prompt_ids", False):
+            from krill.models.chat_tokens import ChatTokens
+
+            self.chat = ChatTokens(policy.tokenizer)
 
     def prompt_for(self, ep: Episode) -> list[dict[str, str]]:
         """The chat messages for this episode's current step (retrieval done once per episode)."""
         use_skills = self.cfg.agent.use_skills and self.retriever is not None
         if use_skills and ep.retrieved is None:
             ep.retrieved = self.retriever.retrieve(ep.task, ep.category)
+        if self.cfg.agent.context == "conversation":
+            turns = ep.turns or [Turn(ep.observation, ep.admissible)]
+            count = self.count_tokens or default_count_tokens
+            first = fit_conversation(turns, ep.scratch.get("first", 0), self.cfg.rl.max_prompt_length, count)
+            ep.scratch["first"] = first
+            return build_conversation(ep.task, turns, self.cfg, ep.retrieved if use_skills else None,
+                                      env_name=ep.env_name, first=first)  # fmt: skip
         state = PromptState(
             task=ep.task,
             observation=ep.observation,
@@ -90,6 +110,10 @@ class LLMActor:
         ):  # checked here, where decoding happens (prompt_for needs no policy)
             _check_constrainable(self.policy, self.cfg)
             extra["choices"] = [_choices(ep) for ep in episodes]
+        contexts = None
+        if self.chat is not None:
+            contexts = [self._context(ep, msgs) for ep, msgs in zip(episodes, batch, strict=True)]
+            extra["prompt_ids"] = [ep.scratch["chat_ids"] for ep in episodes]
         self._calls += 1
         gens = self.policy.generate(
             batch,
@@ -103,12 +127,33 @@ class LLMActor:
             seed=self.seed * 100_003 + self._calls if temperature > 0 else None,
             **extra,
         )
-        return [self._decide(ep, msgs, gen) for ep, msgs, gen in zip(episodes, batch, gens, strict=True)]
+        contexts = contexts or [None] * len(episodes)
+        return [self._decide(ep, msgs, gen, ctx) for ep, msgs, gen, ctx in zip(episodes, batch, gens, contexts, strict=True)]  # fmt: skip
 
-    def _decide(self, ep: Episode, messages, gen) -> Decision:
+    def _context(self, ep: Episode, messages) -> tuple[list[int], bool]:
+        """This step's context as appended ids: (the ids new since the last step, whether rebuilt).
+
+        The full ids land in `ep.scratch["chat_ids"]`. Appending keeps the previous context and the
+        reply exactly as sampled, so the decoder's prefix cache reuses it all; a first step, or a chat
+        that `fit_conversation` just cut, is templated afresh."""
+        previous = ep.scratch.get("chat_ids")
+        if previous is None or ep.scratch.get("chat_first") != ep.scratch["first"] or not ep.steps:
+            ids = self.chat.start(messages)
+            ep.scratch["chat_ids"], ep.scratch["chat_first"] = ids, ep.scratch["first"]
+            return ids, True
+        reply = list((ep.steps[-1].model_extra or {}).get("response_token_ids") or [])
+        new = self.chat.after_reply(reply, messages[-1]["content"])
+        ep.scratch["chat_ids"] = [*previous, *reply, *new]
+        return new, False
+
+    def _decide(self, ep: Episode, messages, gen, context=None) -> Decision:
         skills = ep.retrieved.skill_ids() if (ep.retrieved is not None and self.cfg.agent.use_skills) else []
+        if context is not None:  # conversation: this step's new ids, not the (growing) whole prompt
+            where = {"context_ids": list(context[0]), "context_reset": context[1]}
+        else:
+            where = {"prompt_text": gen.prompt_text if gen.prompt_text is not None else _flatten(messages)}
         extras: dict[str, Any] = {
-            "prompt_text": gen.prompt_text if gen.prompt_text is not None else _flatten(messages),
+            **where,
             "response": gen.text,
             "response_token_ids": list(gen.token_ids),
             "prompt_tokens": gen.prompt_tokens,

@@ -1,9 +1,15 @@
-"""The policy's prompt: templates as module constants (verl-agent style) and one builder.
+"""The policy's prompt: templates as module constants (verl-agent style) and two builders.
 
-Layout, chosen for prefix KV-cache reuse: everything that stays fixed within an episode comes
+`agent.context: window` (`build_messages`, the paper's prompt): one system + one user message per
+step. Layout chosen for prefix KV-cache reuse: everything that stays fixed within an episode comes
 FIRST (system text, retrieved skills, task, initial observation); what changes every step comes
 LAST (history window, current observation, admissible actions). Over-long prompts lose their
 oldest history first (`rl.max_prompt_length`).
+
+`agent.context: conversation` (`build_conversation`): the episode is one chat. The first user turn
+holds the skills, the task and the initial observation; every step adds the agent's reply and a
+user turn with the next observation. Over-long chats lose their oldest exchanges (the first turn
+stays), down to 3/4 of `rl.max_prompt_length` so the next steps extend the cut chat again.
 """
 
 from __future__ import annotations
@@ -71,6 +77,15 @@ class PromptState:
     initial_observation: str | None = None
 
 
+@dataclass
+class Turn:
+    """One observation of a conversation-mode episode and the agent's reply to it (None: not yet)."""
+
+    observation: str
+    admissible: Sequence[str] = ()
+    reply: str | None = None
+
+
 def skills_section(retrieved: Retrieved | None) -> str:
     """`## Retrieved Relevant Experience` with general, category and mistake subsections ('' if empty)."""
     if retrieved is None or (not len(retrieved) and not retrieved.mistakes):
@@ -118,6 +133,64 @@ def build_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+def build_conversation(
+    task: str,
+    turns: Sequence[Turn],
+    cfg: KrillConfig,
+    retrieved: Retrieved | None = None,
+    *,
+    env_name: str = "alfworld",
+    first: int = 0,
+) -> Messages:
+    """The episode as one chat: system, first user turn (skills, task, initial observation), then per
+    step the reply and the next observation. Exchanges 1..`first` are left out (see `fit_conversation`)."""
+    acfg = cfg.agent
+    system = "\n\n".join([ENV_ROLES.get(env_name, DEFAULT_ROLE), THINK_FORMAT if acfg.think else BARE_FORMAT])
+    head = [skills_section(retrieved if acfg.use_skills else None), TASK_TEMPLATE.format(task=task.strip())]
+    messages = [{"role": "system", "content": system}]
+    messages.append(
+        {"role": "user", "content": "\n\n".join([*filter(None, head), _turn_text(turns[0], task, cfg)])}
+    )
+    for k in range(max(1, first + 1), len(turns)):
+        messages.append({"role": "assistant", "content": (turns[k - 1].reply or "").strip()})
+        messages.append({"role": "user", "content": _turn_text(turns[k], task, cfg)})
+    return messages
+
+
+def fit_conversation(turns: Sequence[Turn], first: int, limit: int, count: Callable[[str], int]) -> int:
+    """The `first` exchange to show: unchanged while the chat fits `limit` tokens, else the oldest are
+    dropped until it fits 3/4 of it (one rebuild, then several steps that extend it again)."""
+
+    def size(k: int) -> int:
+        return sum(count(t.observation) + count(t.reply or "") + 8 for t in [turns[0], *turns[k + 1 :]])
+
+    if size(first) <= limit:
+        return first
+    while first < len(turns) - 1 and size(first) > limit * 3 // 4:
+        first += 1
+    return first
+
+
+def _turn_text(turn: Turn, task: str, cfg: KrillConfig) -> str:
+    """A conversation user turn: the observation, the admissible actions (if shown) and the question."""
+    parts = [turn.observation.strip()]
+    if cfg.agent.show_admissible and turn.admissible:
+        shown = cap_admissible(turn.admissible, cfg.agent.max_admissible)
+        more = len(turn.admissible) - len(shown)
+        text = "\n".join(f"- {a}" for a in shown) + (f"\n(... {more} more)" if more > 0 else "")
+        parts.append(ADMISSIBLE_TEMPLATE.format(actions=text))
+    parts.append(_reminder(task, cfg))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _reminder(task: str, cfg: KrillConfig) -> str:
+    reminder = REMINDER_THINK if cfg.agent.think else REMINDER_BARE
+    if cfg.agent.restate_task:
+        # a small model copies the object name from nearby text: the task sits ~1,000 tokens up
+        reminder = f"{RESTATE_TEMPLATE.format(task=task.strip().rstrip('.'))} {reminder}"
+    return reminder
+
+
 def _fixed_part(state: PromptState, retrieved: Retrieved | None) -> str:
     parts = [skills_section(retrieved), TASK_TEMPLATE.format(task=state.task.strip())]
     if state.initial_observation:
@@ -139,17 +212,8 @@ def _changing_part(state: PromptState, window: list[tuple[str, str]], first: int
             lines.append(HISTORY_ITEM.format(i=first + j + 1, observation=seen, action=act))
         parts.append("\n".join(lines))
     parts.append(CURRENT_TEMPLATE.format(step=state.step + 1, observation=state.observation.strip()))
-    if cfg.agent.show_admissible and state.admissible:
-        shown = cap_admissible(state.admissible, cfg.agent.max_admissible)
-        more = len(state.admissible) - len(shown)
-        text = "\n".join(f"- {a}" for a in shown) + (f"\n(... {more} more)" if more > 0 else "")
-        parts.append(ADMISSIBLE_TEMPLATE.format(actions=text))
-    reminder = REMINDER_THINK if cfg.agent.think else REMINDER_BARE
-    if cfg.agent.restate_task:
-        # a small model copies the object name from nearby text: the task sits ~1,000 tokens up
-        reminder = f"{RESTATE_TEMPLATE.format(task=state.task.strip().rstrip('.'))} {reminder}"
-    parts.append(reminder)
-    return "\n\n".join(parts)
+    parts.append(_turn_text(Turn("", state.admissible), state.task, cfg))
+    return "\n\n".join(p for p in parts if p)
 
 
 def cap_admissible(actions: Sequence[str], cap: int) -> list[str]:

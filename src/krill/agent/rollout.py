@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from krill.agent.prompts import Turn
 from krill.errors import KrillError
 from krill.schema import Step, Trajectory, new_id
 from krill.skills.retrieval import Retrieved
@@ -34,6 +35,7 @@ class Episode:
     initial_observation: str = ""
     admissible: list[str] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)  # every observation and the reply to it (conversation)
     steps: list[Step] = field(default_factory=list)
     env_name: str = ""
     total_reward: float = 0.0
@@ -180,6 +182,7 @@ def _fill(pool: Any, queue: list, free: list[int], live: dict[int, Episode]) -> 
             observation=obs,
             initial_observation=obs,
             admissible=list(info.get("admissible_actions") or []),
+            turns=[Turn(obs, list(info.get("admissible_actions") or []))],
             env_name=getattr(pool, "name", None) or info.get("environment") or "",
             error=str(info["error"]) if info.get("error") else None,
         )
@@ -196,12 +199,14 @@ def _record(ep: Episode, dec: Any, res: tuple[str, float, bool, dict]) -> bool:
                 valid=valid, think=dec.think, **dec.extras)  # fmt: skip
     ep.steps.append(step)
     ep.history.append((ep.observation, dec.action))
+    ep.turns[-1].reply = dec.extras.get("response", dec.action)  # the model's own words when it wrote them
     ep.total_reward += float(reward)
     ep.tokens += dec.tokens
     for sid in dec.extras.get("skills_used") or []:
         ep.skills_used[sid] = None
     ep.observation = obs
     ep.admissible = list(info.get("admissible_actions") or [])
+    ep.turns.append(Turn(obs, ep.admissible))
     ep.won = bool(info.get("won", ep.won))
     if "score" in info:
         ep.score = float(info["score"])

@@ -1,7 +1,8 @@
 """Prefix KV-cache reuse across `generate` calls: an agent step is prefill-bound on CPU.
 
 Agent prompts put what stays fixed within an episode first (system text, skills, task), so each
-step's prompt shares a long prefix with the previous step's. `PrefixCache` keeps the KV states of
+step's prompt shares a long prefix with the previous step's; in conversation mode a step's prompt
+*extends* the previous one, which is then dropped, so the cache keeps each live episode's states. `PrefixCache` keeps the KV states of
 recent prompts (LRU, bounded in bytes); a new batch reuses, per row, the longest common prefix
 with any stored prompt and prefills only the rest.
 
@@ -93,6 +94,10 @@ class PrefixCache:
         size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
         if size > self.max_bytes:
             return
+        # An entry that is a prefix of the new one can serve no lookup better than it: a conversation
+        # step supersedes the episode's previous step, so the cache holds one entry per live episode.
+        for old in [k for k in self.entries if len(k) < len(key) and key[: len(k)] == k]:
+            del self.entries[old], self.sizes[old]
         self.entries[key], self.sizes[key] = kv, size
         self.entries.move_to_end(key)
         total = sum(self.sizes.values())

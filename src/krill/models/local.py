@@ -39,6 +39,7 @@ class LocalPolicy:
     """A local HF causal LM behind the Policy protocol (batched, left-padded, per-row stop strings)."""
 
     supports_choices = True  # generate(choices=...) decodes only the given answers (see choices.py)
+    supports_prompt_ids = True  # generate(prompt_ids=...) takes token ids as they are (conversation mode)
 
     def __init__(
         self,
@@ -93,17 +94,20 @@ class LocalPolicy:
         stop: list[str] | None = None,
         seed: int | None = None,
         choices: list[list[str] | None] | None = None,
+        prompt_ids: list[list[int]] | None = None,
     ) -> list[Generation]:
         """One response per conversation; texts keep the stop string they ended at (nothing after it).
 
         `choices[i]`, when given, restricts conversation i's response to one of those strings.
+        `prompt_ids[i]`, when given, is conversation i's prompt as token ids, used as they are
+        (`krill.models.chat_tokens` builds them by appending turns; then `prompt_text` is None).
 
         `logprobs` (when asked) are per response token under the temperature-1 distribution
         (log_softmax of the raw logits), matching `score()`. Sampling is reproducible given `seed`.
         """
         if not batch:
             return []
-        prompts = [self.prompt_text(m) for m in batch]
+        prompts = [self.prompt_text(m) for m in batch] if prompt_ids is None else [None] * len(batch)
         generator = None
         if temperature > 0:
             generator = torch.Generator(device=self.device)
@@ -111,7 +115,7 @@ class LocalPolicy:
         out: list[Generation] = []
         for lo in range(0, len(prompts), self.batch_size):
             chunk = prompts[lo : lo + self.batch_size]
-            ids = self._encode(chunk)
+            ids = self._encode(chunk) if prompt_ids is None else prompt_ids[lo : lo + self.batch_size]
             chunk_choices = None
             if choices is not None:
                 chunk_choices = [
@@ -131,11 +135,11 @@ class LocalPolicy:
                     rowwise_prefill=self.rowwise_prefill,
                     choices=chunk_choices,
                 )
-            for text, row, prompt_ids in zip(chunk, rows, ids, strict=True):
+            for text, row, row_ids in zip(chunk, rows, ids, strict=True):
                 out.append(
                     Generation(
                         text=row.text,
-                        prompt_tokens=len(prompt_ids),
+                        prompt_tokens=len(row_ids),
                         response_tokens=len(row.token_ids),
                         prompt_text=text,
                         token_ids=row.token_ids,

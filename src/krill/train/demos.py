@@ -8,6 +8,8 @@ Two sources:
   agent's prompt builder (admissible actions only when the trajectory recorded them).
 
 Targets: `<think>…</think><action>a</action>` when `agent.think` is on, the bare action otherwise.
+With `agent.context: conversation` a demo is a whole episode, one chat whose assistant turns are
+the targets (`episode_demos`); `sft.num_examples` still counts steps, in whole episodes.
 The reasoning comes from a teacher: "analytic" composes it from the retrieved skills that fit the
 expert's next action; an LLM teacher (`complete_json`) is asked for it. Demos are saved as chat
 messages JSONL (`{"messages": [...]}`), loadable with `datasets.load_dataset("json", data_files=...)`.
@@ -127,13 +129,20 @@ def _llm_reasonings(teacher: Any, items: list[dict[str, Any]]) -> list[str | Non
         [
             {
                 "role": "user",
-                "content": TEACHER_PROMPT.format(prompt=it["messages"][-1]["content"], action=it["action"]),
+                "content": TEACHER_PROMPT.format(prompt=_step_prompt(it["messages"]), action=it["action"]),
             }
         ]
         for it in items
     ]
     answers = teacher.complete_json(prompts, schema=TEACHER_SCHEMA)
     return [a.get("reasoning") if isinstance(a, dict) else None for a in answers]
+
+
+def _step_prompt(messages: list[dict[str, str]]) -> str:
+    """The step's prompt for the teacher: the user message (window), or the chat's first turn (skills,
+    task) and its current one (conversation)."""
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return users[-1] if len(users) == 1 else f"{users[0]}\n\n...\n\n{users[-1]}"
 
 
 def _make_teacher(cfg: KrillConfig, teacher: Any) -> Any:
@@ -162,6 +171,31 @@ def finish_demos(items: list[dict[str, Any]], cfg: KrillConfig, teacher: Any) ->
         target = format_target(it["action"], r, cfg.agent.think)
         meta = {"task": it["task"], "category": it["category"], "step": it["step"], "source": it["source"]}
         out.append({"messages": [*it["messages"], {"role": "assistant", "content": target}], "meta": meta})
+    return episode_demos(out, items) if cfg.agent.context == "conversation" else out
+
+
+def episode_demos(steps: list[dict[str, Any]], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Conversation mode: each episode's step demos become one chat, its first prompt then, per step,
+    the target and the next user turn (an episode whose steps have a gap is cut at the gap)."""
+    out: list[dict[str, Any]] = []
+    for k, (demo, it) in enumerate(zip(steps, items, strict=True)):
+        same = k > 0 and it.get("episode") == items[k - 1].get("episode") and out
+        if same and out[-1]["meta"]["steps"] == it["step"]:
+            out[-1]["messages"] += [demo["messages"][-2], demo["messages"][-1]]  # user turn, target
+            out[-1]["meta"]["steps"] += 1
+        elif not same and it["step"] == 0:
+            out.append({"messages": [*demo["messages"][:2], demo["messages"][-1]],
+                        "meta": {**demo["meta"], "step": 0, "steps": 1}})  # fmt: skip
+    return out
+
+
+def whole_episodes(items: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The items of the first episodes, up to the one that brings the step count to `n`."""
+    out: list[dict[str, Any]] = []
+    for k, it in enumerate(items):
+        if len(out) >= n and it.get("episode") != items[k - 1].get("episode"):
+            break
+        out.append(it)
     return out
 
 
@@ -193,7 +227,7 @@ def expert_items(
                     break
     finally:
         pool.close()
-    return items[:n]
+    return whole_episodes(items, n) if cfg.agent.context == "conversation" else items[:n]
 
 
 def _items_of(t: Trajectory, source: str) -> list[dict[str, Any]]:
@@ -207,6 +241,7 @@ def _items_of(t: Trajectory, source: str) -> list[dict[str, Any]]:
         out.append({
             "messages": extra["prompt_messages"], "action": s.action, "skills": extra.get("retrieved_skills", []),
             "task": t.task_description, "category": t.task_category, "step": s.step_index, "source": source,
+            "episode": t.id,
         })  # fmt: skip
     return out
 
@@ -215,7 +250,7 @@ def trajectory_items(
     trajs: list[Trajectory], bank: SkillBank | None, cfg: KrillConfig, n: int
 ) -> list[dict[str, Any]]:
     """Prompts rebuilt step by step for given successful trajectories (e.g. converted ETO data)."""
-    from krill.agent.prompts import PromptState, build_messages
+    from krill.agent.prompts import PromptState, Turn, build_conversation, build_messages
 
     retriever = make_retriever(bank, cfg)
     env_name = cfg.env.name
@@ -225,21 +260,33 @@ def trajectory_items(
             continue
         retrieved = retriever.retrieve(t.task_description, t.task_category) if retriever else None
         history: list[tuple[str, str]] = []
+        turns: list[Turn] = []
         first = t.steps[0].observation
         for s in t.steps:
             admissible = (s.model_extra or {}).get("admissible_actions") or []
-            state = PromptState(
-                t.task_description, s.observation, admissible, list(history), len(history), env_name, first
-            )
-            msgs = build_messages(state, cfg, retrieved)
+            turns.append(Turn(s.observation, admissible))
+            if cfg.agent.context == "conversation":
+                msgs = build_conversation(t.task_description, turns, cfg, retrieved, env_name=env_name)
+            else:
+                state = PromptState(
+                    t.task_description,
+                    s.observation,
+                    admissible,
+                    list(history),
+                    len(history),
+                    env_name,
+                    first,
+                )
+                msgs = build_messages(state, cfg, retrieved)
             items.append({
                 "messages": msgs, "action": s.action, "skills": _skill_cards(retrieved), "task": t.task_description,
-                "category": t.task_category, "step": s.step_index, "source": "trajectories",
+                "category": t.task_category, "step": s.step_index, "source": "trajectories", "episode": t.id,
             })  # fmt: skip
             history.append((s.observation, s.action))
-            if len(items) >= n:
-                return items
-    return items
+            turns[-1].reply = s.action
+        if len(items) >= n:
+            break
+    return whole_episodes(items, n) if cfg.agent.context == "conversation" else items[:n]
 
 
 def build_sft_demos(

@@ -49,14 +49,24 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Sample:
-    """One agent step as a training sample: prompt tokens → response tokens, with its trajectory's advantage."""
+    """Token ids the policy saw and wrote, scored in one pass; `action_mask` 1 on its own tokens.
 
-    prompt_ids: list[int]
-    response_ids: list[int]
+    Window mode: one agent step (prompt → response). Conversation mode: a whole episode (its
+    contexts and replies as the decoder saw them), or the part since its chat was last cut.
+    Every action token carries `advantage`, the trajectory's A_i.
+    """
+
+    ids: list[int]
+    action_mask: list[int]
     advantage: float
 
     def __len__(self) -> int:
-        return len(self.prompt_ids) + len(self.response_ids)
+        return len(self.ids)
+
+    @property
+    def scored_span(self) -> int:
+        """Positions from the first action token to the end: the logits a forward pass must keep."""
+        return len(self.ids) - self.action_mask.index(1) if 1 in self.action_mask else 0
 
 
 @dataclass
@@ -94,19 +104,41 @@ def shaped_rewards(trajs: list[Trajectory], penalty: float) -> torch.Tensor:
 
 
 def build_samples(trajs: list[Trajectory], advantages: torch.Tensor, tokenizer: Any) -> list[Sample]:
-    """Every generated step of trajectory i becomes a sample carrying A_i (zero-advantage ones dropped)."""
+    """Samples of every trajectory with A_i ≠ 0: one per episode segment when its steps recorded
+    appended context ids (conversation mode), else one per step from its prompt text."""
     out = []
     for traj, adv in zip(trajs, advantages.tolist(), strict=True):
-        if adv == 0.0:
-            continue
-        for step in traj.steps:
-            extra = step.model_extra or {}
-            resp = extra.get("response_token_ids")
-            if not resp or extra.get("error") or not extra.get("prompt_text"):
-                continue
-            prompt = tokenizer(extra["prompt_text"], add_special_tokens=False)["input_ids"]
-            out.append(Sample(prompt, list(resp), adv))
+        if adv != 0.0:
+            out.extend(trajectory_samples(traj, adv, tokenizer))
     return out
+
+
+def trajectory_samples(traj: Trajectory, advantage: float, tokenizer: Any) -> list[Sample]:
+    """The sequences of one trajectory: its steps' contexts followed by their responses."""
+    out: list[Sample] = []
+    ids: list[int] = []
+    mask: list[int] = []
+    for step in traj.steps:
+        extra = step.model_extra or {}
+        resp = list(extra.get("response_token_ids") or [])
+        if extra.get("error"):
+            continue
+        if "context_ids" in extra:  # conversation: the context grows by appending, until a rebuild
+            if extra.get("context_reset") and ids:
+                out.append(Sample(ids, mask, advantage))
+                ids, mask = [], []
+            context = list(extra["context_ids"])
+        elif resp and extra.get("prompt_text"):  # window (or a remote server): one prompt per step
+            context = tokenizer(extra["prompt_text"], add_special_tokens=False)["input_ids"]
+            out.append(Sample([*context, *resp], [0] * len(context) + [1] * len(resp), advantage))
+            continue
+        else:
+            continue
+        ids += [*context, *resp]
+        mask += [0] * len(context) + [1] * len(resp)
+    if ids:
+        out.append(Sample(ids, mask, advantage))
+    return [s for s in out if 1 in s.action_mask]
 
 
 def token_budget_batches(samples: list[Sample], budget: int) -> list[list[Sample]]:
@@ -127,22 +159,23 @@ def token_budget_batches(samples: list[Sample], budget: int) -> list[list[Sample
 
 
 def sequence_logprobs(model: Any, batch: list[Sample], pad_id: int, device: Any, *, entropy: bool = False):
-    """Log-probs of each sample's response tokens: (logp [b, R], mask [b, R], entropy [b, R] | None).
+    """Log-probs of each sample's tokens from its first action token on: (logp [b, R], mask [b, R],
+    entropy [b, R] | None); `mask` is the samples' action mask over those positions.
 
-    Left padding aligns every row's end, so only the last R+1 positions need logits (R = longest response).
+    Left padding aligns every row's end, so only the last R+1 positions need logits (R = the longest
+    span from a first action token to the end: the response in window mode, the episode's replies
+    and the observations between them in conversation mode).
     """
-    seqs = [s.prompt_ids + s.response_ids for s in batch]
-    width = max(len(x) for x in seqs)
-    ids = torch.tensor([[pad_id] * (width - len(x)) + x for x in seqs], device=device)  # [b, L]
-    attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in seqs], device=device)  # [b, L]
+    width = max(len(s) for s in batch)
+    ids = torch.tensor([[pad_id] * (width - len(s)) + s.ids for s in batch], device=device)  # [b, L]
+    attn = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in batch], device=device)  # [b, L]
     positions = (attn.cumsum(-1) - 1).clamp(min=0)  # [b, L]
-    R = max(len(s.response_ids) for s in batch)
+    R = max(s.scored_span for s in batch)
     logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=R + 1).logits
-    logits = logits[:, :-1].float()  # [b, R, V]: position t predicts response token t
+    logits = logits[:, :-1].float()  # [b, R, V]: position t predicts token t of the trailing span
     targets = ids[:, width - R :]  # [b, R]
     logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)  # [b, R]
-    lens = torch.tensor([len(s.response_ids) for s in batch], device=device)
-    mask = (torch.arange(R, device=device)[None, :] >= (R - lens)[:, None]).float()  # [b, R]
+    mask = torch.tensor([([0] * R + s.action_mask)[-R:] for s in batch], device=device).float()  # [b, R]
     ent = token_entropy(logits.detach()) if entropy else None
     return logp, mask, ent
 
@@ -197,7 +230,7 @@ def grpo_update(
     if informative == 0:
         return {"update/skipped": 1.0}
     batches = token_budget_batches(samples, rl.micro_batch_tokens) or [[]]
-    total_tokens = sum(len(s.response_ids) for s in samples)
+    total_tokens = sum(sum(s.action_mask) for s in samples)
     adapter_off = getattr(inner, "disable_adapter", None)
     if reference is not None:
         adapter_off = partial(reference_weights, inner, reference)

@@ -1,10 +1,12 @@
 """Cold-start SFT: cross-entropy on the assistant tokens of skill-augmented demos, LoRA by default.
 
 A plain loop (not TRL's SFTTrainer) so it is resumable step for step and runs unchanged under
-`accelerate launch`. Each demo is one agent step: `{"messages": [system?, user(prompt), assistant(target)]}`.
-The prompt is templated exactly as the policy templates it at generation time (chat template +
-generation prompt), and the target is followed by the end-of-turn token the policy stops on, so what
-SFT teaches is what the agent samples.
+`accelerate launch`. A demo is one agent step, `{"messages": [system, user(prompt), assistant(target)]}`
+(`agent.context: window`), or a whole episode, `[system, user, assistant, user, assistant, ...]`
+(`conversation`: one row, the loss on every assistant turn). Prompts are laid out exactly as the
+policy lays them out at generation time (chat template + generation prompt, `ChatTokens`), and each
+target is followed by the end-of-turn token the policy stops on, so what SFT teaches is what the
+agent samples.
 
 Outputs in `out_dir`: the adapter (or full model) in HF format, the tokenizer, `config.yaml`,
 `demos.jsonl` (when built here), `metrics.jsonl` (loss per optimizer step), `checkpoints/` (resume).
@@ -25,6 +27,7 @@ import torch
 from krill.config import KrillConfig
 from krill.errors import KrillError
 from krill.io import append_jsonl, read_jsonl, write_json, write_jsonl
+from krill.models.chat_tokens import ChatTokens
 from krill.progress import progress_bar
 from krill.train import checkpoint as ckpt_io
 
@@ -46,22 +49,32 @@ class SftResult:
 
 # -- data ------------------------------------------------------------------------------------------
 def tokenize_demo(
-    tokenizer: Any, messages: list[dict[str, str]], max_length: int
+    tokenizer: Any, messages: list[dict[str, str]], max_length: int, chat: ChatTokens | None = None
 ) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) for one demo; labels are -100 on the prompt so only the answer is learnt.
+    """(input_ids, labels) for one demo; labels are -100 except on the assistant replies (and the
+    end-of-turn after each), so only what the agent writes is learnt.
 
-    Too-long prompts lose their *beginning* (the response and the latest observation matter most).
+    A demo is one agent step (system, user, assistant) or a whole episode (system, user, assistant,
+    user, assistant, ...), laid out as `ChatTokens` lays out the policy's conversation at rollout time.
+    Too long: a one-step demo loses the *beginning* of its prompt (the latest observation matters
+    most); an episode is cut after its last reply that fits.
     """
     if not messages or messages[-1].get("role") != "assistant":
         raise KrillError("an SFT demo must end with an assistant message", where="messages[-1].role")
-    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    target_ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
-    target_ids = [*target_ids, tokenizer.eos_token_id]
-    if len(target_ids) >= max_length:
-        raise KrillError(f"an SFT target has {len(target_ids)} tokens, over sft.max_length={max_length}")
-    prompt_ids = prompt_ids[-(max_length - len(target_ids)) :]
-    return prompt_ids + target_ids, [-100] * len(prompt_ids) + target_ids
+    ids, spans = (chat or ChatTokens(tokenizer)).conversation(messages)
+    labels = [-100] * len(ids)
+    for a, b in spans:
+        labels[a:b] = ids[a:b]
+    if len(ids) <= max_length:
+        return ids, labels
+    a, b = spans[0]
+    if len(spans) > 1 and b <= max_length:
+        end = max(e for _, e in spans if e <= max_length)
+        return ids[:end], labels[:end]
+    if b - a >= max_length:
+        raise KrillError(f"an SFT target has {b - a} tokens, over sft.max_length={max_length}")
+    prompt = ids[:a][-(max_length - (b - a)) :]
+    return prompt + ids[a:b], [-100] * len(prompt) + ids[a:b]
 
 
 def collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -160,7 +173,8 @@ def train_sft(
     accel = make_accelerator(cfg)
     policy = policy if policy is not None else load_training_policy(cfg, init, accel.device)
     tok = policy.tokenizer
-    rows = [tokenize_demo(tok, d["messages"], scfg.max_length) for d in demos]
+    chat = ChatTokens(tok)
+    rows = [tokenize_demo(tok, d["messages"], scfg.max_length, chat) for d in demos]
     if not rows:
         raise KrillError("no SFT demos to train on")
     model = policy.model
