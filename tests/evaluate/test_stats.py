@@ -69,3 +69,18 @@ def test_wilson_interval_always_contains_the_rate():
             lo, hi = wilson_interval(k, n)
             assert 0.0 <= lo <= k / n <= hi <= 1.0
     assert wilson_interval(0, 12)[0] == 0.0  # exactly, not 2.8e-17 (a negative error bar in the report)
+
+
+def test_verdict_says_significant_only_when_the_intervals_separate():
+    from krill.evaluate.stats import difference_verdict, fisher_one_sided
+
+    def stats(wins, n):
+        lo, hi = wilson_interval(wins, n)
+        return {"successes": wins, "episodes": n, "success_rate": wins / n, "ci_low": lo, "ci_high": hi}
+
+    assert fisher_one_sided(0, 60, 6, 60) == pytest.approx(0.0135, abs=1e-3)  # the fourth SmolLM2 experiment
+    assert fisher_one_sided(3, 10, 3, 10) > 0.5
+    sig = difference_verdict(stats(0, 60), stats(10, 60))
+    assert "do not overlap, the improvement is significant" in sig and "16.7% [" in sig
+    assert "no significant difference" in difference_verdict(stats(0, 60), stats(6, 60))  # 4.7% < 6.0%
+    assert "significantly worse" in difference_verdict(stats(20, 60), stats(0, 60))

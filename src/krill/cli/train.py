@@ -43,7 +43,7 @@ def train(
 
 
 def _print_summary(result) -> None:
-    t = Table(title="held-out success: untrained vs trained policy")
+    t = Table(title="held-out success [95% Wilson interval]: untrained vs trained policy")
     for col in ("category", "untrained", "trained", "invalid actions (untrained → trained)"):
         t.add_column(col, justify="left" if col == "category" else "right")
     before = (result.before or {}).get("results", {})
@@ -59,10 +59,19 @@ def _print_summary(result) -> None:
         f"{sizes['mistakes']} common mistakes"
     )
     console.print(f"run directory: {result.run_dir}  (wall time {result.wall_time_s:.0f} s)")
+    if "all" in before and "all" in after:
+        from krill.evaluate.stats import difference_verdict
+
+        console.print(difference_verdict(before["all"], after["all"]))
 
 
 def _success(r: dict | None) -> str:
-    return "—" if r is None else f"{100 * r['success_rate']:.1f}% ({r['successes']}/{r['episodes']})"
+    if r is None:
+        return "—"
+    return (
+        f"{100 * r['success_rate']:.1f}% ({r['successes']}/{r['episodes']}) "
+        f"[{100 * r['ci_low']:.0f}–{100 * r['ci_high']:.0f}%]"
+    )
 
 
 def _invalid(r: dict | None) -> str:

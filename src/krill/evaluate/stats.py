@@ -119,3 +119,34 @@ def compare(results: list[dict[str, dict]]) -> list[ComparisonRow]:
             overlap = a_lo <= b_hi and b_lo <= a_hi
         rows.append(ComparisonRow(cat, rates, ints, diff, overlap))
     return rows
+
+
+def fisher_one_sided(wins_a: int, n_a: int, wins_b: int, n_b: int) -> float:
+    """Fisher's exact test, one-sided: P(B wins at least `wins_b` | both arms equally good).
+
+    The hypergeometric tail over tables with the observed margins.
+
+    >>> round(fisher_one_sided(0, 60, 6, 60), 3)
+    0.014
+    """
+    total, wins = n_a + n_b, wins_a + wins_b
+    denom = math.comb(total, wins)
+    top = min(wins, n_b)
+    return sum(math.comb(n_b, k) * math.comb(n_a, wins - k) for k in range(wins_b, top + 1)) / denom
+
+
+def difference_verdict(before: dict, after: dict) -> str:
+    """One line on trained ('after') vs untrained ('before') overall success (GroupStats dicts):
+    significant when the 95% Wilson intervals do not overlap, with Fisher's one-sided p beside it."""
+    p = fisher_one_sided(before["successes"], before["episodes"], after["successes"], after["episodes"])
+    b, a = before, after
+
+    def cell(r: dict) -> str:
+        return f"{100 * r['success_rate']:.1f}% [{100 * r['ci_low']:.1f}–{100 * r['ci_high']:.1f}]"
+
+    head = f"trained {cell(a)} vs untrained {cell(b)} on {a['episodes']} held-out episodes"
+    if a["ci_low"] > b["ci_high"]:
+        return f"{head}: the 95% intervals do not overlap, the improvement is significant (Fisher one-sided p = {p:.2g})"
+    if b["ci_low"] > a["ci_high"]:
+        return f"{head}: the 95% intervals do not overlap, the trained policy is significantly worse"
+    return f"{head}: the 95% intervals overlap, no significant difference at this size (Fisher one-sided p = {p:.2g})"

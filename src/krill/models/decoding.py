@@ -21,6 +21,9 @@ from krill.models.choices import ChoiceConstraint, choice_mask
 from krill.models.kv_prefix import PrefixCache, build_inputs, extract_rows, kv_bytes_per_token, stack_prefixes
 
 
+ROWWISE_MIN_TOKENS = 128  # CPU: shorter prefills are memory-bound (benchmarks/bench_conversation.py)
+
+
 @dataclass
 class RowResult:
     """What one prompt produced: token ids, their log-probs, the decoded text and why it stopped."""
@@ -102,12 +105,14 @@ def decode_batch(
     `choices[i]` (token-id sequences, or None) limits row i to one of them, then end-of-turn.
     """
     n = len(prompts)
-    # row-wise only when every row's states fit in the cache at once (else the batch would recompute them)
+    # row-wise only when every row's states fit in the cache at once (else the batch would recompute
+    # them), and only for long suffixes: a short one (a conversation's new turn) is bound by reading
+    # the weights, so one padded batch pass beats n row passes
     fits = (
         prefix_cache is not None
         and sum(map(len, prompts)) * kv_bytes_per_token(model) <= prefix_cache.max_bytes
     )
-    if rowwise_prefill and fits and n > 1:
+    if rowwise_prefill and fits and n > 1 and _longest_suffix(prompts, prefix_cache) >= ROWWISE_MIN_TOKENS:
         for ids in prompts:  # each row's states land in the cache; the batch below reuses them
             _prefill(model, tokenizer, [ids], prefix_cache)
         prefix_cache.paused = True  # the batch step below re-reads them: not new reuse, nothing to store
@@ -156,6 +161,10 @@ def decode_batch(
     for row in rows:
         _finalize(tokenizer, row, stops, eos)
     return rows
+
+
+def _longest_suffix(prompts: list[list[int]], prefix_cache: PrefixCache) -> int:
+    return max(len(ids) - prefix_cache.lookup(ids)[1] for ids in prompts)
 
 
 def _prefill(model, tokenizer, prompts: list[list[int]], prefix_cache: PrefixCache | None):
