@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from krill.models.choices import ChoiceConstraint, choice_mask
 from krill.models.kv_prefix import PrefixCache, build_inputs, extract_rows, kv_bytes_per_token, stack_prefixes
 
-
 ROWWISE_MIN_TOKENS = 128  # CPU: shorter prefills are memory-bound (benchmarks/bench_conversation.py)
 
 
