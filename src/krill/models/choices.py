@@ -29,6 +29,13 @@ class ChoiceConstraint:
             nxt |= self.terminators
         return nxt
 
+    def completion(self, prefix: Sequence[int]) -> tuple[int, ...] | None:
+        """The rest of the only choice `prefix` can still become (None while several can, or none):
+        every later token is forced, so a decoder that needs no log-probs can stop here."""
+        k, prefix = len(prefix), tuple(prefix)
+        left = [c for c in self.choices if len(c) >= k and c[:k] == prefix]
+        return left[0][k:] if len(left) == 1 else None
+
 
 def choice_mask(
     constraints: Sequence[ChoiceConstraint | None], prefixes: Sequence[Sequence[int]], logits: torch.Tensor

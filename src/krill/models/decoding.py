@@ -94,6 +94,7 @@ def decode_batch(
     prefix_cache: PrefixCache | None = None,
     rowwise_prefill: bool = False,
     choices: list[list[list[int]] | None] | None = None,
+    complete_forced: bool = False,
 ) -> list[RowResult]:
     """Decode every prompt (token ids) together until EOS, a stop string, or `max_new_tokens`.
 
@@ -102,6 +103,9 @@ def decode_batch(
     (needs the cache) prefills one row at a time, so no compute goes to padding: on CPU prefill is
     compute-bound and gains nothing from batching, while decode (memory-bound) still runs batched.
     `choices[i]` (token-id sequences, or None) limits row i to one of them, then end-of-turn.
+    `complete_forced`: a constrained row whose prefix fits only one choice is finished at once with
+    that choice's remaining tokens (no forward pass per forced token; those tokens get no log-prob,
+    so only for callers that want none).
     """
     n = len(prompts)
     # row-wise only when every row's states fit in the cache at once (else the batch would recompute
@@ -117,6 +121,7 @@ def decode_batch(
         prefix_cache.paused = True  # the batch step below re-reads them: not new reuse, nothing to store
     stops = [s for s in (stop or []) if s]
     eos = _eos_ids(model, tokenizer)
+    end_of_turn = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos)
     rows = [RowResult() for _ in range(n)]
     constraints = [ChoiceConstraint(c, eos) if c else None for c in (choices or [None] * n)]
     live = list(range(n))  # original row index of each row still in the batch
@@ -134,10 +139,17 @@ def decode_batch(
         tokens, logps = next_tokens(logits, temperature, top_p, generator, allowed)
         keep = []
         for j, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist(), strict=True)):
-            row = rows[live[j]]
+            row, con = rows[live[j]], constraints[live[j]]
             row.token_ids.append(tok)
             row.logprobs.append(lp)
-            if tok in eos or _hit_stop(tokenizer, row, stops):
+            rest = (
+                con.completion(row.token_ids)
+                if complete_forced and con is not None and tok not in eos
+                else None
+            )
+            if rest is not None:
+                row.token_ids.extend([*rest, end_of_turn])
+            if rest is not None or tok in eos or _hit_stop(tokenizer, row, stops):
                 row.finish_reason = "stop"
             else:
                 keep.append(j)

@@ -134,6 +134,7 @@ class LocalPolicy:
                     prefix_cache=self.prefix_cache,
                     rowwise_prefill=self.rowwise_prefill,
                     choices=chunk_choices,
+                    complete_forced=not want_logprobs,
                 )
             for text, row, row_ids in zip(chunk, rows, ids, strict=True):
                 out.append(
