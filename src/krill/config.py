@@ -291,6 +291,38 @@ class KrillConfig(_Section):
         return _mask_urls(self.model_dump(mode="json"))
 
 
+def explain(key: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, description) of every field under `key` ('' = the whole tree;
+    'agent' = a section; 'agent.context' = one field). An unknown key is a KrillError."""
+    node: type[BaseModel] = KrillConfig
+    parts = [p for p in key.split(".") if p]
+    for i, part in enumerate(parts):
+        field = node.model_fields.get(part)
+        if field is None:
+            raise KrillError("no such config key", where=".".join(parts[: i + 1]))
+        sub = field.annotation
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            if i != len(parts) - 1:
+                raise KrillError("no such config key", where=".".join(parts[: i + 2]))
+            return [(key, _default_text(field), field.description or "")]
+        node = sub
+    return list(_explain_section(node, ".".join(parts)))
+
+
+def _explain_section(node: type[BaseModel], prefix: str):
+    for name, field in node.model_fields.items():
+        dotted = f"{prefix}.{name}" if prefix else name
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            yield from _explain_section(sub, dotted)
+        else:
+            yield dotted, _default_text(field), field.description or ""
+
+
+def _default_text(field: Any) -> str:
+    return repr(field.get_default(call_default_factory=True))
+
+
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
 
 

@@ -212,3 +212,18 @@ def test_user_categories_from_config(tmp_path, cli):
     code, out, err = cli("--config", str(cfg), "inspect", str(bank), "--summary")
     assert code == 0, err
     assert out.endswith("lab_bench: 1\n")
+
+
+def test_config_explain_tells_what_a_key_does(capsys):
+    from typer.testing import CliRunner
+
+    from krill.cli.main import app
+
+    out = CliRunner().invoke(app, ["config", "explain", "agent.context"])
+    assert out.exit_code == 0 and out.stdout.startswith("agent.context = 'window'")
+    assert "conversation: the episode is one chat" in out.stdout
+    section = CliRunner().invoke(app, ["config", "explain", "rl"]).stdout
+    assert "rl.max_prompt_length = 6000" in section and "rl.group_size = 8" in section
+    bad = subprocess.run([sys.executable, "-m", "krill.cli.main", "config", "explain", "agent.contxt"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr == "error: agent.contxt: no such config key\n"

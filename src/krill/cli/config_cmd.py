@@ -10,7 +10,10 @@ import yaml
 
 from krill.cli import common
 
-app = typer.Typer(help="Show the effective configuration (secrets masked).", no_args_is_help=True)
+app = typer.Typer(
+    help="Show the effective configuration (secrets masked), or what each key means (explain).",
+    no_args_is_help=True,
+)
 
 
 @app.command("show")
@@ -25,6 +28,17 @@ def show(
         common.STATE.config_file = config
     cfg = common.get_config(extra_overrides=set_)
     typer.echo(render_config(cfg.to_public_dict(), common.STATE.config_file), nl=False)
+
+
+@app.command("explain")
+def explain_cmd(
+    key: str = typer.Argument("", help="A section (agent) or key (agent.context); empty: everything."),
+) -> None:
+    """What each config key does, with its default: `krill config explain agent.context`."""
+    from krill.config import explain
+
+    for dotted, default, description in explain(key):
+        typer.echo(f"{dotted} = {default}\n    {description}" if description else f"{dotted} = {default}")
 
 
 def render_config(public: dict, config_file: str | None) -> str:
