@@ -93,6 +93,7 @@ def test_cache_is_dropped_after_a_fused_optimizer_step():
     msgs = [step_msgs("cool a tomato", 1)]
     pol.generate(msgs, max_new_tokens=4)
     version = pol.prefix_cache.version
+    pol.model.requires_grad_(True)  # full fine-tuning (a loaded policy is frozen until made trainable)
     opt = torch.optim.AdamW(pol.model.parameters(), lr=0.5, fused=True)  # fused: no version-counter bump
     pol.model(**pol.tokenizer("heat the egg", return_tensors="pt")).logits.sum().backward()
     opt.step()

@@ -201,6 +201,8 @@ def test_packed_episode_scores_equal_the_rollout_and_per_step_scoring(policy):
             per_step.append(Sample(s.ids[:b], [0] * a + [1] * (b - a), s.advantage))
     adv = torch.tensor([1.0, -0.5, 0.25, 2.0])
 
+    policy.model.requires_grad_(True)  # loaded for inference: nothing is trainable until asked
+
     def loss_and_grad(batch, advantages):
         policy.model.zero_grad()
         lp, m, _ = sequence_logprobs(policy.model, batch, pad, torch.device("cpu"))
@@ -213,6 +215,7 @@ def test_packed_episode_scores_equal_the_rollout_and_per_step_scoring(policy):
     )
     packed_loss, packed_grad = loss_and_grad(samples, adv[: len(samples)])
     step_loss, step_grad = loss_and_grad(per_step, adv[owner])
+    policy.model.requires_grad_(False)
     assert packed_loss == pytest.approx(step_loss, rel=1e-4)
     assert torch.allclose(packed_grad, step_grad, rtol=1e-3, atol=1e-6)
 

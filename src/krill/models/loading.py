@@ -151,6 +151,9 @@ def load_causal_lm(
         tok.pad_token = tok.eos_token
     model.to(dev)
     model.eval()
+    # loaded for inference: nothing trainable until `make_trainable` says so, which also keeps the
+    # prefix cache's weight check (a checksum of the trainable parameters) from summing the model
+    model.requires_grad_(False)
     return model, tok, dev
 
 
