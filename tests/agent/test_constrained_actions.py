@@ -9,7 +9,7 @@ from krill.agent.actors import LLMActor
 from krill.agent.rollout import EnvListPool, run_episodes
 from krill.config import KrillConfig
 from krill.errors import KrillError
-from krill.models.choices import ChoiceConstraint
+from krill.models.choices import ChoiceTrie
 from krill.models.local import LocalPolicy
 from krill.schema import SkillBank
 from krill.skills.retrieval import Retriever
@@ -27,35 +27,29 @@ def policy() -> LocalPolicy:
     return LocalPolicy("tiny", device="cpu")
 
 
-def test_trie_allows_continuations_and_ends_only_on_a_whole_choice():
-    con = ChoiceConstraint([[1, 2], [1, 2, 3], [4]], terminators={0})
-    assert con.allowed([]) == {1, 4}
-    assert con.allowed([1]) == {2}
-    assert con.allowed([1, 2]) == {3, 0}  # "cabinet 1" is whole, "cabinet 10" goes on
-    assert con.allowed([1, 2, 3]) == {0}
-    assert con.allowed([9]) == set()  # off the trie: the mask then allows everything
-
-
-def test_a_prefix_with_one_possible_choice_completes_at_once(policy, monkeypatch):
-    con = ChoiceConstraint([[1, 2], [1, 2, 3], [4, 5, 6]], terminators={0})
-    assert con.completion([4]) == (5, 6) and con.completion([1]) is None and con.completion([1, 2, 3]) == ()
-    # same answers as decoding every forced token, in fewer forward passes
-    prompts = [_msgs(f"Task {k}: find the mug.") for k in range(6)]
-    calls = {"n": 0}
-    forward = type(policy.model).forward
-
-    def counting(self, *a, **kw):
-        calls["n"] += 1
-        return forward(self, *a, **kw)
-
-    monkeypatch.setattr(type(policy.model), "forward", counting)
-    exact = policy.generate(prompts, max_new_tokens=12, want_logprobs=True, choices=[CHOICES] * 6)
-    n_exact, calls["n"] = calls["n"], 0
-    fast = policy.generate(prompts, max_new_tokens=12, choices=[CHOICES] * 6)
-    assert [g.text for g in fast] == [g.text for g in exact] and [g.token_ids for g in fast] == [
-        g.token_ids for g in exact
+def test_trie_shares_prefixes_and_each_node_sees_only_its_ancestors():
+    trie = ChoiceTrie.build([[1, 2], [1, 2, 3], [4]])
+    assert trie.tokens == [1, 2, 3, 4] and trie.parents == [-1, 0, 1, -1] and trie.depths == [0, 1, 2, 0]
+    assert trie.ends == [1, 2, 3]  # "cabinet 1" ends inside "cabinet 10"
+    assert trie.ancestry().tolist() == [
+        [True, False, False, False],
+        [True, True, False, False],
+        [True, True, True, False],
+        [False, False, False, True],
     ]
-    assert calls["n"] < n_exact
+
+
+def test_greedy_answer_is_the_most_likely_whole_choice(policy):
+    """One trie pass picks what scoring every choice on its own (tokens + end-of-turn) would pick."""
+    prompts = [_msgs(f"Task {k}: find the mug.") for k in range(4)]
+    gens = policy.generate(prompts, max_new_tokens=12, want_logprobs=True, choices=[CHOICES] * 4)
+    end = policy.tokenizer.eos_token_id
+    for msgs, g in zip(prompts, gens, strict=True):
+        text = policy.prompt_text(msgs)
+        ids = [[*policy.tokenizer(c, add_special_tokens=False)["input_ids"], end] for c in CHOICES]
+        totals = [sum(lp) for lp in policy.score([text] * len(ids), ids)]
+        assert g.text == CHOICES[max(range(len(ids)), key=totals.__getitem__)]
+        assert sum(g.logprobs) == pytest.approx(max(totals), abs=1e-4)
 
 
 def test_random_model_answers_only_given_choices(policy):

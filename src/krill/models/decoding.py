@@ -5,8 +5,8 @@ leave the batch (less compute per step), and the log-prob of each chosen token i
 
 Log-prob convention: `logprobs[t] = log_softmax(raw_logits_t)[token_t]`, i.e. under the model's
 distribution at temperature 1 without top-p truncation, whatever temperature was used to sample. That
-is the π_θ(a|s) GRPO's ratio needs, and what `score()` recomputes teacher-forced. A choice
-constraint (`krill.models.choices`) restricts which token is picked, not the recorded log-prob.
+is the π_θ(a|s) GRPO's ratio needs, and what `score()` recomputes teacher-forced. Rows restricted to
+given choices (`krill.models.choices`) record the same per-token log-probs of the action they chose.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from krill.models.choices import ChoiceConstraint, choice_mask
+from krill.models.choices import ChoiceTrie, pick_choices
 from krill.models.kv_prefix import PrefixCache, build_inputs, extract_rows, kv_bytes_per_token, stack_prefixes
 
 ROWWISE_MIN_TOKENS = 128  # CPU: shorter prefills are memory-bound (benchmarks/bench_conversation.py)
@@ -58,14 +58,10 @@ def next_tokens(
     temperature: float,
     top_p: float,
     generator: torch.Generator | None,
-    allowed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pick one token per row from raw logits [B, V] (only where `allowed` [B, V] is True, if given);
-    returns (tokens [B], log-probs at T=1 of the unmasked logits [B])."""
+    """Pick one token per row from raw logits [B, V]; returns (tokens [B], their log-probs at T=1 [B])."""
     logits = logits.float()
     logp = F.log_softmax(logits, dim=-1)  # [B, V]
-    if allowed is not None:
-        logits = logits.masked_fill(~allowed, float("-inf"))
     if temperature <= 0:
         tokens = logits.argmax(dim=-1)
     else:
@@ -94,7 +90,6 @@ def decode_batch(
     prefix_cache: PrefixCache | None = None,
     rowwise_prefill: bool = False,
     choices: list[list[list[int]] | None] | None = None,
-    complete_forced: bool = False,
 ) -> list[RowResult]:
     """Decode every prompt (token ids) together until EOS, a stop string, or `max_new_tokens`.
 
@@ -102,10 +97,8 @@ def decode_batch(
     the rest is prefilled; the new prompts' states are stored for the next call. `rowwise_prefill`
     (needs the cache) prefills one row at a time, so no compute goes to padding: on CPU prefill is
     compute-bound and gains nothing from batching, while decode (memory-bound) still runs batched.
-    `choices[i]` (token-id sequences, or None) limits row i to one of them, then end-of-turn.
-    `complete_forced`: a constrained row whose prefix fits only one choice is finished at once with
-    that choice's remaining tokens (no forward pass per forced token; those tokens get no log-prob,
-    so only for callers that want none).
+    `choices[i]` (token-id sequences, or None): row i answers the most likely of them (or samples
+    one), then end-of-turn; all such rows are scored in one pass (`krill.models.choices`).
     """
     n = len(prompts)
     # row-wise only when every row's states fit in the cache at once (else the batch would recompute
@@ -123,7 +116,7 @@ def decode_batch(
     eos = _eos_ids(model, tokenizer)
     end_of_turn = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos)
     rows = [RowResult() for _ in range(n)]
-    constraints = [ChoiceConstraint(c, eos) if c else None for c in (choices or [None] * n)]
+    tries = [ChoiceTrie.build(c) if c else None for c in (choices or [None] * n)]
     live = list(range(n))  # original row index of each row still in the batch
     try:
         cache, logits, attention_mask, positions = _prefill(model, tokenizer, prompts, prefix_cache)
@@ -132,24 +125,28 @@ def decode_batch(
             prefix_cache.paused = False
     cache_kw = _cache_kwarg(model)
     device = attention_mask.device
+    if any(tries):  # rows with choices are answered at once; the others decode below
+        picks = pick_choices(model, cache, attention_mask, positions, logits, tries, end_of_turn, cache_kw,
+                             temperature, generator)  # fmt: skip
+        for i, pick in enumerate(picks):
+            if pick is not None:
+                rows[i].token_ids, rows[i].logprobs = pick
+                rows[i].finish_reason = "stop"
+        live = [i for i in range(n) if picks[i] is None]
+        if not live:
+            max_new_tokens = 0
+        elif len(live) < n:
+            idx = torch.tensor(live, device=device)
+            cache.batch_select_indices(idx)
+            logits, attention_mask, positions = logits[idx], attention_mask[idx], positions[idx]
     for _ in range(max_new_tokens):
-        allowed = None
-        if any(constraints[i] is not None for i in live):
-            allowed = choice_mask([constraints[i] for i in live], [rows[i].token_ids for i in live], logits)
-        tokens, logps = next_tokens(logits, temperature, top_p, generator, allowed)
+        tokens, logps = next_tokens(logits, temperature, top_p, generator)
         keep = []
         for j, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist(), strict=True)):
-            row, con = rows[live[j]], constraints[live[j]]
+            row = rows[live[j]]
             row.token_ids.append(tok)
             row.logprobs.append(lp)
-            rest = (
-                con.completion(row.token_ids)
-                if complete_forced and con is not None and tok not in eos
-                else None
-            )
-            if rest is not None:
-                row.token_ids.extend([*rest, end_of_turn])
-            if rest is not None or tok in eos or _hit_stop(tokenizer, row, stops):
+            if tok in eos or _hit_stop(tokenizer, row, stops):
                 row.finish_reason = "stop"
             else:
                 keep.append(j)

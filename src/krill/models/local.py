@@ -15,7 +15,7 @@ import torch
 
 from krill.models.base import Generation, Messages
 from krill.models.decoding import decode_batch
-from krill.models.kv_prefix import PrefixCache
+from krill.models.kv_prefix import PrefixCache, kv_bytes_per_token
 from krill.models.loading import load_causal_lm
 
 
@@ -38,7 +38,7 @@ def eval_mode(model):
 class LocalPolicy:
     """A local HF causal LM behind the Policy protocol (batched, left-padded, per-row stop strings)."""
 
-    supports_choices = True  # generate(choices=...) decodes only the given answers (see choices.py)
+    supports_choices = True  # generate(choices=...) answers one of the given choices (see choices.py)
     supports_prompt_ids = True  # generate(prompt_ids=...) takes token ids as they are (conversation mode)
 
     def __init__(
@@ -51,7 +51,7 @@ class LocalPolicy:
         *,
         batch_size: int = 64,
         seed: int = 0,
-        prefix_cache_bytes: int = 1 << 30,
+        prefix_cache_bytes: int | None = None,
         rowwise_prefill: bool | None = None,
     ):
         self.name = model_name_or_path if not adapter else f"{model_name_or_path}+{adapter}"
@@ -64,7 +64,10 @@ class LocalPolicy:
             cache_dir=cache_dir or default_cache_dir(),
             seed=seed,
         )
-        # KV states of recent prompts, reused for their shared prefixes (0 disables; see kv_prefix.py)
+        # KV states of recent prompts, reused for their shared prefixes (0 disables; see kv_prefix.py).
+        # Default: 1 GiB, or room for every row of a batch at 2,048 tokens (a conversation per row).
+        if prefix_cache_bytes is None:
+            prefix_cache_bytes = max(1 << 30, batch_size * 2048 * kv_bytes_per_token(self.model))
         self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         # CPU prefill is compute-bound: one row at a time wastes nothing on padding (None = on CPU only)
         self.rowwise_prefill = self.device.type == "cpu" if rowwise_prefill is None else rowwise_prefill
@@ -134,7 +137,6 @@ class LocalPolicy:
                     prefix_cache=self.prefix_cache,
                     rowwise_prefill=self.rowwise_prefill,
                     choices=chunk_choices,
-                    complete_forced=not want_logprobs,
                 )
             for text, row, row_ids in zip(chunk, rows, ids, strict=True):
                 out.append(
