@@ -21,7 +21,8 @@ def test_smollm2_collect_alfworld_with_example_bank(tmp_path):
     out = tmp_path / "smol.jsonl"
     res = CliRunner().invoke(
         app,
-        ["--preset", "quick", "collect", "--episodes", "8", "--env", "alfworld", "--policy", "local",
+        ["--preset", "quick", "--set", "agent.context=window", "--set", "agent.constrain_actions=false",
+         "--set", "agent.show_admissible=true", "--set", "agent.restate_task=false", "collect", "--episodes", "8", "--env", "alfworld", "--policy", "local",
          "--skill-bank", bank_path, "--max-steps", "4", "--out", str(out)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output

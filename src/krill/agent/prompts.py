@@ -185,9 +185,11 @@ def _turn_text(turn: Turn, task: str, cfg: KrillConfig) -> str:
 
 def _reminder(task: str, cfg: KrillConfig) -> str:
     reminder = REMINDER_THINK if cfg.agent.think else REMINDER_BARE
+    if cfg.agent.context == "conversation" and cfg.agent.constrain_actions and not cfg.agent.show_admissible:
+        reminder = ""  # the decoder picks an admissible action itself; asking for one from a list not shown says nothing
     if cfg.agent.restate_task:
         # a small model copies the object name from nearby text: the task sits ~1,000 tokens up
-        reminder = f"{RESTATE_TEMPLATE.format(task=task.strip().rstrip('.'))} {reminder}"
+        reminder = f"{RESTATE_TEMPLATE.format(task=task.strip().rstrip('.'))} {reminder}".strip()
     return reminder
 
 
