@@ -267,3 +267,28 @@ def test_a_rebuilt_chat_starts_a_new_sample():
         ([1, 2, 3, 4, 5, 6], [0, 0, 1, 0, 1, 1]),
         ([7, 8, 9], [0, 0, 1]),
     ]
+
+
+def test_think_format_and_constrained_answers_work_in_a_conversation(policy):
+    cfg = _cfg()
+    cfg.agent.think = True
+    turns = [
+        Turn("You are in the kitchen.", (), "<think>the fridge</think><action>go to fridge 1</action>"),
+        Turn("ok", ()),
+    ]
+    msgs = build_conversation("cool an apple", turns, cfg)
+    assert "<think>" in msgs[0]["content"] and msgs[2]["content"].startswith("<think>the fridge</think>")
+    assert msgs[3]["content"].endswith("then give your action inside <action> </action>.")
+    cfg = _cfg()
+    cfg.agent.constrain_actions = True
+    trajs = _rollout(policy, cfg, 2, sample=True)
+    steps = [s for t in trajs for s in t.steps]
+    assert steps and all(s.valid for s in steps)  # the tiny random model answers only admissible actions
+    samples = build_samples(trajs, torch.ones(len(trajs)), policy.tokenizer)
+    with torch.no_grad():
+        logp, mask, _ = sequence_logprobs(
+            policy.model, samples, policy.tokenizer.pad_token_id, torch.device("cpu")
+        )
+    for i, t in enumerate(trajs):  # the chosen actions' recorded log-probs are what GRPO recomputes
+        recorded = [lp for s in t.steps for lp in s.model_extra["response_logprobs"]]
+        assert logp[i][mask[i].bool()].tolist() == pytest.approx(recorded, abs=1e-4)
