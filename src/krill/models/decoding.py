@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from krill.models.choices import ChoiceTrie, pick_choices
 from krill.models.kv_prefix import PrefixCache, build_inputs, extract_rows, kv_bytes_per_token, stack_prefixes
 
-ROWWISE_MIN_TOKENS = 128  # CPU: shorter prefills are memory-bound (benchmarks/bench_conversation.py)
+ROWWISE_MIN_TOKENS = 128  # CPU: a shorter prefill is bound by reading the weights: n row passes, n reads
 
 
 @dataclass
