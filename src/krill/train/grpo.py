@@ -86,10 +86,11 @@ def grpo_loss(
     """Clipped-surrogate GRPO loss with a k3 KL penalty to the reference, as a masked token mean.
 
     Notation:
-        N: samples (one agent step each: the prompt at that step → the response tokens),
+        N: samples (one agent step each: the prompt at that step → the response tokens; or, in
+        conversation mode, one episode each: its chat, with T spanning its replies and the turns between),
         T: response tokens (padded). logprobs: log π_θ(a_t|s) [N, T] (with grad);
         old_logprobs: log π_old at rollout time [N, T]; ref_logprobs: log π_ref (adapter off) [N, T];
-        advantages: A of each sample's trajectory [N] or per token [N, T]; mask: 1 on real tokens [N, T].
+        advantages: A of each sample's trajectory [N] or per token [N, T]; mask: 1 on the policy's own tokens [N, T].
     """
     mask = mask.to(logprobs.dtype)  # [N, T]
     adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages  # [N, 1] or [N, T]

@@ -5,6 +5,8 @@ One iteration (recipe shape: setup → rollout → advantages → update → log
 2. roll out with `LLMActor(sample=True)` at `rl.temperature` (skills retrieved from the current bank);
 3. reward R_i = episode return − invalid_action_penalty × #invalid actions; A_i = group z-score;
 4. every LLM step of trajectory i is one sample (its prompt → its response tokens) carrying A_i;
+   with `agent.context: conversation` the whole trajectory is one sample (its chat as the decoder
+   saw it, every reply's tokens carrying A_i), scored in one forward pass;
 5. old log-probs are RECOMPUTED with the same model, same mode and dtype, right before the update
    (not the sampler's): the sampler may batch/pad differently or be a remote server, and a ratio
    that starts at exactly 1 is what the clipped surrogate assumes; reference log-probs come from the
