@@ -161,8 +161,10 @@ def fit_conversation(turns: Sequence[Turn], first: int, limit: int, count: Calla
     """The `first` exchange to show: unchanged while the chat fits `limit` tokens, else the oldest are
     dropped until it fits 3/4 of it (one rebuild, then several steps that extend it again)."""
 
+    per_turn = [count(t.observation) + count(t.reply or "") + 8 for t in turns]  # 8: template tokens
+
     def size(k: int) -> int:
-        return sum(count(t.observation) + count(t.reply or "") + 8 for t in [turns[0], *turns[k + 1 :]])
+        return per_turn[0] + sum(per_turn[k + 1 :])
 
     if size(first) <= limit:
         return first
