@@ -13,7 +13,8 @@
 # Steps:
 #   1. deps        import what the check needs; install the carried wheels (--no-deps) if any is missing
 #   2. gpu tests   pytest -m gpu tests/gpu (tiny model + random weights of SmolLM2-135M's shape)
-#   3. rollout     batched (32 episodes) vs one at a time, generated tokens/s, random:smollm2-360m, bf16;
+#   3. rollout     batched (32 episodes) vs one at a time, generated tokens/s, random:smollm2-360m, bf16,
+#                  each step a fresh window, then episodes as chats (agent.context=conversation);
 #                  then krill's decoding loop vs a bare HF forward loop, ms per step (+ profiler table)
 #   4. train       `krill --preset tiny train` (WebShop, hash embedder) on the GPU, then on CPU cores
 #   5. train-real  (--real-train) the same with random:smollm2-135m, the default policy's shape
@@ -115,7 +116,7 @@ fi
 
 # -- 2. gpu tests ------------------------------------------------------------------------------------
 if [ "$cuda" = "1" ]; then
-  NOTE="pytest -m gpu" timed gpu-tests 240 "$py" -m pytest -q -m gpu tests/gpu -p no:cacheprovider -rs
+  NOTE="pytest -m gpu" timed gpu-tests 300 "$py" -m pytest -q -m gpu tests/gpu -p no:cacheprovider -rs
 else
   # collected and skipped without CUDA: proves the marker and the skip work here
   NOTE="collected, skipped without CUDA" timed gpu-tests 120 "$py" -m pytest -q -m gpu tests/gpu -p no:cacheprovider -rs
@@ -126,6 +127,9 @@ if [ "$cuda" = "1" ]; then
   NOTE="random:smollm2-360m bf16, 32 episodes x 3 steps, 32 new tokens" timed rollout 240 \
     "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
     --serial-episodes 4 --steps 3 --max-new-tokens 32 --threads 8
+  NOTE="the same, episodes as chats (agent.context=conversation), 6 steps" timed rollout-conversation 240 \
+    "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
+    --serial-episodes 4 --steps 6 --max-new-tokens 32 --threads 8 --context conversation
   NOTE="krill's loop vs a bare HF loop, ms/step, random:smollm2-360m bf16" timed decode-overhead 120 \
     "$py" benchmarks/bench_decode_overhead.py --model random:smollm2-360m --rows 32 --tokens 64 --profile
 else

@@ -13,12 +13,16 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
+from agent_fakes import KitchenEnv  # noqa: E402
+
 from krill.agent.actors import LLMActor
-from krill.agent.rollout import run_episodes
+from krill.agent.rollout import EnvListPool, run_episodes
 from krill.config import load_config
 from krill.envs.pool import SerialPool
 from krill.models.decoding import _prefill
@@ -141,23 +145,40 @@ def test_bf16_and_fp32_agree_on_a_real_shape(gpu_record):
     assert mean < BF16_MEAN and worst < BF16_MAX, (mean, worst)
 
 
-@pytest.mark.parametrize(("model", "dtype", "tol_mean", "tol_max"),
-                         [("tiny", "float32", 1e-4, 1e-3), (REAL, "bfloat16", BF16_MEAN, BF16_MAX)])  # fmt: skip
-def test_rollout_logprobs_equal_grpo_scoring_on_device(model, dtype, tol_mean, tol_max, gpu_record):
-    cfg = _cfg(f"model.policy.model={model}", f"model.policy.dtype={dtype}")
+MODELS = [("tiny", "float32", 1e-4, 1e-3), (REAL, "bfloat16", BF16_MEAN, BF16_MAX)]
+AGENTS = {  # each way an episode reaches the model: a fresh window per step, one chat, choices only
+    "window": [],
+    "conversation": ["agent.context=conversation"],
+    "conversation-constrained": ["agent.context=conversation", "agent.constrain_actions=true"],
+}
+
+
+@pytest.mark.parametrize("agent", list(AGENTS))
+@pytest.mark.parametrize(("model", "dtype", "tol_mean", "tol_max"), MODELS)
+def test_rollout_logprobs_equal_grpo_scoring_on_device(model, dtype, tol_mean, tol_max, agent, gpu_record):
+    cfg = _cfg(f"model.policy.model={model}", f"model.policy.dtype={dtype}", *AGENTS[agent])
     policy = LocalPolicy(model, device=DEVICE.type, dtype=dtype)
     actor = LLMActor(policy, None, cfg, sample=True, want_logprobs=True, seed=3)
-    pool = SerialPool("webshop", 4, "train", cfg)
+    # WebShop's first page takes a free-text search, so choices get their turn in the kitchen
+    pool = (
+        EnvListPool([KitchenEnv() for _ in range(4)])
+        if "constrained" in agent
+        else SerialPool("webshop", 4, "train", cfg)
+    )
     try:
-        trajs = run_episodes(actor, pool, pool.task_ids()[:4], cfg, max_steps=2)
+        trajs = run_episodes(actor, pool, pool.task_ids()[:4], cfg, max_steps=3)
     finally:
         pool.close()
-    recorded = [
-        s.model_extra["response_logprobs"]
+    per_step = [
+        [
+            s.model_extra["response_logprobs"]
+            for s in t.steps
+            if (s.model_extra or {}).get("response_token_ids")
+        ]
         for t in trajs
-        for s in t.steps
-        if (s.model_extra or {}).get("response_token_ids") and not s.model_extra.get("error")
     ]
+    # a window sample per step; a conversation packs its episode's replies into one sample
+    recorded = [lp for t in per_step for lp in t] if agent == "window" else [sum(t, []) for t in per_step]
     samples = build_samples(trajs, torch.ones(len(trajs)), policy.tokenizer)
     assert len(samples) == len(recorded) > 0
     with torch.no_grad():
@@ -165,8 +186,29 @@ def test_rollout_logprobs_equal_grpo_scoring_on_device(model, dtype, tol_mean, t
     assert logp.device.type == DEVICE.type
     rescored = [logp[i][mask[i].bool()].tolist() for i in range(len(samples))]
     mean, worst = _gaps(recorded, rescored)
+    if "constrained" in agent:
+        assert all(s.valid for t in trajs for s in t.steps)
     gpu_record(mean_gap=mean, max_gap=worst, samples=len(samples))
     assert mean < tol_mean and worst < tol_max, (mean, worst)
+
+
+@pytest.mark.parametrize(("model", "dtype", "tol_mean", "tol_max"), MODELS)
+def test_trie_choices_on_device_pick_the_best_whole_action(model, dtype, tol_mean, tol_max, gpu_record):
+    """One tree-masked pass on the device scores each choice as scoring it alone does."""
+    policy = LocalPolicy(model, device=DEVICE.type, dtype=dtype)
+    prompts = [_msgs(t) for t in TASKS]
+    gens = policy.generate(prompts, max_new_tokens=16, want_logprobs=True, choices=[ACTIONS] * len(TASKS))
+    worst_pick, worst_sum = 0.0, 0.0
+    for msgs, g in zip(prompts, gens, strict=True):
+        assert g.text in ACTIONS
+        end = g.token_ids[-1]
+        ids = [[*policy.tokenizer(a, add_special_tokens=False)["input_ids"], end] for a in ACTIONS]
+        totals = [sum(lp) for lp in policy.score([policy.prompt_text(msgs)] * len(ids), ids)]
+        worst_pick = max(worst_pick, max(totals) - totals[ACTIONS.index(g.text)])
+        worst_sum = max(worst_sum, abs(sum(g.logprobs) - totals[ACTIONS.index(g.text)]))
+    gpu_record(pick_gap_nats=worst_pick, logprob_sum_gap=worst_sum, rows=len(TASKS))
+    # a near tie may flip under bf16 rounding, never a clear choice
+    assert worst_pick <= tol_max * 4 and worst_sum <= tol_max * 4, (worst_pick, worst_sum)
 
 
 def test_sft_and_grpo_steps_on_cuda_change_only_the_adapter(tmp_path, gpu_record):
