@@ -1,4 +1,5 @@
-"""The Env protocol every environment implements, and the registry that builds them by name.
+"""The Env protocol every environment implements, the Pool protocol over batches of them, and the
+registry that builds envs by name.
 
 `reset(task_id | None) -> (observation, info)`; `step(action) -> (observation, reward, done, info)`.
 `info` always carries: task_id, task_description, task_category, admissible_actions (list[str]),
@@ -8,12 +9,15 @@ Rewards follow the benchmarks: ALFWorld 10·won at the end; WebShop 10·score at
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, Self, runtime_checkable
 
 from krill.errors import KrillError
 
 INVALID_OBSERVATION = "Nothing happens."
+
+Obs = tuple[str, dict[str, Any]]  # what reset returns: (observation, info)
+StepResult = tuple[str, float, bool, dict[str, Any]]  # what step returns: (observation, reward, done, info)
 
 
 @runtime_checkable
@@ -34,6 +38,43 @@ class Env(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Pool(Protocol):
+    """`len(pool)` envs of one kind, reset and stepped by index as one batch (`krill.envs.pool`).
+
+    Results come back in the order of `indices`. A failing env never stops a batch: its episode
+    comes back done with `info["error"]` naming why; only a caller's mistake (a bad index, an
+    unknown task) raises `KrillError`. A pool is a context manager that closes its envs.
+    """
+
+    name: str
+    max_steps: int
+
+    def task_ids(self) -> list[str]:
+        """Every task of the envs' split, in a stable order."""
+        ...
+
+    def reset(self, indices: Sequence[int], task_ids: Sequence[str | None]) -> list[Obs]:
+        """Reset env `indices[k]` to `task_ids[k]` (None = that env's next task)."""
+        ...
+
+    def reset_all(self, task_ids: Sequence[str | None]) -> list[Obs]:
+        """Reset envs 0..len(task_ids)-1 to these tasks."""
+        ...
+
+    def step(self, indices: Sequence[int], actions: Sequence[str]) -> list[StepResult]: ...
+
+    def expert_actions(self, indices: Sequence[int]) -> list[str | None]: ...
+
+    def close(self) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 EnvFactory = Callable[..., Env]
