@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,16 @@ from krill.errors import KrillError
 from krill.schema import format_loc
 
 PRESETS = ("tiny", "quick", "paper")
+Phase = Literal["collect", "eval", "validation", "rollout"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings handed to an actor by the phase that runs it (`KrillConfig.sampling`)."""
+
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 64
 
 
 class _Section(BaseModel):
@@ -285,6 +296,26 @@ class KrillConfig(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
+    def sampling(self, phase: Phase) -> Sampling:
+        """How `phase` decodes: collect and eval read their own temperature, RL rollouts sample at
+        `rl.temperature` up to `rl.max_response_length` tokens, validation is greedy."""
+        policy = self.model.policy
+        temperature, max_new = {
+            "collect": (policy.temperature, policy.max_new_tokens),
+            "eval": (self.eval.temperature, policy.max_new_tokens),
+            "validation": (0.0, policy.max_new_tokens),
+            "rollout": (self.rl.temperature, self.rl.max_response_length),
+        }[phase]
+        return Sampling(temperature, policy.top_p, max_new)
+
+    def override(self, changes: dict[str, Any]) -> KrillConfig:
+        """A validated copy with dotted keys changed (`{"model.policy.backend": "openai"}`): configs
+        are read-only once loaded, so a phase that needs other settings derives its own."""
+        data = self.model_dump()
+        for key, value in changes.items():
+            data = deep_merge(data, _nest(key.split("."), value))
+        return KrillConfig.model_validate(data)
+
     def to_public_dict(self) -> dict[str, Any]:
         """The config as written to disk/printed: it holds env var *names*, never key values, and
         URLs with their credentials masked (the running code keeps the real URL)."""
@@ -436,9 +467,6 @@ def load_config(
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         raise KrillError(msg, path=source, where=where) from None
     check_endpoints(cfg, source)
-    from krill.categories import register_categories
-
-    register_categories(cfg.env.categories)
     return cfg
 
 

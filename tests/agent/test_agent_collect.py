@@ -8,7 +8,7 @@ import pytest
 from agent_fakes import KitchenEnv
 from typer.testing import CliRunner
 
-from krill.agent.actors import ExpertActor, RandomActor
+from krill.agent.actors import ExpertActor, RandomActor, make_actor
 from krill.agent.collect import CollectOptions, collect, summarize, task_plan
 from krill.agent.rollout import EnvListPool
 from krill.cli.main import app
@@ -43,7 +43,7 @@ def strip(trajs):
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json"])
-def test_interrupted_collect_resumes_only_the_rest(tmp_path, monkeypatch, suffix):
+def test_interrupted_collect_resumes_only_the_rest(tmp_path, suffix):
     cfg = KrillConfig()
     opts = CollectOptions(episodes=9, policy="random", out=str(tmp_path / f"full{suffix}"), seed=5)
     full = collect(cfg, opts, pool=pool())
@@ -51,12 +51,8 @@ def test_interrupted_collect_resumes_only_the_rest(tmp_path, monkeypatch, suffix
 
     out = tmp_path / f"cut{suffix}"
     cut = CollectOptions(episodes=9, policy="random", out=str(out), seed=5)
-    import krill.agent.collect as core
-
-    real = core.build_actor
-    monkeypatch.setattr(core, "build_actor", lambda c, o: (DyingActor(real(c, o)[0], die_at=13), 0))
     with pytest.raises(Interrupt):
-        collect(cfg, cut, pool=pool())
+        collect(cfg, cut, pool=pool(), actor=DyingActor(make_actor("random", cfg, seed=5), die_at=13))
     log = out if suffix == ".jsonl" else tmp_path / f"cut{suffix}.partial.jsonl"
     assert not (suffix == ".json" and out.exists())  # the array is only written when complete
     lines = log.read_text().splitlines()
@@ -64,7 +60,6 @@ def test_interrupted_collect_resumes_only_the_rest(tmp_path, monkeypatch, suffix
     with open(log, "a") as fh:  # a torn last line, as a kill mid-append leaves
         fh.write('{"id": "torn", "task_desc')
 
-    monkeypatch.setattr(core, "build_actor", real)
     cut.resume = True
     resumed = collect(cfg, cut, pool=pool())
     assert resumed.resumed == len(lines) and resumed.ran == 9 - len(lines)

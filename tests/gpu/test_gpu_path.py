@@ -158,7 +158,7 @@ AGENTS = {  # each way an episode reaches the model: a fresh window per step, on
 def test_rollout_logprobs_equal_grpo_scoring_on_device(model, dtype, tol_mean, tol_max, agent, gpu_record):
     cfg = _cfg(f"model.policy.model={model}", f"model.policy.dtype={dtype}", *AGENTS[agent])
     policy = LocalPolicy(model, device=DEVICE.type, dtype=dtype)
-    actor = LLMActor(policy, None, cfg, sample=True, want_logprobs=True, seed=3)
+    actor = LLMActor(policy, None, cfg, cfg.sampling("rollout"), want_logprobs=True, seed=3)
     # WebShop's first page takes a free-text search, so choices get their turn in the kitchen
     pool = (
         EnvListPool([KitchenEnv() for _ in range(4)])

@@ -159,7 +159,8 @@ def policy():
 
 def _rollout(policy, cfg, slots, sample=True, tasks=("t0", "t1", "t2", "t3")):
     policy.reset_prefix_cache()
-    actor = LLMActor(policy, None, cfg, sample=sample, want_logprobs=True, seed=3)
+    sampling = cfg.sampling("rollout" if sample else "collect")
+    actor = LLMActor(policy, None, cfg, sampling, want_logprobs=True, seed=3)
     return run_episodes(
         actor, EnvListPool([KitchenEnv() for _ in range(slots)]), list(tasks), cfg, max_steps=4
     )

@@ -24,8 +24,9 @@ from krill.errors import KrillError
 
 if TYPE_CHECKING:
     from krill.agent.rollout import Episode
-    from krill.config import KrillConfig
+    from krill.config import KrillConfig, Sampling
     from krill.models.base import Policy
+    from krill.schema import SkillBank
     from krill.skills.retrieval import Retriever
 
 
@@ -49,8 +50,9 @@ class Actor(Protocol):
 class LLMActor:
     """A policy prompted with the task, history, admissible actions and retrieved skills.
 
-    `sample=False` decodes with `model.policy.temperature` (greedy by default); `sample=True` uses
-    `rl.temperature`, so G copies of one task in a batch are independent samples (GRPO groups).
+    `sampling` comes from the phase that runs the actor (`cfg.sampling("eval")`, `"rollout"`, ...;
+    default `"collect"`): G copies of one task in a batch sampled at `rl.temperature` are independent
+    samples (GRPO groups). `use_skills` (default `agent.use_skills`) turns the skills off for an ablation.
     """
 
     def __init__(
@@ -58,12 +60,17 @@ class LLMActor:
         policy: Policy,
         retriever: Retriever | None,
         cfg: KrillConfig,
-        sample: bool = False,
+        sampling: Sampling | None = None,
         want_logprobs: bool = False,
         seed: int = 0,
+        use_skills: bool | None = None,
     ):
         self.policy, self.retriever, self.cfg = policy, retriever, cfg
-        self.sample, self.want_logprobs, self.seed = sample, want_logprobs, seed
+        self.sampling = sampling or cfg.sampling("collect")
+        self.use_skills = (
+            cfg.agent.use_skills if use_skills is None else use_skills
+        ) and retriever is not None
+        self.want_logprobs, self.seed = want_logprobs, seed
         self.name = getattr(policy, "name", type(policy).__name__)
         self.count_tokens = getattr(policy, "count_tokens", None) or _tokenizer_counter(policy)
         self._calls = 0
@@ -76,7 +83,7 @@ class LLMActor:
 
     def prompt_for(self, ep: Episode) -> list[dict[str, str]]:
         """The chat messages for this episode's current step (retrieval done once per episode)."""
-        use_skills = self.cfg.agent.use_skills and self.retriever is not None
+        use_skills = self.use_skills
         if use_skills and ep.retrieved is None:
             ep.retrieved = self.retriever.retrieve(ep.task, ep.category)
         if self.cfg.agent.context == "conversation":
@@ -100,10 +107,8 @@ class LLMActor:
         )
 
     def act(self, episodes: list[Episode], pool: Any) -> list[Decision]:
-        pcfg = self.cfg.model.policy
         batch = [self.prompt_for(ep) for ep in episodes]
-        temperature = self.cfg.rl.temperature if self.sample else pcfg.temperature
-        max_new = self.cfg.rl.max_response_length if self.sample else pcfg.max_new_tokens
+        temperature = self.sampling.temperature
         extra: dict[str, Any] = {}
         if (
             self.cfg.agent.constrain_actions
@@ -117,9 +122,9 @@ class LLMActor:
         self._calls += 1
         gens = self.policy.generate(
             batch,
-            max_new_tokens=max_new,
+            max_new_tokens=self.sampling.max_new_tokens,
             temperature=temperature,
-            top_p=pcfg.top_p,
+            top_p=self.sampling.top_p,
             want_logprobs=self.want_logprobs,
             # A bare action is one line: stopping at the newline saves decode steps (leading
             # whitespace never stops a row, see krill.models.decoding.find_stop).
@@ -147,7 +152,7 @@ class LLMActor:
         return new, False
 
     def _decide(self, ep: Episode, messages, gen, context=None) -> Decision:
-        skills = ep.retrieved.skill_ids() if (ep.retrieved is not None and self.cfg.agent.use_skills) else []
+        skills = ep.retrieved.skill_ids() if (ep.retrieved is not None and self.use_skills) else []
         if context is not None:  # conversation: this step's new ids, not the (growing) whole prompt
             where = {"context_ids": list(context[0]), "context_reset": context[1]}
         else:
@@ -205,6 +210,36 @@ class RandomActor:
             k = min(len(words), rng.randint(2, 5))
             return f"{choice[: -len(TEMPLATE_SUFFIX)]}[{' '.join(rng.sample(words, k)) if k else 'item'}]"
         return choice
+
+
+ACTOR_KINDS = ("expert", "random", "local", "openai")
+
+
+def make_actor(
+    kind: str,
+    cfg: KrillConfig,
+    *,
+    bank: SkillBank | None = None,
+    sampling: Sampling | None = None,
+    seed: int = 0,
+    use_skills: bool = True,
+) -> Actor:
+    """The actor for `kind`: the env's expert, random, or the LLM policy (`local` weights or an
+    `openai`-compatible server) retrieving from `bank`; `cfg` is not changed."""
+    if kind == "expert":
+        return ExpertActor()
+    if kind == "random":
+        return RandomActor(seed)
+    if kind not in ACTOR_KINDS:
+        raise KrillError(f"unknown policy {kind!r}; choose one of {', '.join(ACTOR_KINDS)}", where="--policy")
+    from krill.models import build_policy
+    from krill.skills.retrieval import build_retriever
+
+    backend = "local" if kind == "local" else "openai"
+    pcfg = cfg if cfg.model.policy.backend == backend else cfg.override({"model.policy.backend": backend})
+    use = use_skills and bank is not None and cfg.agent.use_skills
+    retriever = build_retriever(bank, cfg) if use else None
+    return LLMActor(build_policy(pcfg), retriever, cfg, sampling, seed=seed, use_skills=use)
 
 
 def _check_constrainable(policy: Any, cfg: KrillConfig) -> None:

@@ -12,9 +12,9 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from krill.agent.actors import ExpertActor, LLMActor, RandomActor
+from krill.agent.actors import make_actor
 from krill.agent.rollout import run_episodes
 from krill.config import KrillConfig
 from krill.errors import KrillError
@@ -22,7 +22,9 @@ from krill.formats.trajectories import TrajectoryWriter
 from krill.io import MAX_TRAJECTORY_BYTES, read_jsonl
 from krill.schema import Trajectory
 
-POLICIES = ("expert", "random", "local", "openai")
+if TYPE_CHECKING:
+    from krill.envs.base import Pool
+
 DEFAULT_OUT = "data/trajectories.json"  # the original krill's default path (JSON array)
 
 
@@ -57,36 +59,25 @@ def task_plan(task_ids: list[str], episodes: int, seed: int) -> list[str]:
     return [order[i % len(order)] for i in range(episodes)]
 
 
-def build_actor(cfg: KrillConfig, opts: CollectOptions) -> tuple[Any, int]:
-    """The actor for `opts.policy` (+ the number of skills it can retrieve from)."""
-    if opts.policy == "expert":
-        return ExpertActor(), 0
-    if opts.policy == "random":
-        return RandomActor(opts.seed), 0
-    if opts.policy not in POLICIES:
-        raise KrillError(
-            f"unknown policy {opts.policy!r}; choose one of {', '.join(POLICIES)}", where="--policy"
-        )
-    from krill.models import build_policy
-
-    cfg.model.policy.backend = "local" if opts.policy == "local" else "openai"
-    retriever, n_skills = None, 0
-    if opts.skill_bank and cfg.agent.use_skills:
-        from krill.formats.banks import load_bank
-        from krill.skills.retrieval import build_retriever
-
-        bank = load_bank(opts.skill_bank)
-        retriever, n_skills = build_retriever(bank, cfg), len(bank)
-    return LLMActor(build_policy(cfg), retriever, cfg, seed=opts.seed), n_skills
-
-
 def collect(
-    cfg: KrillConfig, opts: CollectOptions, *, pool: Any = None, progress: Any = None
+    cfg: KrillConfig,
+    opts: CollectOptions,
+    *,
+    pool: Pool | None = None,
+    actor: Any = None,
+    progress: Any = None,
 ) -> CollectResult:
-    """Run (or resume) `opts.episodes` episodes and write them to `opts.out`; returns all trajectories."""
+    """Run (or resume) `opts.episodes` episodes and write them to `opts.out`; returns all trajectories.
+
+    The actor is `opts.policy`'s (`make_actor`), decoding at `cfg.sampling("collect")`, unless given."""
     if opts.episodes < 1:
         raise KrillError(f"--episodes must be at least 1, got {opts.episodes}")
-    actor, n_skills = build_actor(cfg, opts)
+    bank = None
+    if opts.skill_bank and cfg.agent.use_skills and opts.policy in ("local", "openai"):
+        from krill.formats.banks import load_bank
+
+        bank = load_bank(opts.skill_bank)
+    actor = actor or make_actor(opts.policy, cfg, bank=bank, sampling=cfg.sampling("collect"), seed=opts.seed)
     writer = TrajectoryWriter(opts.out, resume=opts.resume)
     previous = _previous(writer.log, cfg, opts) if opts.resume else {}
     own_pool = pool is None
@@ -117,7 +108,7 @@ def collect(
         ran=len(new),
         resumed=len(previous),
         policy=getattr(actor, "name", opts.policy),
-        skills=n_skills,
+        skills=len(bank) if bank is not None else 0,
     )
 
 

@@ -6,7 +6,7 @@ episodes become `Trajectory`s and their slots take the next task. Invalid action
 env as-is (it answers "Nothing happens.") and recorded with `valid=False`.
 
 GRPO groups: `task_ids` may repeat a task G times (`[t0]*G + [t1]*G ...`); every copy is its own
-episode in its own env slot, and with a sampling actor (`LLMActor(sample=True)`) each copy draws its
+episode in its own env slot, and with a sampling actor (`LLMActor` at `cfg.sampling("rollout")`) each copy draws its
 own tokens, so the G trajectories are independent samples of the same task.
 """
 

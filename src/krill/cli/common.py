@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from krill.categories import register_categories
 from krill.config import KrillConfig, load_config
 
 console = Console()
@@ -81,12 +82,14 @@ def get_config(
         env["url"] = STATE.env_url
     if env:
         extra["env"] = env
-    return load_config(
+    cfg = load_config(
         STATE.config_file,
         overrides=[*STATE.overrides, *(extra_overrides or [])],
         preset=preset or STATE.preset,
         extra=extra,
     )
+    register_categories(cfg.env.categories)  # a user env's own categories, for this process
+    return cfg
 
 
 def note_mock_once() -> None:

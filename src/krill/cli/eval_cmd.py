@@ -45,9 +45,9 @@ def eval_(
         overrides.append(f"eval.seed={seed}")
     if policy == "openai":  # the policy's backend, seen by the config check (an api_base is then used)
         overrides.append("model.policy.backend=openai")
-    cfg = get_config(overrides)
     if model:
-        _apply_model(cfg, model)
+        overrides.append(_model_override(model))
+    cfg = get_config(overrides)
     bank = None
     if skill_bank and not no_skills:
         from krill.formats.banks import load_bank
@@ -61,15 +61,14 @@ def eval_(
     console.print(f"wrote {out} (trajectories: {result.trajectories_path})")
 
 
-def _apply_model(cfg, model: str) -> None:
+def _model_override(model: str) -> str:
     """--model may name a model, or a krill sft/rl output directory holding a LoRA adapter."""
     p = Path(model)
     if (p / "adapter_config.json").exists():
-        cfg.model.policy.adapter = str(p)
-    elif (p / "adapter" / "adapter_config.json").exists():
-        cfg.model.policy.adapter = str(p / "adapter")
-    else:
-        cfg.model.policy.model = model
+        return f"model.policy.adapter={p}"
+    if (p / "adapter" / "adapter_config.json").exists():
+        return f"model.policy.adapter={p / 'adapter'}"
+    return f"model.policy.model={model}"
 
 
 def _pct(x: float | None) -> str:

@@ -10,9 +10,9 @@ import math
 import random
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from krill.config import KrillConfig
 from krill.errors import KrillError
@@ -20,8 +20,10 @@ from krill.evaluate.stats import GroupStats, summarize
 from krill.io import read_json, write_json
 from krill.schema import SkillBank, Trajectory
 
+if TYPE_CHECKING:
+    from krill.envs.base import Pool
+
 EVAL_FORMAT = "krill-eval/1"
-POLICIES = ("local", "openai", "expert", "random")
 
 
 @dataclass
@@ -79,25 +81,6 @@ def task_categories(env: Any, task_ids: list[str]) -> dict[str, str | None]:
     return {tid: lookup(tid) for tid in task_ids}
 
 
-def build_actor(policy: str, cfg: KrillConfig, bank: SkillBank | None, use_skills: bool):
-    """The actor for a policy name: LLM (local/openai) with retrieval, or the expert/random baselines."""
-    from krill.agent.actors import ExpertActor, LLMActor, RandomActor
-
-    if policy == "expert":
-        return ExpertActor()
-    if policy == "random":
-        return RandomActor(seed=cfg.eval.seed)
-    if policy not in POLICIES:
-        raise KrillError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
-    from krill.models import build_policy
-    from krill.skills.retrieval import build_retriever
-
-    if policy == "openai" and cfg.model.policy.backend != "openai":
-        cfg.model.policy.backend = "openai"
-    retriever = build_retriever(bank, cfg) if use_skills else None
-    return LLMActor(build_policy(cfg), retriever, cfg, sample=cfg.eval.temperature > 0)
-
-
 def evaluate(
     cfg: KrillConfig,
     *,
@@ -108,48 +91,32 @@ def evaluate(
     episodes: int | None = None,
     use_skills: bool = True,
     actor: Any = None,
+    pool: Pool | None = None,
     resume: bool = True,
 ) -> EvalResult:
-    """Evaluate `policy` on `cfg.env.name`/`split`; writes `out` (JSON) and `out`'s trajectories JSONL."""
-    from krill.agent.rollout import run_episodes
-    from krill.envs.base import make_env
+    """Evaluate `policy` on `cfg.env.name`/`split` at `cfg.sampling("eval")`; writes `out` (JSON) and
+    `out`'s trajectories JSONL. `actor` replaces the one built from `policy` (validation passes its
+    own), `pool` the env pool built from the config; `cfg` is not changed."""
+    from krill.agent.actors import make_actor
     from krill.envs.pool import make_pool
-    from krill.formats.trajectories import TrajectoryWriter, load_trajectories
-    from krill.progress import progress_bar
 
     split = split or cfg.eval.split
     out = Path(out)
-    cfg.agent.use_skills = use_skills and bank is not None
-    cfg.model.policy.temperature = cfg.eval.temperature
-    probe = make_env(cfg.env.name, split=split, cfg=cfg)
-    try:
-        all_ids = probe.task_ids()
-        tasks = stratified_tasks(all_ids, task_categories(probe, all_ids), episodes, cfg.eval.seed)
-    finally:
-        probe.close()
+    sampling = cfg.sampling("eval")
+    use_skills = use_skills and bank is not None and cfg.agent.use_skills
+    tasks = _eval_tasks(cfg, split, episodes, pool)
     traj_path = out.with_name(out.stem + ".trajectories.jsonl")
-    writer = TrajectoryWriter(traj_path, resume=resume)
-    done = writer.done_ids()
-    todo = [t for t in tasks if _episode_id(t) not in done]
-    actor = actor or build_actor(policy, cfg, bank, use_skills)
+    actor = actor or make_actor(
+        policy, cfg, bank=bank, sampling=sampling, seed=cfg.eval.seed, use_skills=use_skills
+    )
     start = time.perf_counter()
-    pool = make_pool(cfg, split, min(len(todo), cfg.model.policy.batch_size) or 1)
+    own_pool = pool is None
+    pool = pool or make_pool(cfg, split, min(len(tasks), cfg.model.policy.batch_size) or 1)
     try:
-        with progress_bar(f"eval {policy}", len(tasks)) as bar:
-            bar.advance(len(tasks) - len(todo))
-
-            def on_episode(t: Trajectory) -> None:
-                t.id = _episode_id(t.metadata.get("task_id", t.id))
-                writer.write(t)
-                bar.advance()
-
-            if todo:
-                run_episodes(actor, pool, todo, cfg, seed=cfg.eval.seed, on_episode=on_episode)
+        trajs = _play(actor, pool, tasks, traj_path, cfg, split, f"eval {policy}", resume)
     finally:
-        pool.close()
-        writer.close()
-    wanted = {_episode_id(t) for t in tasks}
-    trajs = [t for t in load_trajectories(traj_path) if t.id in wanted]
+        if own_pool:
+            pool.close()
     result = EvalResult(
         env=cfg.env.name,
         split=split,
@@ -158,15 +125,65 @@ def evaluate(
         trajectories_path=str(traj_path),
         meta={
             "model": cfg.model.policy.model if policy in ("local", "openai") else None,
-            "use_skills": cfg.agent.use_skills,
+            "use_skills": use_skills,
             "episodes": len(trajs),
             "seed": cfg.eval.seed,
-            "temperature": cfg.eval.temperature,
+            # what the actor decoded with (a caller's own actor reports its own)
+            **asdict(getattr(actor, "sampling", None) or sampling),
             "wall_time_s": round(time.perf_counter() - start, 2),
         },
     )
     write_json(out, result.to_dict())
     return result
+
+
+def _eval_tasks(cfg: KrillConfig, split: str, episodes: int | None, pool: Pool | None) -> list[str]:
+    """The stratified task sample (every task when `episodes` is None), from the pool or a probe env."""
+    from krill.envs.base import make_env
+
+    if pool is not None:
+        return stratified_tasks(pool.task_ids(), {}, episodes, cfg.eval.seed)
+    probe = make_env(cfg.env.name, split=split, cfg=cfg)
+    try:
+        all_ids = probe.task_ids()
+        return stratified_tasks(all_ids, task_categories(probe, all_ids), episodes, cfg.eval.seed)
+    finally:
+        probe.close()
+
+
+def _play(
+    actor: Any,
+    pool: Pool,
+    tasks: list[str],
+    traj_path: Path,
+    cfg: KrillConfig,
+    split: str,
+    label: str,
+    resume: bool,
+) -> list[Trajectory]:
+    """Play the tasks not yet in `traj_path` (appending each episode as it ends); all tasks' trajectories."""
+    from krill.agent.rollout import run_episodes
+    from krill.formats.trajectories import TrajectoryWriter, load_trajectories
+    from krill.progress import progress_bar
+
+    writer = TrajectoryWriter(traj_path, resume=resume)
+    done = writer.done_ids()
+    todo = [t for t in tasks if _episode_id(t) not in done]
+    try:
+        with progress_bar(label, len(tasks)) as bar:
+            bar.advance(len(tasks) - len(todo))
+
+            def on_episode(t: Trajectory) -> None:
+                t.id = _episode_id(t.metadata.get("task_id", t.id))
+                writer.write(t)
+                bar.advance()
+
+            if todo:
+                run_episodes(actor, pool, todo, cfg, seed=cfg.eval.seed, split=split, on_episode=on_episode)
+    finally:
+        writer.close()
+    wanted = {_episode_id(t) for t in tasks}
+    return [t for t in load_trajectories(traj_path) if t.id in wanted]
 
 
 def _episode_id(task_id: str) -> str:

@@ -134,11 +134,9 @@ def _validator(cfg: KrillConfig, rl_dir: Path, embedder: Any):
         from krill.formats.trajectories import load_trajectories
         from krill.skills.retrieval import build_retriever
 
-        vcfg = cfg.model_copy(deep=True)
-        vcfg.eval.temperature = 0.0
-        actor = LLMActor(policy, build_retriever(bank, cfg, embedder), vcfg, sample=False)
+        actor = LLMActor(policy, build_retriever(bank, cfg, embedder), cfg, cfg.sampling("validation"))
         out = rl_dir / "validation" / f"iter_{iteration}.json"
-        evaluate(vcfg, policy="local", bank=bank, out=out, split="valid_seen",
+        evaluate(cfg, policy="local", bank=bank, out=out, split="valid_seen",
                  episodes=cfg.evolution.validation_episodes, actor=actor)  # fmt: skip
         return load_trajectories(out.with_name(out.stem + ".trajectories.jsonl"))
 

@@ -2,7 +2,7 @@
 
 One iteration (recipe shape: setup → rollout → advantages → update → log → checkpoint):
 1. pick `rl.batch_size / rl.group_size` train tasks (seeded by iteration), G copies each;
-2. roll out with `LLMActor(sample=True)` at `rl.temperature` (skills retrieved from the current bank);
+2. roll out with `LLMActor` at `cfg.sampling("rollout")` (`rl.temperature`) (skills retrieved from the current bank);
 3. reward R_i = episode return − invalid_action_penalty × #invalid actions; A_i = group z-score;
 4. every LLM step of trajectory i is one sample (its prompt → its response tokens) carrying A_i;
    with `agent.context: conversation` the whole trajectory is one sample (its chat as the decoder
@@ -410,7 +410,7 @@ def _iteration(
         rollout_policy,
         retriever,
         cfg,
-        sample=True,
+        cfg.sampling("rollout"),
         want_logprobs=True,
         seed=(rl.seed * 1_000_003 + it) * 64 + accel.process_index,
     )
