@@ -49,7 +49,8 @@ def demos_for(cfg, bank, episodes: int):
 
 def train_cost(cfg, demos, steps: int) -> dict:
     from krill.models.chat_tokens import ChatTokens
-    from krill.train.sft import load_training_policy, tokenize_demo, train_sft
+    from krill.train.setup import load_training_policy
+    from krill.train.sft import tokenize_demo, train_sft
 
     policy = load_training_policy(cfg)
     chat = ChatTokens(policy.tokenizer)

@@ -24,7 +24,8 @@ def one_mode(model: str, length: int, rows: int, micro: int) -> dict:
     import torch
 
     from krill.config import KrillConfig
-    from krill.train.sft import collate, load_training_policy, summed_token_ce
+    from krill.train.setup import load_training_policy
+    from krill.train.sft import collate, summed_token_ce
 
     cfg = KrillConfig()
     cfg.model.policy.model = model

@@ -61,7 +61,7 @@ def _validation(cfg, tmp_path):
 
 def test_evolve_bank_adds_at_most_three_skills_to_the_failing_category_only(cfg, tmp_path):
     from krill.models import build_embedder
-    from krill.skills.distill import make_teacher
+    from krill.skills.teachers import make_teacher
 
     bank = _bank_without(FAILING)
     before = {c: [s.id for s in ss] for c, ss in bank.task_specific_skills.items()}
@@ -92,20 +92,14 @@ class RecordingPolicy:
 
 
 def test_evolution_in_rl_saves_cycle_bank_and_next_rollouts_use_it(cfg, tmp_path, monkeypatch):
-    import krill.envs.pool
-    from krill.train.sft import load_training_policy
+    from krill.envs.pool import make_pool
+    from krill.train.setup import load_training_policy
 
     # RL trains on Heat games only, so the rollouts right after the cycle must show Heat's new skills.
-    real_make_pool = krill.envs.pool.make_pool
-
-    def heat_pool(cfg_, split, n):
-        pool = real_make_pool(cfg_, split, n)
-        ids = [t for t in pool.task_ids() if FAILING.lower() in t.lower()]
-        monkeypatch.setattr(pool, "task_ids", lambda: ids)
-        return pool
-
+    pool = make_pool(cfg, "train", min(cfg.model.policy.batch_size, cfg.rl.batch_size))
+    ids = [t for t in pool.task_ids() if FAILING.lower() in t.lower()]
+    monkeypatch.setattr(pool, "task_ids", lambda: ids)
     validation = _validation(cfg, tmp_path)
-    monkeypatch.setattr(krill.envs.pool, "make_pool", heat_pool)
     run = tmp_path / "run"
     hook = make_evolve_hook(
         cfg, run / "rl", banks_dir=run / "banks", validate=lambda policy, bank, iteration: validation
@@ -117,7 +111,8 @@ def test_evolution_in_rl_saves_cycle_bank_and_next_rollouts_use_it(cfg, tmp_path
         calls_per_iteration.append(len(policy.prompts))
         return hook(iteration, policy_, bank, recent=recent)
 
-    run_rl(cfg, _bank_without(FAILING), run / "rl", evolve_hook=counting_hook, policy=policy)
+    with pool:
+        run_rl(cfg, _bank_without(FAILING), run / "rl", evolve_hook=counting_hook, policy=policy, pool=pool)
 
     cycle1 = load_bank(run / "banks" / "cycle_1.json")
     new = cycle1.skills_for(FAILING)

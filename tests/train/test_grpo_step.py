@@ -8,15 +8,9 @@ from krill.models.tiny import build_tiny_model
 from krill.schema import Step, Trajectory
 from krill.train.checkpoint import make_trainable
 from krill.train.grpo import group_advantages
-from krill.train.rl import (
-    Sample,
-    build_samples,
-    grpo_update,
-    sequence_logprobs,
-    shaped_rewards,
-    token_budget_batches,
-)
-from krill.train.sft import make_accelerator
+from krill.train.samples import Sample, build_samples, sequence_logprobs, shaped_rewards, token_budget_batches
+from krill.train.setup import make_accelerator
+from krill.train.update import grpo_update
 
 
 def _setup(**rl):
@@ -125,7 +119,7 @@ def test_token_budget_packs_long_samples_alone():
 
 def test_reference_is_the_starting_adapter_not_the_base_model(tmp_path):
     """RL from an SFT adapter: π_ref is that adapter (KL 0 at the first update), not the base model."""
-    from krill.train.rl import reference_state
+    from krill.train.update import reference_state
 
     cfg, model, tok, opt = _setup()
     with torch.no_grad():  # stand-in for SFT: the adapter now changes the model's outputs

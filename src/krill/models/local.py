@@ -17,6 +17,7 @@ from krill.models.base import Generation, Messages
 from krill.models.decoding import decode_batch
 from krill.models.kv_prefix import PrefixCache, kv_bytes_per_token
 from krill.models.loading import load_causal_lm
+from krill.models.logprobs import left_pad, trailing_logprobs
 
 
 def default_cache_dir() -> str:
@@ -183,21 +184,9 @@ class LocalPolicy:
         return out
 
     def _score_chunk(self, prompts: list[str], responses: list[list[int]]) -> list[list[float]]:
-        enc = self._encode(prompts)
-        seqs = [p + r for p, r in zip(enc, responses, strict=True)]
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        seqs = [p + r for p, r in zip(self._encode(prompts), responses, strict=True)]
+        ids, mask = left_pad(seqs, self.tokenizer.pad_token_id, self.device)
         n_resp = max(len(r) for r in responses)
-        # left padding aligns every row's end, so the last n_resp+1 positions cover all responses
         with eval_mode(self.model):
-            out = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=n_resp + 1
-            )
-        logits = out.logits[:, :-1, :].float()  # [B, n_resp, V]
-        targets = torch.tensor([[pad] * (n_resp - len(r)) + r for r in responses], device=self.device)
-        # log p(token) = logit(token) − logsumexp(logits): no second [B, n_resp, V] tensor
-        logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+            logp, _ = trailing_logprobs(self.model, ids, mask, n_resp)  # [B, n_resp]
         return [logp[b, n_resp - len(r) :].tolist() for b, r in enumerate(responses)]

@@ -130,8 +130,15 @@ def export_model(model: Any, tokenizer: Any, out_dir: str | Path, cfg: KrillConf
     out_dir = Path(out_dir)
     save_pretrained_atomic(model, out_dir)
     save_pretrained_atomic(tokenizer, out_dir)
-    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_public_dict(), sort_keys=False))
+    write_run_config(cfg, out_dir)
     return out_dir
+
+
+def write_run_config(cfg: KrillConfig, out_dir: str | Path) -> Path:
+    """`out_dir/config.yaml`: the effective config of a run or export (env var names, never keys)."""
+    path = Path(out_dir) / "config.yaml"
+    atomic_write_text(path, yaml.safe_dump(cfg.to_public_dict(), sort_keys=False))
+    return path
 
 
 # -- resumable checkpoints -----------------------------------------------------------------------

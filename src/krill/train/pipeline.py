@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from krill.config import KrillConfig
-from krill.io import append_jsonl, atomic_write_text, read_json, read_jsonl, write_json, write_jsonl
+from krill.io import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from krill.schema import SkillBank
+from krill.train.checkpoint import write_run_config
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def run_pipeline(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "logs").mkdir(exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_public_dict(), sort_keys=False))
+    write_run_config(cfg, run_dir)
     state = RunState.load(run_dir)
     if state.done:
         log.info("resuming %s: %s already complete", run_dir, ", ".join(state.done))
@@ -151,7 +150,7 @@ def _collect(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
     tdir = run_dir / "trajectories"
     expert = collect(cfg, CollectOptions(episodes=cfg.train.expert_episodes, policy="expert",
                                          out=str(tdir / "expert.jsonl"), resume=True, seed=cfg.seed))  # fmt: skip
-    policy = collect(cfg.model_copy(deep=True),
+    policy = collect(cfg,
                      CollectOptions(episodes=cfg.train.policy_episodes, policy="local", max_steps=cfg.train.policy_max_steps,
                                     out=str(tdir / "policy.jsonl"), resume=True, seed=cfg.seed + 1))  # fmt: skip
     return {**_rate("expert", expert.trajectories), **_rate("policy", policy.trajectories)}
@@ -169,7 +168,8 @@ def _distill(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
     from krill.formats.banks import save_bank
     from krill.formats.trajectories import load_trajectories
     from krill.models import build_embedder
-    from krill.skills.distill import distill, make_teacher
+    from krill.skills.distill import distill
+    from krill.skills.teachers import make_teacher
 
     tdir = run_dir / "trajectories"
     trajs = [*load_trajectories(tdir / "expert.jsonl")]
@@ -196,10 +196,14 @@ def _jsonable(obj: Any) -> Any:
 def _eval(cfg: KrillConfig, run_dir: Path, name: str, bank: SkillBank, adapter: str | None) -> dict[str, Any]:
     from krill.evaluate.eval import evaluate
 
-    ecfg = cfg.model_copy(deep=True)
-    ecfg.model.policy.adapter = adapter
     out = run_dir / "eval" / f"{name}.json"
-    result = evaluate(ecfg, policy="local", bank=bank, out=out, episodes=cfg.train.eval_episodes)
+    result = evaluate(
+        cfg.override({"model.policy.adapter": adapter}),
+        policy="local",
+        bank=bank,
+        out=out,
+        episodes=cfg.train.eval_episodes,
+    )
     return {"path": str(out), "success_rate": result.results["all"].success_rate}
 
 

@@ -26,10 +26,12 @@ import torch
 
 from krill.config import KrillConfig
 from krill.errors import KrillError
-from krill.io import append_jsonl, read_jsonl, write_json, write_jsonl
+from krill.io import append_jsonl, read_jsonl, write_json
 from krill.models.chat_tokens import ChatTokens
+from krill.models.logprobs import trailing_logprobs
 from krill.progress import progress_bar
 from krill.train import checkpoint as ckpt_io
+from krill.train.setup import load_training_policy, make_accelerator, make_optimizer, pad_id, trim_metrics
 
 
 @dataclass
@@ -96,67 +98,17 @@ def collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, t
 
 
 def summed_token_ce(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Sum of next-token cross-entropy over labelled tokens, and their count (left-padded batch)."""
+    """Sum of next-token cross-entropy (−log p) over labelled tokens, and their count (left-padded batch)."""
     labels = batch["labels"]  # [b, L]
     labelled = (labels != -100).any(0).nonzero()
     k = labels.size(1) - int(labelled.min()) if labelled.numel() else 1  # trailing span holding every label
     k = min(k, labels.size(1) - 1)
-    positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # [b, L]
-    logits = (
-        model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            position_ids=positions,
-            logits_to_keep=k + 1,
-        )
-        .logits[:, :-1]
-        .float()
-    )  # [b, k, V]: position t predicts label t of the trailing span
-    targets = labels[:, labels.size(1) - k :]  # [b, k]
-    loss = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum"
-    )
-    return loss, int((targets != -100).sum())
+    logp, _ = trailing_logprobs(model, batch["input_ids"], batch["attention_mask"], k)  # [b, k]
+    mask = labels[:, labels.size(1) - k :] != -100  # [b, k]
+    return -(logp * mask).sum(), int(mask.sum())
 
 
 # -- the loop --------------------------------------------------------------------------------------
-def make_accelerator(cfg: KrillConfig) -> Any:
-    """One Accelerator for SFT and RL: device placement, DDP under `accelerate launch`, bf16 on capable GPUs."""
-    from accelerate import Accelerator
-
-    device = cfg.model.policy.device
-    cpu = device == "cpu" or not torch.cuda.is_available()
-    dtype = cfg.model.policy.dtype
-    bf16 = not cpu and dtype in ("auto", "bfloat16") and torch.cuda.is_bf16_supported()
-    return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
-
-
-def load_training_policy(cfg: KrillConfig, init: str | Path | None = None, device: Any = None) -> Any:
-    """The policy (`.model`, `.tokenizer`, `.generate`) with its model made trainable (LoRA / full / init).
-
-    `device` (the Accelerator's) puts each `accelerate launch` process on its own GPU.
-    """
-    from krill.models import build_policy
-
-    pcfg = cfg.model_copy(deep=True)
-    init = (
-        init if init is not None else cfg.model.policy.adapter
-    )  # a configured adapter is the starting point
-    if device is not None and pcfg.model.policy.device == "auto":
-        pcfg.model.policy.device = str(device)
-    if init is not None and not ckpt_io.is_adapter_dir(init):
-        if not (Path(init) / "config.json").exists():
-            raise KrillError(
-                "not a model or adapter folder (no adapter_config.json or config.json)", path=init
-            )
-        pcfg.model.policy.model = str(init)  # a fully fine-tuned model saved by an earlier run
-        init = None
-    pcfg.model.policy.adapter = None  # loaded below as trainable, not frozen for inference
-    policy = build_policy(pcfg)
-    policy.model = ckpt_io.make_trainable(policy.model, cfg.sft.lora, init, seed=cfg.sft.seed)
-    return policy
-
-
 def train_sft(
     demos: list[dict[str, Any]],
     cfg: KrillConfig,
@@ -177,21 +129,15 @@ def train_sft(
     rows = [tokenize_demo(tok, d["messages"], scfg.max_length, chat) for d in demos]
     if not rows:
         raise KrillError("no SFT demos to train on")
-    model = policy.model
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=scfg.learning_rate, weight_decay=0.0)
-    model, optimizer = accel.prepare(model, optimizer)
+    policy.model.train()
+    model, optimizer = accel.prepare(policy.model, make_optimizer(policy.model, scfg.learning_rate))
 
     per_epoch = math.ceil(len(rows) / scfg.batch_size)
     total_steps = max(1, math.ceil(scfg.epochs * per_epoch))
-    start, losses = 0, []
     metrics = out_dir / "metrics.jsonl"
-    last = ckpt_io.latest_checkpoint(out_dir) if resume else None
-    if last is not None:
-        state = ckpt_io.load_checkpoint(last, accel.unwrap_model(model), optimizer)
-        start, losses = state["step"], list(state["losses"])
-        _trim_metrics(metrics, start)
+    start, losses = _resume(out_dir, resume, accel, model, optimizer)
+    if start:
+        trim_metrics(metrics, "step", start)
     elif metrics.exists():
         metrics.unlink()  # a fresh run: the old curve would mix with the new one
 
@@ -220,25 +166,17 @@ def train_sft(
     model.eval()
     if accel.is_main_process:
         ckpt_io.export_model(accel.unwrap_model(model), tok, out_dir, cfg)
-    return SftResult(
-        out_dir=out_dir,
-        adapter_dir=out_dir,
-        steps=total_steps,
-        examples=len(rows),
-        tokens=tokens,
-        initial_loss=losses[0],
-        final_loss=losses[-1],
-        losses=losses,
-        wall_s=time.perf_counter() - t0,
-        resumed_from=start,
-    )
+    return SftResult(out_dir, out_dir, total_steps, len(rows), tokens, losses[0], losses[-1], losses,
+                     time.perf_counter() - t0, resumed_from=start)  # fmt: skip
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """Keep the rows up to the checkpointed step: a killed run may have logged later steps (and a
-    torn last line) that the resumed run is about to log again."""
-    if path.exists():
-        write_jsonl(path, [r for r in read_jsonl(path, repair_tail=True) if r.get("step", 0) <= step])
+def _resume(out_dir: Path, resume: bool, accel: Any, model: Any, optimizer: Any) -> tuple[int, list[float]]:
+    """(the step to start from, the losses so far): the latest checkpoint's when resuming, else (0, [])."""
+    last = ckpt_io.latest_checkpoint(out_dir) if resume else None
+    if last is None:
+        return 0, []
+    state = ckpt_io.load_checkpoint(last, accel.unwrap_model(model), optimizer)
+    return state["step"], list(state["losses"])
 
 
 def _batch_for_step(rows: list, step: int, per_epoch: int, batch_size: int, seed: int) -> list:
@@ -254,7 +192,7 @@ def _optimizer_step(
 ) -> tuple[float, int]:
     """One update: micro-batches accumulate sum-CE / (assistant tokens of the whole batch) = the batch's token mean."""
     n_tok = sum(sum(1 for y in labels[1:] if y != -100) for _, labels in batch_rows)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    pad = pad_id(tok)
     chunks = [batch_rows[i : i + micro] for i in range(0, len(batch_rows), micro)]
     total = 0.0
     for i, chunk in enumerate(chunks):
