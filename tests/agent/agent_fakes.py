@@ -1,5 +1,5 @@
-"""Small real fakes for the agent tests: a kitchen env whose observations depend on the action, a
-rule-based policy computed from the prompt, and a hashing embedder."""
+"""Small real fakes for the agent tests: a kitchen env whose observations depend on the action, a pool
+over env objects a test built, a rule-based policy computed from the prompt, and a hashing embedder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from krill.envs.base import INVALID_OBSERVATION
+from krill.envs.base import INVALID_OBSERVATION, Env
+from krill.envs.pool import BasePool, Reply, call_env
 from krill.models.base import Generation
 
 OBJECTS = ["apple", "potato", "egg", "tomato", "mug", "bread"]
@@ -95,6 +96,27 @@ class KitchenEnv:
 
     def close(self) -> None:
         pass
+
+
+class EnvListPool(BasePool):
+    """The envs a test built, in this process: `SerialPool`'s semantics, but an env that raised is
+    kept (the test owns it) instead of rebuilt."""
+
+    def __init__(self, envs: list[Env]):
+        super().__init__(len(envs))
+        self.envs = list(envs)
+        self.name = getattr(self.envs[0], "name", "env")
+        self.max_steps = getattr(self.envs[0], "max_steps", None)
+
+    def task_ids(self) -> list[str]:
+        return self.envs[0].task_ids()
+
+    def _run(self, cmd: str, items: list[tuple[int, Any]]) -> dict[int, Reply]:
+        return {i: call_env(self.envs[i], cmd, arg) for i, arg in items}
+
+    def close(self) -> None:
+        for e in self.envs:
+            e.close()
 
 
 ADMISSIBLE_BLOCK = re.compile(r"## Admissible Actions\n((?:- .*\n?)+)")

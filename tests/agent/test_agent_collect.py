@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from agent_fakes import KitchenEnv
+from agent_fakes import EnvListPool, KitchenEnv
 from typer.testing import CliRunner
 
 from krill.agent.actors import ExpertActor, RandomActor, make_actor
 from krill.agent.collect import CollectOptions, collect, summarize, task_plan
-from krill.agent.rollout import EnvListPool
 from krill.cli.main import app
 from krill.config import KrillConfig
 from krill.errors import KrillError

@@ -6,10 +6,9 @@ from __future__ import annotations
 import hashlib
 import re
 
-from agent_fakes import KitchenEnv
+from agent_fakes import EnvListPool, KitchenEnv
 
 from krill.agent.collect import CollectOptions, collect
-from krill.agent.rollout import EnvListPool
 from krill.config import KrillConfig
 from krill.formats.trajectories import load_trajectories
 from krill.testing.openai_server import FakeOpenAIServer

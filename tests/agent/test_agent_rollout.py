@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agent_fakes import HashEmbedder, KitchenEnv, RulePolicy
+from agent_fakes import EnvListPool, HashEmbedder, KitchenEnv, RulePolicy
 
 from krill.agent.actors import ExpertActor, LLMActor, RandomActor
-from krill.agent.rollout import EnvListPool, run_episodes
+from krill.agent.rollout import run_episodes
 from krill.config import KrillConfig
 from krill.schema import Skill, SkillBank
 from krill.skills.retrieval import Retriever

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from agent_fakes import HashEmbedder, KitchenEnv
+from agent_fakes import EnvListPool, HashEmbedder, KitchenEnv
 
 from krill.agent.actors import LLMActor
-from krill.agent.rollout import EnvListPool, run_episodes
+from krill.agent.rollout import run_episodes
 from krill.config import KrillConfig
 from krill.errors import KrillError
 from krill.models.choices import ChoiceTrie

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
-from agent_fakes import KitchenEnv  # noqa: E402
+from agent_fakes import EnvListPool, KitchenEnv  # noqa: E402
 
 from krill.agent.collect import CollectOptions, collect  # noqa: E402
-from krill.agent.rollout import EnvListPool  # noqa: E402
 from krill.config import KrillConfig, Sampling  # noqa: E402
 from krill.evaluate.eval import evaluate  # noqa: E402
 from krill.formats.trajectories import load_trajectories  # noqa: E402

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
-from agent_fakes import KitchenEnv  # noqa: E402
+from agent_fakes import EnvListPool, KitchenEnv  # noqa: E402
 
 from krill.agent.actors import LLMActor
-from krill.agent.rollout import EnvListPool, run_episodes
+from krill.agent.rollout import run_episodes
 from krill.config import load_config
 from krill.envs.pool import SerialPool
 from krill.models.decoding import _prefill

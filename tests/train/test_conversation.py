@@ -14,11 +14,11 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
-from agent_fakes import KitchenEnv  # noqa: E402
+from agent_fakes import EnvListPool, KitchenEnv  # noqa: E402
 
 from krill.agent.actors import LLMActor  # noqa: E402
 from krill.agent.prompts import Turn, build_conversation, fit_conversation  # noqa: E402
-from krill.agent.rollout import EnvListPool, run_episodes  # noqa: E402
+from krill.agent.rollout import run_episodes  # noqa: E402
 from krill.config import KrillConfig, load_config  # noqa: E402
 from krill.models.chat_tokens import ChatTokens  # noqa: E402
 from krill.models.local import LocalPolicy  # noqa: E402

@@ -4,11 +4,16 @@ The env is a small in-test env whose reward depends on what the model says (the 
 action's length), so even a random tiny model gets groups with different returns and real updates.
 """
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from krill.agent.rollout import EnvListPool
+sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
+from agent_fakes import EnvListPool  # noqa: E402
+
 from krill.config import load_config
 from krill.errors import KrillError
 from krill.io import read_json, read_jsonl

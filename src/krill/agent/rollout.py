@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from krill.agent.prompts import Turn
-from krill.errors import KrillError
+from krill.envs.base import Pool
 from krill.schema import Step, Trajectory, new_id
 from krill.skills.retrieval import Retrieved
 
@@ -48,70 +48,13 @@ class Episode:
     scratch: dict[str, Any] = field(default_factory=dict)  # actor-private state (e.g. an RNG)
 
 
-class EnvListPool:
-    """An in-process pool over a list of Env objects, with the interface of `krill.envs.pool`."""
-
-    def __init__(self, envs: Sequence[Any]):
-        if not envs:
-            raise KrillError("EnvListPool needs at least one env")
-        self.envs = list(envs)
-        self.name = getattr(self.envs[0], "name", "env")
-        self.max_steps = getattr(self.envs[0], "max_steps", None)
-
-    def __len__(self) -> int:
-        return len(self.envs)
-
-    @property
-    def size(self) -> int:
-        return len(self.envs)
-
-    def task_ids(self) -> list[str]:
-        return self.envs[0].task_ids()
-
-    def reset(self, indices: Sequence[int], task_ids: Sequence[str | None]) -> list[tuple[str, dict]]:
-        return [self.envs[i].reset(t) for i, t in zip(indices, task_ids, strict=True)]
-
-    def reset_all(self, task_ids: Sequence[str | None]) -> list[tuple[str, dict]]:
-        return self.reset(range(len(task_ids)), task_ids)
-
-    def step(self, indices: Sequence[int], actions: Sequence[str]) -> list[tuple[str, float, bool, dict]]:
-        out = []
-        for i, a in zip(indices, actions, strict=True):
-            try:
-                out.append(self.envs[i].step(a))
-            except KrillError:
-                raise
-            except Exception as exc:  # an env bug ends that episode as failed, not the whole run
-                out.append(("", 0.0, True, {"error": f"{type(exc).__name__}: {exc}"}))
-        return out
-
-    def expert_actions(self, indices: Sequence[int]) -> list[str | None]:
-        return [self.envs[i].expert_action() for i in indices]
-
-    def close(self) -> None:
-        for e in self.envs:
-            e.close()
-
-
-def pool_size(pool: Any) -> int:
-    size = getattr(pool, "size", None)
-    return int(size) if isinstance(size, int) else len(pool)
-
-
-def reset_slots(pool: Any, slots: list[int], task_ids: list[str]) -> list[tuple[str, dict]]:
-    """Reset some slots to new tasks (pools that only reset everything get a full-width call)."""
-    if hasattr(pool, "reset"):
-        return list(pool.reset(slots, task_ids))
-    full: list[str | None] = [None] * pool_size(pool)
-    for s, t in zip(slots, task_ids, strict=True):
-        full[s] = t
-    results = pool.reset_all(full)
-    return [results[s] for s in slots]
+def pool_size(pool: Pool) -> int:
+    return len(pool)
 
 
 def run_episodes(
     actor: Any,
-    pool: Any,
+    pool: Pool,
     task_ids: Sequence[str],
     cfg: Any = None,
     *,
@@ -133,7 +76,7 @@ def run_episodes(
     queue = list(zip(indices, task_ids, strict=True))[::-1]  # pop() from the end = in order
     live: dict[int, Episode] = {}
     done: dict[int, Trajectory] = {}
-    free = list(range(min(len(task_ids), pool_size(pool))))[::-1]
+    free = list(range(min(len(task_ids), len(pool))))[::-1]
     stats = {"wins": 0}
 
     def finish(ep: Episode) -> None:
@@ -162,7 +105,7 @@ def run_episodes(
     return [done[i] for i in indices]
 
 
-def _fill(pool: Any, queue: list, free: list[int], live: dict[int, Episode]) -> list[Episode]:
+def _fill(pool: Pool, queue: list, free: list[int], live: dict[int, Episode]) -> list[Episode]:
     """Start queued episodes in free slots; returns those whose reset failed."""
     slots, starts, failed = [], [], []
     while queue and free:
@@ -171,7 +114,7 @@ def _fill(pool: Any, queue: list, free: list[int], live: dict[int, Episode]) -> 
     if not slots:
         return failed
     for slot, (idx, tid), (obs, info) in zip(
-        slots, starts, reset_slots(pool, slots, [t for _, t in starts]), strict=True
+        slots, starts, pool.reset(slots, [t for _, t in starts]), strict=True
     ):
         live[slot] = Episode(
             index=idx,

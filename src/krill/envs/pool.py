@@ -1,16 +1,17 @@
-"""Batches of environments behind one interface: `SerialPool` (in-process) and `EnvPool` (processes).
+"""Batches of environments behind the `Pool` protocol: `SerialPool` (in-process) and `EnvPool` (processes).
 
-Both offer `reset(indices, task_ids)`, `reset_all(task_ids)`, `step(indices, actions)`,
-`expert_actions(indices)`, `task_ids()` and `close()`, so the rollout engine does not care which it
-has. A failing environment never stops a batch: its episode comes back with `done=True` and
-`info["error"]` naming the reason ("worker crashed: ...", "worker hung: ...", "env error: ..."), and
-a reset that failed that way carries `info["error"]` too; callers record such episodes as failed.
+Both are a `BasePool`, which checks the indices, maps failures to results and remembers each env's
+last info; they differ only in `_run`, how one batch of commands reaches the envs. A failing
+environment never stops a batch: its episode comes back with `done=True` and `info["error"]`
+naming the reason ("worker crashed: ...", "worker hung: ...", "env error: ..."), and a reset that
+failed that way carries `info["error"]` too; callers record such episodes as failed.
 `EnvPool` spreads N envs round-robin over worker processes (spawn context), sends one message per
 worker per call, waits on all pipes with a deadline, and restarts a worker that died or hung.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import multiprocessing as mp
@@ -18,15 +19,18 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Self
 
-from krill.envs.base import ENVS, Env, _import_builtin_envs, make_env
+from krill.envs.base import ENVS, Env, Obs, Pool, StepResult, _import_builtin_envs, make_env
 from krill.envs.remote import EnvUnavailable
 from krill.errors import KrillError
 
-Obs = tuple[str, dict[str, Any]]
-StepResult = tuple[str, float, bool, dict[str, Any]]
+# One env's answer to one command: ("ok", value) | ("user_error", msg): a KrillError in reset, the
+# caller's mistake, raised | ("error", msg): the episode failed | ("broken", msg): the env raised
+# unexpectedly and must not be reused.
+Reply = tuple[str, Any]
 
 
 def failed_step(reason: str, last_info: dict[str, Any] | None = None) -> StepResult:
@@ -42,131 +46,155 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-# -- one env, guarded (used in-process and inside workers) -------------------------------------------
+def call_env(env: Env, cmd: str, arg: Any) -> Reply:
+    """Run one pool command ("reset", "step" or "expert") on one env; never raises (see `Reply`)."""
+    try:
+        if cmd == "reset":
+            return "ok", env.reset(arg)
+        if cmd == "step":
+            return "ok", env.step(arg)
+        if cmd == "expert":
+            return "ok", env.expert_action()
+        raise ValueError(f"unknown pool command {cmd!r}")
+    except EnvUnavailable as exc:
+        return "error", f"env unavailable: {exc}"
+    except KrillError as exc:
+        if cmd == "reset":
+            return "user_error", str(exc)
+        return "error", f"env error: {_describe(exc)}"
+    except Exception as exc:
+        return "broken", f"env error: {_describe(exc)}"
+
+
+def close_quietly(env: Env) -> None:
+    try:
+        env.close()
+    except Exception:
+        pass  # closing is best effort: the env may be broken already
+
+
+def _build_env(env_name: str, split: str, cfg: Any, env_kw: dict[str, Any]) -> Env:
+    factory = ENVS.get(env_name)
+    if factory is None:  # not imported yet: make_env imports the built-ins or names the unknown env
+        return make_env(env_name, split, cfg=cfg, **env_kw)
+    return factory(split=split, cfg=cfg, **env_kw)
+
+
 class _Slot:
     """One env plus how to rebuild it after it raised (a broken env is never reused)."""
 
-    def __init__(self, env_name: str, split: str, cfg: Any, env_kw: dict[str, Any]):
-        self._args = (env_name, split, cfg, env_kw)
-        self.env: Env = self._build()
+    def __init__(self, build: Callable[[], Env]):
+        self._build = build
+        self.env = build()
 
-    def _build(self) -> Env:
-        env_name, split, cfg, env_kw = self._args
-        factory = ENVS.get(env_name)
-        if factory is None:  # not imported yet: make_env imports the built-ins or names the unknown env
-            return make_env(env_name, split, cfg=cfg, **env_kw)
-        return factory(split=split, cfg=cfg, **env_kw)
-
-    def rebuild(self) -> None:
-        try:
-            self.env.close()
-        except Exception:
-            pass  # it is broken already
-        self.env = self._build()
-
-    def call(self, cmd: str, arg: Any) -> tuple[str, Any]:
-        """("ok", value) | ("user_error", msg) for a KrillError in reset | ("error", msg)."""
-        try:
-            if cmd == "reset":
-                return "ok", self.env.reset(arg)
-            if cmd == "step":
-                return "ok", self.env.step(arg)
-            if cmd == "expert":
-                return "ok", self.env.expert_action()
-            raise ValueError(f"unknown pool command {cmd!r}")
-        except EnvUnavailable as exc:
-            return "error", f"env unavailable: {exc}"
-        except KrillError as exc:
-            if cmd == "reset":
-                return "user_error", str(exc)
-            return "error", f"env error: {_describe(exc)}"
-        except Exception as exc:
-            self.rebuild()
-            return "error", f"env error: {_describe(exc)}"
+    def call(self, cmd: str, arg: Any) -> Reply:
+        status, value = call_env(self.env, cmd, arg)
+        if status == "broken":
+            close_quietly(self.env)
+            self.env = self._build()
+            status = "error"
+        return status, value
 
 
-def _to_result(cmd: str, status: str, value: Any, last_info: dict[str, Any] | None) -> Any:
-    if status == "ok":
-        return value
-    if cmd == "reset":
-        return "", failed_step(value, last_info)[3]
-    if cmd == "step":
-        return failed_step(value, last_info)
-    return None  # expert
+class BasePool:
+    """What every pool shares; a variant implements `_run`, `task_ids` and `close`.
 
+    `_run(cmd, [(index, arg)])` runs one batch and returns `{index: Reply}`; `reset`, `step` and
+    `expert_actions` check the indices, call it once, and turn each reply into that env's result.
+    """
 
-class SerialPool:
-    """N envs in this process; the same interface as `EnvPool` (cfg.env.workers == 0)."""
+    name: str  # the variant sets both from its first env
+    max_steps: int
 
-    def __init__(self, env_name: str, n: int, split: str = "train", cfg: Any = None, **env_kw: Any):
+    def __init__(self, n: int):
         if n < 1:
             raise KrillError(f"an env pool needs at least 1 env, got {n}")
         self.n = n
-        self._slots = [_Slot(env_name, split, cfg, env_kw) for _ in range(n)]
-        self.name, self.max_steps = self._slots[0].env.name, self._slots[0].env.max_steps
-        self._last_info: list[dict[str, Any] | None] = [None] * n
+        self._last_info: list[dict[str, Any] | None] = [None] * n  # for the ids a failed result keeps
 
-    @property
-    def envs(self) -> list[Env]:
-        return [s.env for s in self._slots]
+    def _run(self, cmd: str, items: list[tuple[int, Any]]) -> dict[int, Reply]:
+        raise NotImplementedError
 
     def task_ids(self) -> list[str]:
-        return self._slots[0].env.task_ids()
-
-    def reset(self, indices: list[int], task_ids: list[str | None]) -> list[Obs]:
-        return _gather(self, "reset", indices, task_ids, self._run)
-
-    def reset_all(self, task_ids: list[str | None]) -> list[Obs]:
-        """Reset envs 0..len(task_ids)-1 to these tasks (None = the env's next task)."""
-        return self.reset(list(range(len(task_ids))), task_ids)
-
-    def step(self, indices: list[int], actions: list[str]) -> list[StepResult]:
-        return _gather(self, "step", indices, actions, self._run)
-
-    def expert_actions(self, indices: list[int]) -> list[str | None]:
-        return _gather(self, "expert", indices, [None] * len(indices), self._run)
-
-    def _run(self, cmd: str, items: list[tuple[int, Any]]) -> dict[int, tuple[str, Any]]:
-        return {i: self._slots[i].call(cmd, arg) for i, arg in items}
+        raise NotImplementedError
 
     def close(self) -> None:
-        for s in self._slots:
-            try:
-                s.env.close()
-            except Exception:
-                pass  # closing is best effort
+        raise NotImplementedError
+
+    def reset(self, indices: Sequence[int], task_ids: Sequence[str | None]) -> list[Obs]:
+        return self._gather("reset", indices, task_ids)
+
+    def reset_all(self, task_ids: Sequence[str | None]) -> list[Obs]:
+        """Reset envs 0..len(task_ids)-1 to these tasks (None = the env's next task)."""
+        return self.reset(range(len(task_ids)), task_ids)
+
+    def step(self, indices: Sequence[int], actions: Sequence[str]) -> list[StepResult]:
+        return self._gather("step", indices, actions)
+
+    def expert_actions(self, indices: Sequence[int]) -> list[str | None]:
+        return self._gather("expert", indices, [None] * len(indices))
+
+    def _gather(self, cmd: str, indices: Sequence[int], args: Sequence[Any]) -> list[Any]:
+        """Run `cmd` on every index in one `_run`, then map the replies to results in order."""
+        indices = list(indices)
+        if len(indices) != len(args):
+            raise KrillError(f"{cmd}: {len(indices)} indices but {len(args)} arguments")
+        for i in indices:
+            if not 0 <= i < self.n:
+                raise KrillError(f"{cmd}: env index {i} out of range 0..{self.n - 1}")
+        if len(set(indices)) != len(indices):
+            raise KrillError(f"{cmd}: duplicate env indices {indices}")
+        replies = self._run(cmd, list(zip(indices, args, strict=True)))
+        out, user_errors = [], []
+        for i in indices:
+            status, value = replies[i]
+            if status == "user_error":
+                user_errors.append(value)
+            out.append(self._result(cmd, status, value, self._last_info[i]))
+            if cmd in ("reset", "step") and status == "ok":
+                self._last_info[i] = out[-1][-1]
+        if user_errors:
+            raise KrillError(user_errors[0])
+        return out
+
+    @staticmethod
+    def _result(cmd: str, status: str, value: Any, last_info: dict[str, Any] | None) -> Any:
+        if status == "ok":
+            return value
+        if cmd == "reset":
+            return "", failed_step(value, last_info)[3]
+        if cmd == "step":
+            return failed_step(value, last_info)
+        return None  # expert
 
     def __len__(self) -> int:
         return self.n
 
-    def __enter__(self) -> SerialPool:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _gather(pool: Any, cmd: str, indices: list[int], args: list[Any], run: Any) -> list[Any]:
-    """Run `cmd` on every index through `run` (one fan-out), then map statuses to results in order."""
-    if len(indices) != len(args):
-        raise KrillError(f"{cmd}: {len(indices)} indices but {len(args)} arguments")
-    for i in indices:
-        if not 0 <= i < pool.n:
-            raise KrillError(f"{cmd}: env index {i} out of range 0..{pool.n - 1}")
-    if len(set(indices)) != len(indices):
-        raise KrillError(f"{cmd}: duplicate env indices {indices}")
-    replies = run(cmd, list(zip(indices, args, strict=True)))
-    out, user_errors = [], []
-    for i in indices:
-        status, value = replies[i]
-        if status == "user_error":
-            user_errors.append(value)
-        out.append(_to_result(cmd, status, value, pool._last_info[i]))
-        if cmd in ("reset", "step") and status == "ok":
-            pool._last_info[i] = out[-1][-1]
-    if user_errors:
-        raise KrillError(user_errors[0])
-    return out
+class SerialPool(BasePool):
+    """N envs in this process, run one after another (cfg.env.workers == 0)."""
+
+    def __init__(self, env_name: str, n: int, split: str = "train", cfg: Any = None, **env_kw: Any):
+        super().__init__(n)
+        build = functools.partial(_build_env, env_name, split, cfg, env_kw)
+        self._slots = [_Slot(build) for _ in range(n)]
+        self.name, self.max_steps = self._slots[0].env.name, self._slots[0].env.max_steps
+
+    def task_ids(self) -> list[str]:
+        return self._slots[0].env.task_ids()
+
+    def _run(self, cmd: str, items: list[tuple[int, Any]]) -> dict[int, Reply]:
+        return {i: self._slots[i].call(cmd, arg) for i, arg in items}
+
+    def close(self) -> None:
+        for s in self._slots:
+            close_quietly(s.env)
 
 
 # -- worker processes ---------------------------------------------------------------------------------
@@ -203,10 +231,8 @@ def _worker_main(conn: Connection, spec: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         _load_plugin(spec["plugin"])
-        slots = [
-            _Slot(spec["env_name"], spec["split"], spec["cfg"], spec["env_kw"])
-            for _ in range(spec["n_local"])
-        ]
+        build = functools.partial(_build_env, spec["env_name"], spec["split"], spec["cfg"], spec["env_kw"])
+        slots = [_Slot(build) for _ in range(spec["n_local"])]
         env = slots[0].env
         conn.send(("ready", (env.name, env.max_steps, env.task_ids() if spec["want_tasks"] else None)))
     except BaseException as exc:
@@ -219,16 +245,13 @@ def _worker_main(conn: Connection, spec: dict[str, Any]) -> None:
             break
         if cmd == "close":
             for s in slots:
-                try:
-                    s.env.close()
-                except Exception:
-                    pass
+                close_quietly(s.env)
             conn.send(("closed", None))
             break
         conn.send(("ok", [(i, slots[i].call(cmd, arg)) for i, arg in items]))
 
 
-class EnvPool:
+class EnvPool(BasePool):
     """N envs over `workers` processes; see the module docstring. `timeout`: seconds per call."""
 
     def __init__(
@@ -244,7 +267,8 @@ class EnvPool:
     ):
         if n < 1 or workers < 1:
             raise KrillError(f"an env pool needs n >= 1 and workers >= 1, got n={n}, workers={workers}")
-        self.n, self.workers = n, min(workers, n)
+        super().__init__(n)
+        self.workers = min(workers, n)
         self.timeout, self.start_timeout = timeout, start_timeout
         self.restarts = 0
         self._ctx = mp.get_context("spawn")
@@ -253,7 +277,6 @@ class EnvPool:
         }  # fmt: skip
         self._procs: list[Any] = [None] * self.workers
         self._conns: list[Connection | None] = [None] * self.workers
-        self._last_info: list[dict[str, Any] | None] = [None] * n
         self._lost: dict[int, str] = {}  # env index → why its episode is gone (its worker was restarted)
         pending = [self._spawn(w) for w in range(self.workers)]
         try:
@@ -314,7 +337,7 @@ class EnvPool:
             self._lost[i] = reason
         self._await_ready(w, self._spawn(w))
 
-    def _run(self, cmd: str, items: list[tuple[int, Any]]) -> dict[int, tuple[str, Any]]:
+    def _run(self, cmd: str, items: list[tuple[int, Any]]) -> dict[int, Reply]:
         """One fan-out: one message per involved worker, then wait for all of them until the deadline."""
         replies: dict[int, tuple[str, Any]] = {}
         by_worker: dict[int, list[tuple[int, int, Any]]] = {}
@@ -360,19 +383,6 @@ class EnvPool:
     def task_ids(self) -> list[str]:
         return list(self._task_ids or [])
 
-    def reset(self, indices: list[int], task_ids: list[str | None]) -> list[Obs]:
-        return _gather(self, "reset", indices, task_ids, self._run)
-
-    def reset_all(self, task_ids: list[str | None]) -> list[Obs]:
-        """Reset envs 0..len(task_ids)-1 to these tasks (None = the env's next task)."""
-        return self.reset(list(range(len(task_ids))), task_ids)
-
-    def step(self, indices: list[int], actions: list[str]) -> list[StepResult]:
-        return _gather(self, "step", indices, actions, self._run)
-
-    def expert_actions(self, indices: list[int]) -> list[str | None]:
-        return _gather(self, "expert", indices, [None] * len(indices), self._run)
-
     def close(self) -> None:
         """Ask each worker to close its envs; kill any that does not answer within 5 s."""
         for w, conn in enumerate(self._conns):
@@ -388,15 +398,6 @@ class EnvPool:
             self._kill(w)
             self._conns[w] = None
 
-    def __len__(self) -> int:
-        return self.n
-
-    def __enter__(self) -> EnvPool:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def __del__(self) -> None:
         try:
             self.close()
@@ -404,7 +405,7 @@ class EnvPool:
             pass
 
 
-def make_pool(cfg: Any, split: str, n: int) -> SerialPool | EnvPool:
+def make_pool(cfg: Any, split: str, n: int) -> Pool:
     """The pool the config asks for: remote envs when env.url is set, processes when env.workers > 0."""
     name = "remote" if cfg.env.url else cfg.env.name
     if cfg.env.workers > 0:
