@@ -8,7 +8,6 @@ or the original krill JSON) < `--set section.key=value`. Secrets never live in c
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -16,10 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from krill.errors import KrillError
 from krill.schema import format_loc
+from krill.secrets import mask_urls
 
 PRESETS = ("tiny", "quick", "paper")
 Phase = Literal["collect", "eval", "validation", "rollout"]
@@ -39,7 +39,9 @@ class _Section(BaseModel):
 
 
 class EndpointConfig(_Section):
-    backend: str = Field("local", description="local | openai (any OpenAI-compatible server)")
+    backend: Literal["local", "openai"] = Field(
+        "local", description="local | openai (any OpenAI-compatible server)"
+    )
     model: str = Field("", description="HF id/path (local) or model name on the server (openai)")
     api_base: str | None = Field(
         None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
@@ -68,7 +70,9 @@ class PolicyConfig(EndpointConfig):
     temperature: float = Field(
         0.0, ge=0, description="0 = greedy (eval default); RL sampling uses rl.temperature"
     )
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(
+        1.0, gt=0, le=1, description="nucleus sampling mass (1 = off); every phase shares it"
+    )
     batch_size: int = Field(8, ge=1, description="episodes generated per forward pass")
 
 
@@ -77,21 +81,23 @@ class TeacherConfig(EndpointConfig):
         "analytic", description="analytic (offline, grounded in the data) | llm (OpenAI-compatible)"
     )
     model: str = Field("o3", description="teacher model name on the server")
-    temperature: float = Field(0.3, ge=0)
-    max_tokens: int = Field(2048, ge=16)
+    temperature: float = Field(0.3, ge=0, description="teacher sampling temperature (llm backend)")
+    max_tokens: int = Field(2048, ge=16, description="longest teacher answer, tokens (llm backend)")
 
 
 class EmbeddingConfig(EndpointConfig):
     model: str = Field(
         "all-MiniLM-L6-v2", description="sentence-transformers model (embedded default) or server model"
     )
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="texts embedded per call")
 
 
 class ModelConfig(_Section):
-    policy: PolicyConfig = Field(default_factory=PolicyConfig)
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
-    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="the agent being trained")
+    teacher: TeacherConfig = Field(
+        default_factory=TeacherConfig, description="distils skills from trajectories"
+    )
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig, description="embeds tasks and skills")
 
 
 class AlfworldConfig(_Section):
@@ -112,7 +118,7 @@ class AlfworldConfig(_Section):
 
 class WebshopConfig(_Section):
     num_products: int = Field(2000, ge=50, description="generated catalogue size")
-    num_test_goals: int = Field(500, ge=1)
+    num_test_goals: int = Field(500, ge=1, description="goals held out for the test split")
     max_steps: int = Field(15, ge=1, description="WebShop step limit")
 
 
@@ -183,11 +189,12 @@ class DistillConfig(_Section):
 
 class LoraConfig(_Section):
     enabled: bool = Field(True, description="LoRA (PEFT) adapter; False = full fine-tuning")
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
+    r: int = Field(16, ge=1, description="adapter rank")
+    alpha: int = Field(32, ge=1, description="scaling numerator: the update is (alpha / r) · BA")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter's input")
     target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="linear layers that get an adapter (Llama/Qwen names: attention and MLP)",
     )
 
 
@@ -204,8 +211,8 @@ class SftConfig(_Section):
     num_examples: int = Field(7500, ge=1, description="demo steps in the SFT set (original krill default)")
     max_length: int = Field(2048, ge=64, description="tokens per example (prompt + response)")
     checkpoint_every: int = Field(50, ge=1, description="optimizer steps between resumable checkpoints")
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    seed: int = 0
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="the adapter trained by SFT and RL")
+    seed: int = Field(0, description="demo order and adapter initialisation")
 
 
 class RlConfig(_Section):
@@ -229,7 +236,7 @@ class RlConfig(_Section):
         description="tokens per forward/backward; grads accumulate. On CPU, about one sample's length "
         "(unpadded rows: see sft.micro_batch_size)",
     )
-    max_grad_norm: float = Field(1.0, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient norm clip per optimizer step")
     temperature: float = Field(1.0, gt=0, description="sampling temperature for rollouts")
     max_steps: int | None = Field(None, ge=1, description="episode step cap during RL (None = env default)")
     tasks: list[str] = Field(
@@ -244,11 +251,22 @@ class RlConfig(_Section):
         "/v1/load_lora_adapter",
         description="server path that loads a saved LoRA adapter (vLLM's) after each update",
     )
-    seed: int = 0
+    seed: int = Field(0, description="task sampling and rollout sampling seeds")
+
+    @model_validator(mode="after")
+    def _whole_groups(self) -> RlConfig:
+        if self.batch_size % self.group_size:
+            raise ValueError(
+                f"rl.batch_size ({self.batch_size}) must be a multiple of rl.group_size ({self.group_size}): "
+                "an iteration runs batch_size / group_size tasks, G rollouts each"
+            )
+        return self
 
 
 class EvolutionConfig(_Section):
-    enabled: bool = True
+    enabled: bool = Field(
+        True, description="evolve the bank from validation failures during RL (False = ablation)"
+    )
     validation_interval: int = Field(5, ge=1, description="RL iterations between validation + evolution")
     max_new_skills: int = Field(3, ge=0, description="per failing category per cycle")
     threshold: float = Field(0.4, ge=0, le=1, description="categories below this success rate evolve")
@@ -261,10 +279,13 @@ class EvolutionConfig(_Section):
 
 
 class EvalConfig(_Section):
-    split: str = Field("valid_unseen")
+    split: str = Field(
+        "valid_unseen",
+        description="held-out split: valid_unseen (ALFWorld's out-of-distribution) | valid_seen | test",
+    )
     episodes: int | None = Field(None, ge=1, description="None = the whole split")
     temperature: float = Field(0.0, ge=0, description="greedy by default")
-    seed: int = 0
+    seed: int = Field(0, description="task sample and sampling seed")
 
 
 class TrainConfig(_Section):
@@ -280,7 +301,7 @@ class TrainConfig(_Section):
 
 class KrillConfig(_Section):
     preset: str | None = Field(None, description="preset this config started from")
-    seed: int = 0
+    seed: int = Field(0, description="seed of `krill train`'s collection phase")
     cache_dir: str = Field(
         default_factory=lambda: os.environ.get("KRILL_CACHE", str(Path.home() / ".cache" / "krill")),
         description="models converted from packages, generated games, embedding cache",
@@ -319,7 +340,7 @@ class KrillConfig(_Section):
     def to_public_dict(self) -> dict[str, Any]:
         """The config as written to disk/printed: it holds env var *names*, never key values, and
         URLs with their credentials masked (the running code keeps the real URL)."""
-        return _mask_urls(self.model_dump(mode="json"))
+        return mask_urls(self.model_dump(mode="json"))
 
 
 def explain(key: str = "") -> list[tuple[str, str, str]]:
@@ -352,27 +373,6 @@ def _explain_section(node: type[BaseModel], prefix: str):
 
 def _default_text(field: Any) -> str:
     return repr(field.get_default(call_default_factory=True))
-
-
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
-
-
-def mask_url(text: str) -> str:
-    """'http://user:key@host/v1' → 'http://user:***@host/v1' (a bare 'http://token@host' → '***@')."""
-
-    def hide(m: re.Match[str]) -> str:
-        user, colon, _ = m.group(2).partition(":")
-        return f"{m.group(1)}{user + ':***' if colon else '***'}@"
-
-    return _USERINFO.sub(hide, text)
-
-
-def _mask_urls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _mask_urls(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask_urls(v) for v in value]
-    return mask_url(value) if isinstance(value, str) else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,12 +462,21 @@ def load_config(
     try:
         cfg = KrillConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = format_loc(tuple(err["loc"]))
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise KrillError(msg, path=source, where=where) from None
+        raise KrillError(
+            _validation_message(exc.errors()[0]), path=source, where=format_loc(tuple(exc.errors()[0]["loc"]))
+        ) from None
     check_endpoints(cfg, source)
     return cfg
+
+
+def _validation_message(err: dict[str, Any]) -> str:
+    """pydantic's first error as one line, with the value that was given."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "value_error":  # our own validators' messages say it all
+        return str(err["ctx"]["error"])
+    given = err.get("input")
+    return f"{err['msg']}, got {given!r}" if isinstance(given, str | int | float) else err["msg"]
 
 
 # per role: the backend that ignores `api_base`, and the one that uses it
@@ -489,12 +498,3 @@ def check_endpoints(cfg: KrillConfig, source: str) -> None:
                 path=source,
                 where=f"model.{role}.api_base",
             )
-
-
-def masked_secrets() -> dict[str, str]:
-    """Which key env vars are set, masked, for `krill config show`."""
-    out = {}
-    for name in ("OPENAI_API_KEY", "KRILL_ENV_TOKEN"):
-        if os.environ.get(name):
-            out[name] = "****"
-    return out

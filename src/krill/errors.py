@@ -17,6 +17,3 @@ class KrillError(Exception):
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
-
-class NotYetImplemented(KrillError):
-    """A verb whose issue has not landed yet: says so plainly instead of faking output."""

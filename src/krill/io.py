@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import glob
 import json
-import math
 import os
 import secrets
 import stat
@@ -290,12 +289,6 @@ def truncate_torn_tail(path: str | Path) -> None:
         fh.truncate(cut)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def check_finite(values: Iterable[float], *, path: str | Path | None, where: str) -> None:
-    for v in values:
-        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
-            raise KrillError(f"non-finite or non-numeric value {v!r}", path=path, where=where)
 
 
 def _check_depth(obj: Any, path: str | Path | None) -> None:

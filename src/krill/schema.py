@@ -191,8 +191,8 @@ class Step(BaseModel):
     action: str = Field(max_length=100_000)
     reward: float = 0.0
     step_index: int = 0
-    action_log_prob: float | None = None
-    ref_log_prob: float | None = None
+    action_log_prob: float | None = None  # the Rust krill format's optional fields; krill records per-token
+    ref_log_prob: float | None = None  # log-probs in `response_logprobs` (an extra) instead
     valid: bool | None = None  # krill: was the action parseable and admissible?
     think: str | None = None  # krill: the model's reasoning, when it gave one
 

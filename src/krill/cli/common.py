@@ -8,8 +8,15 @@ from typing import Any
 
 from rich.console import Console
 
+from krill.agent.collect import DEFAULT_OUT as DEFAULT_COLLECT_OUT
 from krill.categories import register_categories
 from krill.config import KrillConfig, load_config
+
+# Where the verbs read and write by default (the original krill's paths): collect → distill → sft → rl.
+DEFAULT_TRAJECTORIES = DEFAULT_COLLECT_OUT
+DEFAULT_BANK = "data/skill_bank.json"
+DEFAULT_SFT = "runs/sft"
+DEFAULT_RL = "runs/rl"
 
 console = Console()
 err_console = Console(stderr=True)

@@ -56,9 +56,9 @@ def render_config(public: dict, config_file: str | None) -> str:
 def _original_mapping_comments(config_file: str | None) -> list[str]:
     if not config_file or Path(config_file).suffix.lower() != ".json":
         return []
-    from krill.config import mask_url
     from krill.formats.original_config import is_original_config, original_mapping
     from krill.io import read_json
+    from krill.secrets import mask_url
 
     data = read_json(config_file)
     if not is_original_config(data):

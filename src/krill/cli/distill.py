@@ -6,10 +6,7 @@ import typer
 from rich.table import Table
 
 from krill.cli import original_flags
-from krill.cli.common import console, err_console, get_config
-
-DEFAULT_TRAJECTORIES = "data/trajectories.json"  # where `krill collect` writes (the original krill's default)
-DEFAULT_BANK = "data/skill_bank.json"
+from krill.cli.common import DEFAULT_BANK, DEFAULT_TRAJECTORIES, console, err_console, get_config
 
 
 def distill(
@@ -29,7 +26,7 @@ def distill(
 
     original_flags.apply(config, env, mock)
     # `--teacher llm` is the teacher's backend: the config check must see it (an api_base is then used)
-    cfg = get_config([f"model.teacher.backend={teacher}"] if teacher in ("llm", "openai") else [])
+    cfg = get_config([f"model.teacher.backend={teacher}"] if teacher == "llm" else [])
     bank, report = distill_file(trajectories, out, cfg, teacher=teacher)
     for w in report.warnings[:10]:
         err_console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)

@@ -20,12 +20,10 @@ import typer
 
 from krill.categories import normalize_category
 from krill.cli import original_flags
-from krill.cli.common import get_config
+from krill.cli.common import DEFAULT_BANK, get_config
 from krill.errors import KrillError
 from krill.formats.banks import bank_to_json, category_order, load_bank
 from krill.schema import CommonMistake, Skill, SkillBank
-
-DEFAULT_BANK = "data/skill_bank.json"  # where `krill distill` writes (the original krill's default)
 
 
 def inspect(

@@ -8,14 +8,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from krill.cli.common import console, get_config
+from krill.cli.common import DEFAULT_BANK, console, get_config
 
 
 def retrieve(
     task: str = typer.Argument(
         ..., help='Task description, e.g. "heat some potato and put it in the fridge".'
     ),
-    bank: str = typer.Option("data/skill_bank.json", "--bank", "--skill-bank", "-b", help="Skill bank file."),
+    bank: str = typer.Option(DEFAULT_BANK, "--bank", "--skill-bank", "-b", help="Skill bank file."),
     category: str | None = typer.Option(
         None, "--category", help="Task category (default: inferred from the task)."
     ),

@@ -8,14 +8,12 @@ import typer
 import yaml
 
 from krill.cli import original_flags
-from krill.cli.common import console, err_console, get_config
-
-DEFAULT_SFT = Path("runs/sft")  # where `krill sft` writes by default
+from krill.cli.common import DEFAULT_BANK, DEFAULT_RL, DEFAULT_SFT, console, err_console, get_config
 
 
 def rl(
     skill_bank: str = typer.Option(
-        "data/skill_bank.json", "--skill-bank", "-b", help="Skill bank retrieved from during rollouts."
+        DEFAULT_BANK, "--skill-bank", "-b", help="Skill bank retrieved from during rollouts."
     ),
     init: str | None = typer.Option(
         None,
@@ -24,7 +22,7 @@ def rl(
         "the same model; 'none' = the base model).",
     ),
     out: str = typer.Option(
-        "runs/rl", "--out", "--output", "-o", help="Run folder (metrics, tb, checkpoints, adapter)."
+        DEFAULT_RL, "--out", "--output", "-o", help="Run folder (metrics, tb, checkpoints, adapter)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     iterations: int | None = typer.Option(
@@ -68,9 +66,9 @@ def _starting_point(cfg, init: str | None) -> str | None:
     """--init as given; else the walkthrough's chain sft → rl: runs/sft when it was trained on this model."""
     if init is not None:
         return None if init.lower() == "none" else init
-    if not (DEFAULT_SFT / "adapter_config.json").exists() or cfg.model.policy.backend != "local":
+    if not (Path(DEFAULT_SFT) / "adapter_config.json").exists() or cfg.model.policy.backend != "local":
         return None
-    saved = _saved_policy_model(DEFAULT_SFT / "config.yaml")
+    saved = _saved_policy_model(Path(DEFAULT_SFT) / "config.yaml")
     if saved != cfg.model.policy.model:
         err_console.print(
             f"[dim]{DEFAULT_SFT} was trained on {saved or 'an unknown model'}, not "
@@ -83,7 +81,7 @@ def _starting_point(cfg, init: str | None) -> str | None:
         "the base model)[/dim]",
         highlight=False,
     )
-    return str(DEFAULT_SFT)
+    return DEFAULT_SFT
 
 
 def _saved_policy_model(path: Path) -> str | None:

@@ -7,14 +7,14 @@ from pathlib import Path
 import typer
 
 from krill.cli import original_flags
-from krill.cli.common import STATE, console, err_console, get_config
+from krill.cli.common import DEFAULT_BANK, DEFAULT_SFT, STATE, console, err_console, get_config
 
 ORIGINAL_NUM_EXAMPLES = 7500  # the original krill's `--num-examples` default (also sft.num_examples)
 
 
 def sft(
     skill_bank: str = typer.Option(
-        "data/skill_bank.json", "--skill-bank", "-b", help="Skill bank used to build the prompts."
+        DEFAULT_BANK, "--skill-bank", "-b", help="Skill bank used to build the prompts."
     ),
     demos: str | None = typer.Option(
         None,
@@ -29,7 +29,7 @@ def sft(
         help=f"Demo steps (default: sft.num_examples: {ORIGINAL_NUM_EXAMPLES}, or the preset's on CPU).",
     ),
     out: str = typer.Option(
-        "runs/sft", "--out", "--output", "-o", help="Output folder (adapter, tokenizer, config, demos)."
+        DEFAULT_SFT, "--out", "--output", "-o", help="Output folder (adapter, tokenizer, config, demos)."
     ),
     init: str | None = typer.Option(None, "--init", help="Start from this adapter folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),

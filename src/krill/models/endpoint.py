@@ -17,9 +17,9 @@ from urllib.parse import urlparse
 
 import httpx
 
-from krill.config import mask_url
 from krill.errors import KrillError
 from krill.retry import TransientError, async_retrying, status_of
+from krill.secrets import mask_url
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 T = TypeVar("T")

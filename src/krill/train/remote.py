@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from krill.config import KrillConfig, mask_url
+from krill.config import KrillConfig
 from krill.errors import KrillError
 from krill.models.base import Generation, Messages
+from krill.secrets import mask_url
 
 
 class RemoteRollouts:
