@@ -25,6 +25,7 @@ from krill.errors import KrillError
 if TYPE_CHECKING:
     from krill.agent.rollout import Episode
     from krill.config import KrillConfig, Sampling
+    from krill.envs.base import Pool
     from krill.models.base import Policy
     from krill.schema import SkillBank
     from krill.skills.retrieval import Retriever
@@ -44,7 +45,7 @@ class Decision:
 class Actor(Protocol):
     name: str
 
-    def act(self, episodes: list[Episode], pool: Any) -> list[Decision]: ...
+    def act(self, episodes: list[Episode], pool: Pool) -> list[Decision]: ...
 
 
 class LLMActor:
@@ -106,7 +107,7 @@ class LLMActor:
             state, self.cfg, ep.retrieved if use_skills else None, count_tokens=self.count_tokens
         )
 
-    def act(self, episodes: list[Episode], pool: Any) -> list[Decision]:
+    def act(self, episodes: list[Episode], pool: Pool) -> list[Decision]:
         batch = [self.prompt_for(ep) for ep in episodes]
         temperature = self.sampling.temperature
         extra: dict[str, Any] = {}
@@ -182,7 +183,7 @@ class ExpertActor:
 
     name = "expert"
 
-    def act(self, episodes: list[Episode], pool: Any) -> list[Decision]:
+    def act(self, episodes: list[Episode], pool: Pool) -> list[Decision]:
         actions = pool.expert_actions([ep.slot for ep in episodes])
         return [Decision(a, True) if a else Decision("", False, extras={"invalid_reason": "no expert action"})
                 for a in actions]  # fmt: skip
@@ -196,7 +197,7 @@ class RandomActor:
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def act(self, episodes: list[Episode], pool: Any) -> list[Decision]:
+    def act(self, episodes: list[Episode], pool: Pool) -> list[Decision]:
         return [Decision(self._choose(ep)) for ep in episodes]
 
     def _choose(self, ep: Episode) -> str:

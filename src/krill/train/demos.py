@@ -20,13 +20,18 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from krill.config import KrillConfig
 from krill.errors import KrillError
 from krill.io import MAX_TRAJECTORY_BYTES, read_jsonl, write_jsonl
 from krill.progress import progress_bar
 from krill.schema import SkillBank, Trajectory
+
+if TYPE_CHECKING:
+    from krill.agent.actors import Decision
+    from krill.agent.rollout import Episode
+    from krill.envs.base import Pool
 
 TEACHER_SCHEMA = {
     "type": "object",
@@ -72,7 +77,7 @@ class DemoActor:
         self.prompter = LLMActor(_PromptOnly(count_tokens), retriever, cfg)
         self.expert = ExpertActor()
 
-    def act(self, episodes: list, pool: Any) -> list:
+    def act(self, episodes: list[Episode], pool: Pool) -> list[Decision]:
         prompts = [self.prompter.prompt_for(ep) for ep in episodes]
         decisions = self.expert.act(episodes, pool)
         for ep, msgs, dec in zip(episodes, prompts, decisions, strict=True):
