@@ -160,7 +160,6 @@ def test_console_script_has_no_traceback_unless_debug(tmp_path):
 
 
 def test_bank_dedup_merges_exact_duplicates(tmp_path, cli, monkeypatch):
-    pytest.importorskip("krill.skills.bank_ops")
     monkeypatch.setenv("KRILL_EMBEDDER", "hash")  # deterministic offline embedder: same text, same vector
     d = rust_bank_dict()
     twin = {**d["general_skills"][0], "id": "00000000-0000-4000-8000-000000000001", "embedding": None}
@@ -176,7 +175,6 @@ def test_bank_dedup_merges_exact_duplicates(tmp_path, cli, monkeypatch):
 
 
 def test_bank_compression_runs_on_the_shipped_examples(cli, tmp_path):
-    pytest.importorskip("krill.skills.compression")
     from krill.data import example_bank_path, example_trajectories_path
 
     code, out, err = cli(
