@@ -8,7 +8,7 @@ from pathlib import Path
 
 from krill.categories import known_categories
 from krill.formats.banks import load_bank
-from krill.skills.teacher_prompts import MAX_FIELD_CHARS
+from krill.skills.teachers.prompts import MAX_FIELD_CHARS
 
 TRAJ_TAG = re.compile(r'<trajectory id="([^"]+)" category="([^"]+)">')
 

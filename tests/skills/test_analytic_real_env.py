@@ -6,8 +6,8 @@ import pytest
 from test_analytic_synth import HashEmbedder
 
 from krill.config import load_config
-from krill.skills.analytic import AnalyticTeacher
 from krill.skills.distill import distill
+from krill.skills.teachers.analytic import AnalyticTeacher
 
 
 @pytest.mark.slow  # plays ~30 real ALFWorld episodes on the TextWorld engine (about 2 minutes on 2 cores)

@@ -11,16 +11,10 @@ from test_analytic_synth import HashEmbedder, steps_from, synth_trajectories
 from krill.categories import ALFWORLD_CATEGORIES
 from krill.config import KrillConfig
 from krill.schema import Step, Trajectory
-from krill.skills.analytic import (
-    AnalyticTeacher,
-    detect_modes,
-    episode_of,
-    parse_action,
-    parse_task,
-    propose_for_category,
-    role_plan,
-)
 from krill.skills.distill import distill
+from krill.skills.teachers.analytic import AnalyticTeacher, role_plan
+from krill.skills.teachers.failure_modes import detect_modes
+from krill.skills.trajectory_facts import parse_act, parse_trajectory, task_goal
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +80,14 @@ def test_different_inputs_give_different_skills_and_same_input_same_bank(distill
     assert [s.id for s in again.all_skills()] == [s.id for s in distilled[0].all_skills()]
 
 
-def test_parse_action_handles_both_put_forms():
-    assert parse_action("move apple 1 to fridge 1").verb == "put"
-    assert parse_action("put apple 1 in/on fridge 1") == parse_action("put apple 1 in/on fridge 1")
-    act = parse_action("put apple 1 in/on fridge 1")
+def test_parse_act_handles_both_put_forms():
+    assert parse_act("move apple 1 to fridge 1").verb == "put"
+    assert parse_act("put apple 1 in/on fridge 1") == parse_act("put apple 1 in/on fridge 1")
+    act = parse_act("put apple 1 in/on fridge 1")
     assert (act.verb, act.obj, act.recep) == ("put", "apple", "fridge")
-    heat = parse_action("heat egg 2 with microwave 1")
+    heat = parse_act("heat egg 2 with microwave 1")
     assert (heat.verb, heat.obj, heat.recep) == ("heat", "egg", "microwave")
-    assert not parse_action("take apple 1 from table 1", False).valid
+    assert not parse_act("take apple 1 from table 1", False).valid
 
 
 @pytest.mark.parametrize(
@@ -107,12 +101,14 @@ def test_parse_action_handles_both_put_forms():
         ("put some spraybottle on toilet.", ("spraybottle", "toilet")),
     ],
 )
-def test_parse_task(task, expect):
-    assert parse_task(task) == expect
+def test_task_goal(task, expect):
+    assert task_goal(task) == expect
 
 
 def _ep(task, cat, actions):
-    return episode_of(Trajectory(id="x", task_description=task, task_category=cat, steps=steps_from(actions)))
+    return parse_trajectory(
+        Trajectory(id="x", task_description=task, task_category=cat, steps=steps_from(actions))
+    )
 
 
 def test_failure_modes_detected():
@@ -136,7 +132,7 @@ def test_failure_modes_detected():
 
 def test_role_plan_abstracts_objects_and_places(trajs):
     heat = next(t for t in trajs if t.success and t.task_category == "Heat")
-    plan = role_plan(episode_of(heat))
+    plan = role_plan(parse_trajectory(heat))
     assert "heat it with the microwave" in plan and "take it" in plan
     assert not any(ch.isdigit() for ch in plan)
 
@@ -144,7 +140,7 @@ def test_role_plan_abstracts_objects_and_places(trajs):
 def test_propose_for_category_only_that_category_and_at_most_max_new(trajs, distilled):
     failures = [t for t in trajs if not t.success and t.task_category == "Cool"][:15]
     existing = distilled[0].skills_for("Cool")
-    new = propose_for_category("Cool", failures, existing, 2)
+    new = AnalyticTeacher().propose_for_category("Cool", failures, existing, 2)
     assert 0 < len(new) <= 2
     assert all(s.category == "Cool" for s in new)
     assert all(p.trajectory_id in {t.id for t in failures} for s in new for p in s.provenance)

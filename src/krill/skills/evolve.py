@@ -99,7 +99,7 @@ def make_evolve_hook(
     episodes of the current policy on `valid_seen`, a split RL never trains on).
     """
     from krill.models import build_embedder
-    from krill.skills.distill import make_teacher
+    from krill.skills.teachers import make_teacher
 
     rl_dir = Path(rl_dir)
     banks_dir = Path(banks_dir) if banks_dir is not None else rl_dir / "banks"

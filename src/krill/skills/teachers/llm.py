@@ -17,15 +17,15 @@ from collections.abc import Callable, Iterable
 from krill.categories import ALFWORLD_CATEGORIES, known_categories
 from krill.config import KrillConfig
 from krill.schema import Skill, Trajectory
-from krill.skills.analytic import categories_of
-from krill.skills.teacher_prompts import (
+from krill.skills.teachers.prompts import (
     ANSWER_SCHEMA,
-    Proposals,
     distill_prompt,
     evolve_prompt,
     parse_answer,
     trajectory_block,
 )
+from krill.skills.teachers.proposals import Proposals
+from krill.skills.trajectory_facts import categories_of
 
 log = logging.getLogger(__name__)
 _STAT_NAMES = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "retries", "failures")
@@ -72,7 +72,7 @@ def make_batches(
 
 
 class LLMTeacher:
-    """Teacher over a `ChatClient` (`complete_json(prompts, schema=...)`)."""
+    """`Teacher` over a `ChatClient` (`complete_json(prompts, schema=...)`)."""
 
     name = "llm"
 
@@ -119,14 +119,7 @@ class LLMTeacher:
             log.warning("teacher: %s", w)
         return out
 
-    def propose_for_category(
-        self,
-        category: str,
-        failures: list[Trajectory],
-        existing_skills: list[Skill],
-        max_new: int,
-        shallow: list[Trajectory] | None = None,
-    ) -> list[Skill]:
+    def propose_for_category(self, category, failures, existing_skills, max_new, shallow=None) -> list[Skill]:
         """Evolution: ≤ max_new new skills for `category` from its real failures (deep + shallow)."""
         if max_new <= 0 or not failures:
             return []

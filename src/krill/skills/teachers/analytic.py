@@ -7,9 +7,8 @@ limit, transformation skipped, wrong object or receptacle, object never found). 
 cites its counts and every skill carries the ids of the trajectories it was computed from, so two
 different sets of trajectories give two different banks.
 
-Parsing lives in `episodes`, failure modes in `failure_modes`, WebShop in `analytic_webshop`;
-this module holds the success skills and the two front doors, `AnalyticTeacher.propose` and
-`propose_for_category` (evolution).
+Parsing lives in `trajectory_facts`, failure modes in `failure_modes`, WebShop in
+`analytic_webshop`; this module holds the success skills and the teacher, `AnalyticTeacher`.
 """
 
 from __future__ import annotations
@@ -20,37 +19,14 @@ from collections.abc import Iterable
 
 from krill.config import KrillConfig
 from krill.schema import GENERAL, Skill, Trajectory
-from krill.skills.analytic_webshop import webshop_proposals
-from krill.skills.episodes import (
-    TRANSFORMS,
-    Episode,
-    categories_of,
-    episode_of,
-    is_webshop,
-    parse_action,
-    parse_task,
-)
-from krill.skills.failure_modes import detect_modes, failure_proposals, tools_from
-from krill.skills.teacher_prompts import Proposals, make_skill
-
-# the teacher's public names, including those re-exported from episodes/failure_modes for older imports
-__all__ = [
-    "AnalyticTeacher",
-    "categories_of",
-    "detect_modes",
-    "episode_of",
-    "is_webshop",
-    "parse_action",
-    "parse_task",
-    "propose_for_category",
-    "role_plan",
-    "search_gap_skill",
-    "success_skills",
-]
+from krill.skills.teachers.analytic_webshop import webshop_proposals
+from krill.skills.teachers.failure_modes import failure_proposals, tools_from
+from krill.skills.teachers.proposals import Proposals, make_skill
+from krill.skills.trajectory_facts import TRANSFORMS, ParsedTrajectory, is_webshop, parse_trajectory
 
 
 # -- action plan with roles --------------------------------------------------------------------
-def role_plan(ep: Episode) -> str:
+def role_plan(ep: ParsedTrajectory) -> str:
     """The successful episode's plan with objects and places replaced by roles, repeats collapsed."""
     roles: list[str] = []
     took = False
@@ -98,9 +74,9 @@ def _top(counter: Counter, k: int = 3) -> str:
     return ", ".join(f"{name} ({n})" for name, n in counter.most_common(k) if name)
 
 
-def success_skills(eps: list[Episode]) -> list[Skill]:
+def success_skills(eps: list[ParsedTrajectory]) -> list[Skill]:
     """Per-category plan, search and ordering skills from successful episodes, plus general ones."""
-    by_cat: dict[str, list[Episode]] = defaultdict(list)
+    by_cat: dict[str, list[ParsedTrajectory]] = defaultdict(list)
     for ep in eps:
         by_cat[ep.category].append(ep)
     out: list[Skill] = []
@@ -113,7 +89,7 @@ def success_skills(eps: list[Episode]) -> list[Skill]:
     return out
 
 
-def _plan_skill(cat: str, group: list[Episode]) -> Skill:
+def _plan_skill(cat: str, group: list[ParsedTrajectory]) -> Skill:
     plans = Counter(role_plan(ep) for ep in group)
     plan, k = plans.most_common(1)[0]
     support = [ep.tid for ep in group if role_plan(ep) == plan]
@@ -130,7 +106,7 @@ def _plan_skill(cat: str, group: list[Episode]) -> Skill:
     return make_skill(f"{cat} task plan", principle, f"{cat} tasks such as '{example}'", cat, support, True)
 
 
-def _where_found(eps: list[Episode], unknown: str | None = None) -> list[tuple[str, Counter]]:
+def _where_found(eps: list[ParsedTrajectory], unknown: str | None = None) -> list[tuple[str, Counter]]:
     """Object type → receptacle types it was taken from (counts), most often found first."""
     per_obj: dict[str, Counter] = defaultdict(Counter)
     for ep in eps:
@@ -141,7 +117,7 @@ def _where_found(eps: list[Episode], unknown: str | None = None) -> list[tuple[s
     return sorted(per_obj.items(), key=lambda kv: -sum(kv[1].values()))
 
 
-def _search_skill(cat: str, group: list[Episode]) -> Skill:
+def _search_skill(cat: str, group: list[ParsedTrajectory]) -> Skill:
     visits = [n for recep, n in (ep.found_at() for ep in group) if recep]
     per_obj = _where_found(group, unknown="?")[:3]
     fast = Counter(ep.found_at()[0] for ep in group if ep.found_at()[1] <= 1 and ep.found_at()[0])
@@ -158,53 +134,57 @@ def _search_skill(cat: str, group: list[Episode]) -> Skill:
     )  # fmt: skip
 
 
-def _category_step_skill(cat: str, group: list[Episode]) -> Skill | None:
+def _category_step_skill(cat: str, group: list[ParsedTrajectory]) -> Skill | None:
     """The category's key step: transform with the appliance, use the lamp, or place the second object."""
     if cat in TRANSFORMS:
-        verb, done = TRANSFORMS[cat]
-        tools = Counter(a.recep for ep in group for a in ep.acts if a.valid and a.verb == verb)
-        ordered = [
-            ep.tid for ep in group
-            if (ep.first("take", ep.target) or 0) < (ep.first(verb) or -1) < (ep.first("put") or 10**6)
-        ]  # fmt: skip
-        if not tools:
-            return None
-        tool = tools.most_common(1)[0][0]
-        principle = (
-            f"{_pct(len(ordered), len(group))} {cat} successes used '{verb} <object> with {tool}' after "
-            f"taking the object and before placing it; holding it at the {tool} is enough."
-        )
-        return make_skill(
-            f"{verb.capitalize()} with the {tool} before placing", principle,
-            f"Holding the object of a {cat} task, before going to the target receptacle", cat, ordered, True,
-        )  # fmt: skip
-    if cat == "Look":
-        lamps = Counter(a.recep for ep in group for a in ep.acts if a.valid and a.verb == "use")
-        held = [ep.tid for ep in group if (ep.first("take", ep.target) or 10**6) < (ep.first("use") or -1)]
-        principle = (
-            f"{_pct(len(held), len(group))} Look successes took the object first, then went to the "
-            f"{_names(lamps, 1)} and used it; examining without the light does not finish the task."
-        )
-        return make_skill(
-            "Take the object, then switch on the lamp", principle,
-            "Look/examine tasks: 'look at X under the desklamp'", cat, held, True,
-        )  # fmt: skip
-    if cat == "PickTwo":
-        same = [
-            ep.tid for ep in group if len({a.recep for a in ep.acts if a.verb == "take" and a.valid}) == 1
-        ]
-        principle = (
-            f"Successes placed the first object before fetching the second; in {_pct(len(same), len(group))} "
-            f"both came from the same receptacle type, so look there again first."
-        )
-        return make_skill(
-            "Place one, then fetch the second from the same spot", principle,
-            "Tasks asking for two objects of one type", cat, [ep.tid for ep in group], True,
-        )  # fmt: skip
-    return None
+        return _transform_skill(cat, group)
+    step = {"Look": _lamp_skill, "PickTwo": _second_object_skill}.get(cat)
+    return step(group) if step else None
 
 
-def _open_first_skill(eps: list[Episode]) -> Skill | None:
+def _transform_skill(cat: str, group: list[ParsedTrajectory]) -> Skill | None:
+    verb, _ = TRANSFORMS[cat]
+    tools = Counter(a.recep for ep in group for a in ep.acts if a.valid and a.verb == verb)
+    if not tools:
+        return None
+    ordered = [
+        ep.tid for ep in group
+        if (ep.first("take", ep.target) or 0) < (ep.first(verb) or -1) < (ep.first("put") or 10**6)
+    ]  # fmt: skip
+    tool = tools.most_common(1)[0][0]
+    principle = (
+        f"{_pct(len(ordered), len(group))} {cat} successes used '{verb} <object> with {tool}' after "
+        f"taking the object and before placing it; holding it at the {tool} is enough."
+    )
+    when = f"Holding the object of a {cat} task, before going to the target receptacle"
+    return make_skill(
+        f"{verb.capitalize()} with the {tool} before placing", principle, when, cat, ordered, True
+    )
+
+
+def _lamp_skill(group: list[ParsedTrajectory]) -> Skill:
+    lamps = Counter(a.recep for ep in group for a in ep.acts if a.valid and a.verb == "use")
+    held = [ep.tid for ep in group if (ep.first("take", ep.target) or 10**6) < (ep.first("use") or -1)]
+    principle = (
+        f"{_pct(len(held), len(group))} Look successes took the object first, then went to the "
+        f"{_names(lamps, 1)} and used it; examining without the light does not finish the task."
+    )
+    when = "Look/examine tasks: 'look at X under the desklamp'"
+    return make_skill("Take the object, then switch on the lamp", principle, when, "Look", held, True)
+
+
+def _second_object_skill(group: list[ParsedTrajectory]) -> Skill:
+    same = [ep.tid for ep in group if len({a.recep for a in ep.acts if a.verb == "take" and a.valid}) == 1]
+    principle = (
+        f"Successes placed the first object before fetching the second; in {_pct(len(same), len(group))} "
+        f"both came from the same receptacle type, so look there again first."
+    )
+    when = "Tasks asking for two objects of one type"
+    name = "Place one, then fetch the second from the same spot"
+    return make_skill(name, principle, when, "PickTwo", [ep.tid for ep in group], True)
+
+
+def _open_first_skill(eps: list[ParsedTrajectory]) -> Skill | None:
     hits, types, cats = [], Counter(), Counter()
     for ep in eps:
         opened: set[str] = set()
@@ -228,7 +208,7 @@ def _open_first_skill(eps: list[Episode]) -> Skill | None:
     )  # fmt: skip
 
 
-def _object_locations_skill(eps: list[Episode]) -> Skill | None:
+def _object_locations_skill(eps: list[ParsedTrajectory]) -> Skill | None:
     common = _where_found(eps)[:6]
     if not common:
         return None
@@ -243,7 +223,7 @@ def _object_locations_skill(eps: list[Episode]) -> Skill | None:
 
 # -- the teacher ---------------------------------------------------------------------------------
 class AnalyticTeacher:
-    """Deterministic, offline teacher: `propose(trajectories)` → Proposals grounded in counts."""
+    """Deterministic, offline `Teacher`: proposals grounded in counts over the trajectories."""
 
     name = "analytic"
 
@@ -256,7 +236,7 @@ class AnalyticTeacher:
         alf = []
         for t in trajs:  # parsing is the per-trajectory work: the progress bar follows it
             if not is_webshop(t):
-                alf.append(episode_of(t))
+                alf.append(parse_trajectory(t))
             if on_progress:
                 on_progress(1)
         limit = self.cfg.env.alfworld.max_steps
@@ -268,50 +248,30 @@ class AnalyticTeacher:
             out.extend(webshop_proposals(web, self.cfg.env.webshop.max_steps))
         return out
 
-    def propose_for_category(
-        self,
-        category: str,
-        failures: list[Trajectory],
-        existing_skills: list[Skill],
-        max_new: int,
-        shallow: list[Trajectory] | None = None,
-    ) -> list[Skill]:
-        """Up to `max_new` new skills for `category` from its failures (deep + shallow alike)."""
-        return propose_for_category(
-            category, [*failures, *(shallow or [])], existing_skills, max_new, self.cfg
-        )
+    def propose_for_category(self, category, failures, existing_skills, max_new, shallow=None) -> list[Skill]:
+        """Evolution: ≤ max_new skills for one failing category from its real failures (deep + shallow alike).
+
+        Candidates: where the search went wrong in these failures (places over-visited, closed ones
+        never opened, where the object was seen), then each failure mode, most frequent first; modes
+        the category's skills already name come last. Near-duplicates are dropped later by `add_if_novel`.
+        """
+        failures = [*failures, *(shallow or [])]
+        eps = [parse_trajectory(t) for t in failures if not is_webshop(t)]
+        for ep in eps:
+            ep.category = category  # the caller decided the category; the mode text must say it
+        skills, _ = failure_proposals(eps, self.cfg.env.alfworld.max_steps)
+        web = [t for t in failures if is_webshop(t)]
+        if web:
+            skills += webshop_proposals(web, self.cfg.env.webshop.max_steps).skills
+        known = {s.name.lower() for s in existing_skills}
+        skills.sort(key=lambda s: (s.name.lower() in known, -len(s.provenance)))
+        gap = search_gap_skill(category, eps)
+        ranked = ([gap] if gap else []) + skills
+        evolved = {"category": category, "source": "evolution"}
+        return [s.model_copy(update=evolved) for s in ranked[: max(0, max_new)]]
 
 
-def propose_for_category(
-    category: str,
-    failures: list[Trajectory],
-    existing_skills: list[Skill],
-    max_new: int,
-    cfg: KrillConfig | None = None,
-) -> list[Skill]:
-    """Evolution: ≤ max_new skills for one failing category from its real failures.
-
-    Candidates: where the search went wrong in these failures (places over-visited, closed ones
-    never opened, where the object was seen), then each failure mode, most frequent first; modes the
-    category's skills already name come last. Near-duplicates are dropped later by `add_if_novel`.
-    """
-    cfg = cfg or KrillConfig()
-    eps = [episode_of(t) for t in failures if not is_webshop(t)]
-    for ep in eps:
-        ep.category = category  # the caller decided the category; the mode text must say it
-    skills, _ = failure_proposals(eps, cfg.env.alfworld.max_steps)
-    if any(is_webshop(t) for t in failures):
-        skills += webshop_proposals([t for t in failures if is_webshop(t)], cfg.env.webshop.max_steps).skills
-    known = {s.name.lower() for s in existing_skills}
-    skills.sort(key=lambda s: (s.name.lower() in known, -len(s.provenance)))
-    gap = search_gap_skill(category, eps)
-    ranked = ([gap] if gap else []) + skills
-    return [
-        s.model_copy(update={"category": category, "source": "evolution"}) for s in ranked[: max(0, max_new)]
-    ]
-
-
-def search_gap_skill(category: str, eps: list[Episode]) -> Skill | None:
+def search_gap_skill(category: str, eps: list[ParsedTrajectory]) -> Skill | None:
     """Where these failures searched, what closed places they never opened, and where the object showed up."""
     visits, opened, closed, seen_at = Counter(), set(), set(), Counter()
     for ep in eps:

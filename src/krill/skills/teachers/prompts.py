@@ -1,4 +1,4 @@
-"""What teachers exchange: the answer schema, the prompts, and the proposals they return.
+"""The LLM teacher's side of the conversation: the answer schema, the prompts, the answer's validation.
 
 Trajectory and environment text is DATA in these prompts: it sits inside `<trajectory id=…>` tags,
 tag look-alikes inside it are neutralised, and the instructions say that nothing inside a tag can
@@ -9,89 +9,16 @@ that obeys an injected instruction cannot change the bank's structure.
 from __future__ import annotations
 
 import re
-import uuid
-from dataclasses import dataclass, field
 
 from krill.categories import normalize_category
 from krill.errors import KrillError
-from krill.schema import GENERAL, CommonMistake, Provenance, Skill, Trajectory
-from krill.skills.compress_traj import compress_trajectory, summarize_trajectory, truncate
+from krill.schema import GENERAL, Skill, Trajectory
+from krill.skills.teachers.failure_modes import detect_modes
+from krill.skills.teachers.proposals import Proposals, make_mistake, make_skill
+from krill.skills.trajectory_facts import is_webshop, parse_trajectory
+from krill.skills.trajectory_text import compress_trajectory, summarize_trajectory, truncate
 
-_NS = uuid.UUID("6f1c2b1e-9a43-4d0e-8f53-1b7f3c0d2a11")  # krill skill ids: uuid5 of the content
 MAX_FIELD_CHARS = 600  # a skill is a sentence or three; longer answers are truncated, not trusted
-
-
-def stable_id(*parts: str) -> str:
-    """Deterministic uuid from content, so a re-run (or a resumed run) gives identical ids."""
-    return str(uuid.uuid5(_NS, "|".join(parts)))
-
-
-def make_skill(
-    name: str,
-    principle: str,
-    when: str,
-    category: str,
-    tids: list[str],
-    success: bool | None,
-    source: str = "distill",
-) -> Skill:
-    prov = [Provenance(trajectory_id=t, success=success) for t in dict.fromkeys(tids)]
-    return Skill(
-        id=stable_id(category, name, principle),
-        name=name,
-        principle=principle,
-        when_to_apply=when,
-        category=category,
-        provenance=prov,
-        source=source,
-    )
-
-
-def make_mistake(
-    description: str, why: str, how: str, category: str | None, tids: list[str], success: bool = False
-) -> CommonMistake:
-    prov = [Provenance(trajectory_id=t, success=success) for t in dict.fromkeys(tids)]
-    return CommonMistake(
-        mistake_id=stable_id(category or GENERAL, description),
-        description=description,
-        why_it_happens=why,
-        how_to_avoid=how,
-        category=category,
-        provenance=prov,
-    )
-
-
-@dataclass
-class Proposals:
-    """A teacher's raw output before hierarchy checks and dedup, plus what it cost."""
-
-    skills: list[Skill] = field(default_factory=list)
-    mistakes: list[CommonMistake] = field(default_factory=list)
-    calls: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    skipped_answers: int = 0  # prompts whose answer stayed invalid
-    retries: int = 0  # API requests retried (429, 5xx, timeouts, resets, malformed bodies)
-    failures: int = 0  # prompts whose request failed for good after every retry
-    dropped: int = 0  # proposed items rejected by validation (empty field, unknown category)
-    warnings: list[str] = field(default_factory=list)
-
-    def extend(self, other: Proposals) -> None:
-        self.skills += other.skills
-        self.mistakes += other.mistakes
-        for name in (
-            "calls",
-            "cache_hits",
-            "prompt_tokens",
-            "completion_tokens",
-            "retries",
-            "failures",
-            "skipped_answers",
-            "dropped",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.warnings += other.warnings
 
 
 # -- the answer schema ---------------------------------------------------------------------------
@@ -144,11 +71,9 @@ def _delimit(text: str) -> str:
 
 def diagnosis(traj: Trajectory) -> str:
     """For a failed ALFWorld trajectory, the analytic teacher's failure modes: where it went wrong."""
-    from krill.skills.analytic import detect_modes, episode_of, is_webshop  # analytic imports this module
-
     if traj.success or is_webshop(traj) or not traj.steps:
         return ""
-    modes = detect_modes(episode_of(traj), int(traj.metadata.get("max_steps") or 10**6))
+    modes = detect_modes(parse_trajectory(traj), int(traj.metadata.get("max_steps") or 10**6))
     return "; ".join(f"{m.replace('_', ' ')} ({d})" for m, d in modes.items())
 
 

@@ -1,8 +1,12 @@
-"""Trajectories read as episodes: ALFWorld commands and task text parsed into types and roles.
+"""What a recorded trajectory says: its environment, its category, and (ALFWorld) its parsed acts.
 
-`episode_of` turns a trajectory into an `Episode` (category, target object, destination, parsed
-actions); the analytic teacher and the failure-mode detector reason over these. `is_webshop` and
-`categories_of` say which environment and category a trajectory belongs to.
+`parse_trajectory` reads an ALFWorld trajectory into a `ParsedTrajectory` (category, target object,
+destination, and each step's command parsed into an `Act`); the analytic teacher and the
+failure-mode detector reason over these. `is_webshop` and `categories_of` say which environment
+and category any trajectory belongs to.
+
+These parse *recorded* commands for analysis; the agent's own text → action parsing is
+`krill.agent.parsing`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass, field
 
 from krill.categories import ALFWORLD_CATEGORIES, category_from_task
 from krill.schema import Trajectory
-from krill.skills.compress_traj import action_validity
+from krill.skills.trajectory_text import action_validity
 
 TRANSFORMS = {"Heat": ("heat", "heated"), "Cool": ("cool", "cooled"), "Clean": ("clean", "cleaned")}
 _ARTICLES = r"(?:the |a |an |some )?"
@@ -47,6 +51,8 @@ def kind_of(name: str | None) -> str:
 
 @dataclass(frozen=True)
 class Act:
+    """One recorded ALFWorld command, parsed: verb, object and receptacle types, validity."""
+
     verb: str
     obj: str = ""  # object type (no number)
     recep: str = ""  # receptacle type
@@ -56,20 +62,19 @@ class Act:
     r_name: str = ""
 
 
-def parse_action(action: str, valid: bool = True) -> Act:
-    """Parse an ALFWorld command into verb + object/receptacle types (both `put … in` and `move … to`)."""
+def parse_act(action: str, valid: bool = True) -> Act:
+    """Parse a recorded ALFWorld command into verb + object/receptacle types (both `put … in` and `move … to`)."""
     text = " ".join(action.strip().lower().split())
-    ok = valid
     for verb, pat in _ACTION_PATTERNS:
         m = re.fullmatch(pat, text)
         if m:
             g = m.groupdict()
             o, r = (g.get("o") or "").strip(), (g.get("r") or "").strip()
-            return Act(verb, kind_of(o), kind_of(r), ok, text, o, r)
-    return Act(text.split(" ")[0] if text else "", valid=ok, text=text)
+            return Act(verb, kind_of(o), kind_of(r), valid, text, o, r)
+    return Act(text.split(" ")[0] if text else "", valid=valid, text=text)
 
 
-def parse_task(task: str) -> tuple[str | None, str | None]:
+def task_goal(task: str) -> tuple[str | None, str | None]:
     """Target object type and destination type from task text ('put a hot apple in fridge' → apple, fridge)."""
     t = task.lower().split("your task is to:")[-1].strip().rstrip(".")
     for pat in _TASK_PATTERNS:
@@ -80,8 +85,8 @@ def parse_task(task: str) -> tuple[str | None, str | None]:
 
 
 @dataclass
-class Episode:
-    """One ALFWorld trajectory with the facts the analysis needs."""
+class ParsedTrajectory:
+    """One recorded ALFWorld trajectory with the facts the analysis needs."""
 
     traj: Trajectory
     category: str
@@ -108,19 +113,21 @@ class Episode:
         return (None if i is None else self.acts[i].recep), len(visited)
 
 
-def episode_of(traj: Trajectory) -> Episode:
+def parse_trajectory(traj: Trajectory) -> ParsedTrajectory:
+    """The trajectory's category, target, destination and parsed acts (target from the acts if the task text has none)."""
     cat = traj.task_category or category_from_task(traj.task_description) or "Pick"
-    acts = [parse_action(s.action, ok) for s, ok in zip(traj.steps, action_validity(traj), strict=True)]
-    target, dest = parse_task(traj.task_description)
+    acts = [parse_act(s.action, ok) for s, ok in zip(traj.steps, action_validity(traj), strict=True)]
+    target, dest = task_goal(traj.task_description)
     if target is None:  # fall back on what the agent handled
         target = next((a.obj for a in acts if a.verb == "take" and a.valid), None)
         dest = next((a.recep for a in reversed(acts) if a.verb == "put" and a.valid), None)
     if cat == "Look":
         dest = dest or "desklamp"
-    return Episode(traj, cat, target, dest, acts)
+    return ParsedTrajectory(traj, cat, target, dest, acts)
 
 
 def is_webshop(traj: Trajectory) -> bool:
+    """A WebShop trajectory: recorded as such, or its first actions are search[...] / click[...]."""
     env = str(traj.metadata.get("environment", "")).lower()
     return env == "webshop" or any(s.action.strip().startswith(("search[", "click[")) for s in traj.steps[:3])
 

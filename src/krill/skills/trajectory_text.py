@@ -1,4 +1,4 @@
-"""Trajectories as compact text for teacher prompts and raw-trajectory memory.
+"""Trajectories written as compact text, for teacher prompts and the raw-trajectory memory.
 
 A step holds the observation the agent saw *before* acting and the action it took (as rollouts and
 the Rust format record them), so an action's result is the next step's observation; `valid` on the
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from krill.envs.base import INVALID_OBSERVATION
 from krill.schema import Trajectory
 
 TRUNCATION_MARKER = "…[truncated]"
-INVALID_OBSERVATION = "Nothing happens."
 
 
 def action_validity(traj: Trajectory) -> list[bool]:

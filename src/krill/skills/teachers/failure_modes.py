@@ -12,8 +12,8 @@ import re
 from collections import Counter, defaultdict
 
 from krill.schema import GENERAL, CommonMistake, Skill
-from krill.skills.episodes import TRANSFORMS, Episode
-from krill.skills.teacher_prompts import make_mistake, make_skill
+from krill.skills.teachers.proposals import make_mistake, make_skill
+from krill.skills.trajectory_facts import TRANSFORMS, ParsedTrajectory
 
 # why an invalid command failed, from the agent's tracked location and hands → the fix
 INVALID_FIX = {
@@ -32,7 +32,7 @@ INVALID_FIX = {
 }
 
 
-def invalid_reasons(ep: Episode) -> list[str]:
+def invalid_reasons(ep: ParsedTrajectory) -> list[str]:
     """For each invalid action, the likely reason given where the agent stood and what it held."""
     here, held, out = "", "", []
     for a in ep.acts:
@@ -70,7 +70,7 @@ def invalid_reasons(ep: Episode) -> list[str]:
     return out
 
 
-def detect_modes(ep: Episode, step_limit: int) -> dict[str, str]:
+def detect_modes(ep: ParsedTrajectory, step_limit: int) -> dict[str, str]:
     """Failure modes of one failed episode → a short detail string each."""
     modes: dict[str, str] = {}
     reasons = invalid_reasons(ep)
@@ -151,7 +151,7 @@ DEFAULT_TOOLS = {"Heat": "heat <object> with microwave", "Cool": "cool <object> 
                  "Clean": "clean <object> with sinkbasin", "Look": "use desklamp"}  # fmt: skip
 
 
-def tools_from(successes: list[Episode]) -> dict[str, str]:
+def tools_from(successes: list[ParsedTrajectory]) -> dict[str, str]:
     """Category → the key command successes used ('heat <object> with microwave'), learned from the data."""
     seen: dict[str, Counter] = defaultdict(Counter)
     for ep in successes:
@@ -163,7 +163,7 @@ def tools_from(successes: list[Episode]) -> dict[str, str]:
     return {c: cnt.most_common(1)[0][0] for c, cnt in seen.items()}
 
 
-def infer_step_limit(eps: list[Episode], default: int) -> int:
+def infer_step_limit(eps: list[ParsedTrajectory], default: int) -> int:
     """The step cap the failures ran under: `default`, or a shorter length most failures stopped at.
 
     Collect/RL may cap episodes below the env's limit (`--max-steps`) without recording it; many
@@ -179,11 +179,11 @@ def infer_step_limit(eps: list[Episode], default: int) -> int:
 
 
 def failure_proposals(
-    eps: list[Episode], step_limit: int, tools: dict[str, str] | None = None
+    eps: list[ParsedTrajectory], step_limit: int, tools: dict[str, str] | None = None
 ) -> tuple[list[Skill], list[CommonMistake]]:
     """One skill + one common mistake per failure mode; general when it occurs in ≥2 categories."""
     tools = {**DEFAULT_TOOLS, **(tools or {})}
-    hits: dict[str, list[Episode]] = defaultdict(list)
+    hits: dict[str, list[ParsedTrajectory]] = defaultdict(list)
     details: dict[str, Counter] = defaultdict(Counter)
     step_limit = infer_step_limit(eps, step_limit)
     for ep in eps:
@@ -239,14 +239,16 @@ def _mode_skill(
     return make_skill(label, principle, when, cat, [ep.tid for ep in group], False)
 
 
-def _mode_texts(mode: str, tool: str, group: list[Episode], details: Counter) -> tuple[str, str, str, str]:
+def _mode_texts(
+    mode: str, tool: str, group: list[ParsedTrajectory], details: Counter
+) -> tuple[str, str, str, str]:
     """(name, what went wrong, how to avoid it, most common detail) for one mode, `{t}` filled in."""
     name, what, how = MODE_TEXT[mode]
     d = details.most_common(1)[0][0]
     return name, what.replace("{t}", tool), _how(mode, how, tool, group, d), d
 
 
-def _how(mode: str, how: str, tool: str, group: list[Episode], d: str) -> str:
+def _how(mode: str, how: str, tool: str, group: list[ParsedTrajectory], d: str) -> str:
     """The fix; for invalid actions, the fixes of the two most frequent reasons in this group."""
     how = how.replace("{t}", tool)
     if mode != "invalid":
