@@ -77,7 +77,7 @@ class PolicyConfig(EndpointConfig):
 
 
 class TeacherConfig(EndpointConfig):
-    backend: str = Field(
+    backend: Literal["analytic", "llm"] = Field(  # type: ignore[assignment]  # teachers have their own backends
         "analytic", description="analytic (offline, grounded in the data) | llm (OpenAI-compatible)"
     )
     model: str = Field("o3", description="teacher model name on the server")

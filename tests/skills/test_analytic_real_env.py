@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from test_analytic_synth import HashEmbedder
 
+from krill.agent.collect import CollectOptions, collect
 from krill.config import load_config
 from krill.skills.distill import distill
 from krill.skills.teachers.analytic import AnalyticTeacher
@@ -12,8 +13,6 @@ from krill.skills.teachers.analytic import AnalyticTeacher
 
 @pytest.mark.slow  # plays ~30 real ALFWorld episodes on the TextWorld engine (about 2 minutes on 2 cores)
 def test_distill_from_real_expert_and_random_rollouts(tmp_path, monkeypatch):
-    pytest.importorskip("krill.envs.alfworld")
-    from krill.agent.collect import CollectOptions, collect
 
     monkeypatch.setenv("KRILL_CACHE", str(tmp_path / "cache"))
     cfg = load_config(overrides=[f"cache_dir={tmp_path / 'cache'}", "env.alfworld.train_games=24"])
