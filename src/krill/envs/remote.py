@@ -2,6 +2,7 @@
 
 Each instance is its own server session: the handle `/reset` returns is sent back as `X-Session`
 (servers without handles, such as Rust krill's, address sessions by the `X-Client-Id` sent too).
+The bodies, replies and headers are `krill.envs.wire`'s, the same module the server uses.
 Connection errors, timeouts, 429 and 502/503/504 are retried under krill's one retry policy
 (`krill.retry`: exponential backoff with jitter, `Retry-After` honoured); every logical call carries
 one `X-Request-Id`, so a retried step the server already ran returns the cached reply instead of
@@ -16,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from krill.envs.base import register_env
+from krill.envs import wire
+from krill.envs.base import Obs, StepResult, register_env
 from krill.errors import KrillError
 from krill.retry import retrying as retry_policy
 
@@ -61,7 +63,7 @@ class RemoteEnv:
         self.timeout = timeout
         self.split = split
         self.retries, self.backoff = max(0, retries), backoff
-        headers = {"X-Client-Id": self.client_id}
+        headers = {wire.CLIENT_HEADER: self.client_id}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
@@ -74,26 +76,24 @@ class RemoteEnv:
         """The served split's task ids (empty if the server does not list them)."""
         return list(self._task_ids)
 
-    def reset(self, task_id: str | None = None) -> tuple[str, dict[str, Any]]:
+    def reset(self, task_id: str | None = None) -> Obs:
         if self._stale:  # the old session may still be stuck in a hung env call: start a fresh one
             self._new_session()
-        body: dict[str, Any] = {"task_id": task_id}
-        if self.split:
-            body["split"] = self.split
+        body = wire.reset_request(task_id, self.split)
         try:
             r = self._call("POST", "/reset", body)
         except SessionLost:
-            if self._http.headers.pop("X-Session", None) is None:
+            if self._http.headers.pop(wire.SESSION_HEADER, None) is None:
                 raise
             self._stale = False
             r = self._call("POST", "/reset", body)  # the server evicted our session: open a new one
-        if isinstance(r.get("session"), str):  # krill's server: the session's handle for later calls
-            self._http.headers["X-Session"] = r["session"]
-        return str(r.get("observation", "")), _info_from(r, task_id)
+        obs, session = wire.read_reset_reply(r, task_id)
+        if session is not None:  # krill's server: the session's handle for later calls
+            self._http.headers[wire.SESSION_HEADER] = session
+        return obs
 
-    def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
-        r = self._call("POST", "/step", {"action": action})
-        return str(r.get("observation", "")), float(r.get("reward", 0.0)), bool(r.get("done")), _info_from(r)
+    def step(self, action: str) -> StepResult:
+        return wire.read_step_reply(self._call("POST", "/step", wire.step_request(action)))
 
     def expert_action(self) -> str | None:
         """The server-side env's expert action (None when the server has no expert)."""
@@ -112,8 +112,8 @@ class RemoteEnv:
     def _new_session(self) -> None:
         self.client_id = f"{self._base_id}.{self._sessions_used}"
         self._sessions_used += 1
-        self._http.headers["X-Client-Id"] = self.client_id
-        self._http.headers.pop("X-Session", None)
+        self._http.headers[wire.CLIENT_HEADER] = self.client_id
+        self._http.headers.pop(wire.SESSION_HEADER, None)
         self._stale = False
 
     # -- HTTP ----------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ class RemoteEnv:
         params: dict[str, str] | None = None,
         attempts: int | None = None,
     ) -> dict[str, Any]:
-        headers = {"X-Request-Id": uuid.uuid4().hex}
+        headers = {wire.REQUEST_ID_HEADER: uuid.uuid4().hex}
         max_retries = self.retries if attempts is None else attempts - 1
         retrying = retry_policy(max_retries, initial=self.backoff, max_wait=10)
         try:
@@ -165,7 +165,7 @@ class RemoteEnv:
         message = _error_message(resp)
         if resp.status_code in _RETRY_STATUS:
             raise _Retryable(resp.status_code, f"HTTP {resp.status_code}: {message}")
-        if resp.status_code == 404 and "unknown session" in message:
+        if resp.status_code == 404 and wire.UNKNOWN_SESSION in message:
             raise SessionLost(
                 f"the env server lost this session (restarted, or evicted it): {message}",
                 path=self.url + path,
@@ -191,24 +191,10 @@ def _error_message(resp: httpx.Response) -> str:
     if resp.status_code < 400:
         return ""
     try:
-        data = resp.json()
-        if isinstance(data, dict) and "error" in data:
-            return str(data["error"])[:500]
+        message = wire.read_error(resp.json())
     except ValueError:
-        pass
-    return resp.text[:200] or resp.reason_phrase
-
-
-def _info_from(r: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
-    """The Env `info` dict: the server's full info when sent, else rebuilt from protocol fields."""
-    info = dict(r.get("info") or {})
-    info.setdefault("task_id", r.get("task_id", task_id))
-    info.setdefault("task_description", r.get("task_description", ""))
-    info.setdefault("task_category", r.get("task_category", ""))
-    info.setdefault("admissible_actions", list(r.get("available_actions", [])))
-    info.setdefault("won", bool(r.get("won", False)))
-    info.setdefault("valid", bool(r.get("valid", True)))
-    return info
+        message = None
+    return message[:500] if message is not None else resp.text[:200] or resp.reason_phrase
 
 
 @register_env("remote")
