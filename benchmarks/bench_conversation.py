@@ -36,8 +36,7 @@ def demos_for(cfg, bank, episodes: int):
     """The first `episodes` successful search-expert episodes as demos of this mode (same seed: same episodes)."""
     from krill.train.demos import build_sft_demos
 
-    conv = cfg.model_copy(deep=True)
-    conv.agent.context = "conversation"
+    conv = cfg.override({"agent.context": "conversation"})
     rows = build_sft_demos(bank, conv, "expert", n=1)  # one episode, to size the rest
     steps = rows[0]["meta"]["steps"]
     rows = build_sft_demos(bank, conv, "expert", n=steps * episodes)[:episodes]

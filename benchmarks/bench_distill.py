@@ -62,13 +62,10 @@ class Embed:
 
 
 def timed_distill(trajs, srv, concurrency: int, work: Path) -> tuple[float, object]:
-    cfg = KrillConfig()
-    cfg.model.teacher.backend, cfg.model.teacher.model, cfg.model.teacher.api_base = (
-        "llm",
-        "fake",
-        srv.base_url,
-    )
-    cfg.distill.trajectories_per_call, cfg.distill.concurrency = 1, concurrency
+    cfg = KrillConfig().override(
+        {"model.teacher.backend": "llm", "model.teacher.model": "fake", "model.teacher.api_base": srv.base_url,
+         "distill.trajectories_per_call": 1, "distill.concurrency": concurrency}
+    )  # fmt: skip
     t0 = time.perf_counter()
     _, report = distill(trajs, make_teacher(cfg, work), Embed(), cfg)
     return time.perf_counter() - t0, report

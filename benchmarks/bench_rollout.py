@@ -85,15 +85,11 @@ def main() -> None:
     env = args.env if args.env in ENVS else "webshop"
     if env != args.env:
         print(f"note: env {args.env!r} is not available here; using {env}")
-    cfg = KrillConfig()
-    cfg.env.name = env
-    cfg.model.policy.model = args.model
-    cfg.model.policy.max_new_tokens = args.max_new_tokens
-    cfg.model.policy.batch_size = args.episodes
-    cfg.model.policy.dtype = args.dtype
-    cfg.agent.think = args.think
-    cfg.agent.context = args.context
-    cfg.agent.history_window = 2
+    cfg = KrillConfig().override(
+        {"env.name": env, "model.policy.model": args.model, "model.policy.max_new_tokens": args.max_new_tokens,
+         "model.policy.batch_size": args.episodes, "model.policy.dtype": args.dtype, "agent.think": args.think,
+         "agent.context": args.context, "agent.history_window": 2}
+    )  # fmt: skip
     policy = build_policy(cfg)
     actor = LLMActor(policy, None, cfg)
     tasks = SerialPool(env, 1, "train", cfg).task_ids()[: args.episodes]

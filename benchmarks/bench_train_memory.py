@@ -27,8 +27,7 @@ def one_mode(model: str, length: int, rows: int, micro: int) -> dict:
     from krill.train.setup import load_training_policy
     from krill.train.sft import collate, summed_token_ce
 
-    cfg = KrillConfig()
-    cfg.model.policy.model = model
+    cfg = KrillConfig().override({"model.policy.model": model})
     policy = load_training_policy(cfg)
     policy.model.train()
     g = torch.Generator().manual_seed(0)

@@ -35,7 +35,8 @@ class Sampling:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # read-only once loaded: a phase that needs other settings derives its own (`KrillConfig.override`)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class EndpointConfig(_Section):

@@ -39,9 +39,10 @@ def test_openai_collect_survives_429_500_and_slow_answers(tmp_path, monkeypatch)
     with FakeOpenAIServer(
         kitchen_agent, fail_rate=0.3, fail_kinds=("429", "500"), delay=0.05, retry_after=0.01, seed=3
     ) as srv:
-        cfg = KrillConfig()
-        pc = cfg.model.policy
-        pc.model, pc.api_base, pc.timeout, pc.max_retries, pc.concurrency = "fake", srv.base_url, 5.0, 8, 4
+        cfg = KrillConfig().override(
+            {"model.policy.model": "fake", "model.policy.api_base": srv.base_url, "model.policy.timeout": 5.0,
+             "model.policy.max_retries": 8, "model.policy.concurrency": 4}
+        )  # fmt: skip
         out = tmp_path / "oa.jsonl"
         res = collect(
             cfg,

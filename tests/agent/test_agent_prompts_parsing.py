@@ -38,10 +38,7 @@ def state(n_hist=5, **kw):
 
 
 def cfg(**agent):
-    c = KrillConfig()
-    for k, v in agent.items():
-        setattr(c.agent, k, v)
-    return c
+    return KrillConfig().override({f"agent.{k}": v for k, v in agent.items()})
 
 
 def test_sections_present_in_order_and_fixed_part_first():
@@ -110,10 +107,12 @@ def test_prompt_capped_by_dropping_oldest_history_first():
     words = lambda text: len(text.split())  # noqa: E731 - a countable token counter
     full = build_messages(state(n_hist=5), c, retrieved(), count_tokens=words)
     full_len = sum(words(m["content"]) for m in full)
-    c.rl.max_prompt_length = full_len - 1  # one token too many: drop exactly the oldest entry
+    c = c.override(
+        {"rl.max_prompt_length": full_len - 1}
+    )  # one token too many: drop exactly the oldest entry
     capped = build_messages(state(n_hist=5), c, retrieved(), count_tokens=words)[1]["content"]
     assert "obs number 0" not in capped and "obs number 1" in capped and "Use the microwave" in capped
-    c.rl.max_prompt_length = 32  # far too small: all history goes, the rest stays
+    c = c.override({"rl.max_prompt_length": 32})  # far too small: all history goes, the rest stays
     tiny = build_messages(state(n_hist=5), c, retrieved(), count_tokens=words)[1]["content"]
     assert "## Recent History" not in tiny and "## Current Observation" in tiny
 

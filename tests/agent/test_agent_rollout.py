@@ -54,8 +54,7 @@ TASKS = [f"t{k}" for k in range(6)]
 
 
 def test_llm_batched_equals_one_at_a_time_and_records_everything():
-    cfg = KrillConfig()
-    cfg.skill_retrieval.threshold = 0.0
+    cfg = KrillConfig().override({"skill_retrieval.threshold": 0.0})
     policy = RulePolicy()
     b = bank()
     actor = LLMActor(policy, Retriever(b, HashEmbedder(), cfg.skill_retrieval), cfg, want_logprobs=True)

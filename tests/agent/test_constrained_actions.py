@@ -71,31 +71,27 @@ def test_random_model_answers_only_given_choices(policy):
 
 
 def test_constrained_rollout_never_makes_an_invalid_action(policy):
-    cfg = KrillConfig()
-    cfg.agent.constrain_actions = True
-    cfg.model.policy.max_new_tokens = 16
+    cfg = KrillConfig().override({"agent.constrain_actions": True, "model.policy.max_new_tokens": 16})
     actor = LLMActor(policy, Retriever(SkillBank(), HashEmbedder(), cfg.skill_retrieval), cfg)
     trajs = run_episodes(actor, EnvListPool([KitchenEnv() for _ in range(2)]), ["t0", "t1"], cfg, max_steps=5)
     steps = [s for t in trajs for s in t.steps]
     assert len(steps) == 10 and all(s.valid for s in steps)
-    cfg.agent.constrain_actions = False
+    cfg = cfg.override({"agent.constrain_actions": False})
     free = run_episodes(LLMActor(policy, None, cfg), EnvListPool([KitchenEnv()]), ["t0"], cfg, max_steps=5)
     assert not any(s.valid for s in free[0].steps)
 
 
 def test_constraint_needs_bare_actions_and_a_local_policy(policy):
-    cfg = KrillConfig()
-    cfg.agent.constrain_actions = True
-    cfg.agent.think = True
+    cfg = KrillConfig().override({"agent.constrain_actions": True, "agent.think": True})
 
     def first_step(actor):
-        run_episodes(actor, EnvListPool([KitchenEnv()]), ["t0"], cfg, max_steps=1)
+        run_episodes(actor, EnvListPool([KitchenEnv()]), ["t0"], actor.cfg, max_steps=1)
 
     with pytest.raises(
         KrillError, match=r"agent.constrain_actions: needs bare actions \(agent.think: false\)"
     ):
         first_step(LLMActor(policy, None, cfg))
-    cfg.agent.think = False
+    cfg = cfg.override({"agent.think": False})
 
     class Remote:
         name = "remote-model"

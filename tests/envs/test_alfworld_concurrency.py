@@ -80,8 +80,7 @@ def test_server_sessions_in_parallel_give_the_serial_results(setup):
     from krill.envs.server import create_app
 
     root, cfg = setup
-    scfg = cfg.model_copy(deep=True)
-    scfg.env.alfworld.games_dir = str(root)
+    scfg = cfg.override({"env.alfworld.games_dir": str(root)})
     serial_env = make_env("alfworld", "valid_unseen", cfg=scfg)
     tasks = serial_env.task_ids()
     jobs = [(tasks[i % len(tasks)], i) for i in range(24)]

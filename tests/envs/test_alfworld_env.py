@@ -120,8 +120,9 @@ def test_reset_none_cycles_a_seeded_order_and_bad_ids_raise(games_dir, cfg):
 def test_real_alfworld_data_layout_is_played_when_present(games_dir, tmp_path):
     data = tmp_path / "alfworld_data" / "json_2.1.1"
     shutil.copytree(games_dir / "valid_unseen", data / "valid_unseen")
-    cfg = KrillConfig(cache_dir=str(tmp_path / "cache"))
-    cfg.env.alfworld.data_dir = str(tmp_path / "alfworld_data")
+    cfg = KrillConfig(cache_dir=str(tmp_path / "cache")).override(
+        {"env.alfworld.data_dir": str(tmp_path / "alfworld_data")}
+    )
     env = make_env("alfworld", "valid_unseen", cfg=cfg)
     assert env.source == "alfworld" and len(env.task_ids()) == 6
     _, reward, info = play(env, env.task_ids()[0], lambda _: env.expert_action())
@@ -129,12 +130,12 @@ def test_real_alfworld_data_layout_is_played_when_present(games_dir, tmp_path):
 
 
 def test_default_set_is_generated_on_first_use_into_the_cache(tmp_path):
-    cfg = KrillConfig(cache_dir=str(tmp_path))
-    cfg.env.alfworld.train_games, cfg.env.alfworld.valid_seen_games, cfg.env.alfworld.valid_unseen_games = (
-        7,
-        6,
-        6,
-    )
+    sizes = {
+        "env.alfworld.train_games": 7,
+        "env.alfworld.valid_seen_games": 6,
+        "env.alfworld.valid_unseen_games": 6,
+    }
+    cfg = KrillConfig(cache_dir=str(tmp_path)).override(sizes)
     env = make_env("alfworld", "valid_seen", cfg=cfg)
     (root,) = (tmp_path / "alfworld").glob("games-0-*")
     assert (root / "manifest.json").exists() and len(env.task_ids()) == 6

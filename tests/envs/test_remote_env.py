@@ -116,13 +116,11 @@ def test_make_env_and_make_pool_use_the_remote_url():
     with pytest.raises(KrillError, match="needs a server URL"):
         make_env("remote")
     with live_server(create_app("counter")) as url:
-        cfg = KrillConfig()
-        cfg.env.url = url
+        cfg = KrillConfig().override({"env.url": url})
         assert make_env("remote", cfg=cfg).task_ids()[0] == "t0"
         serial = make_pool(cfg, "train", 3)
         assert isinstance(serial, SerialPool) and serial.name == "counter"
-        cfg.env.workers = 2
-        with make_pool(cfg, "train", 3) as pool:
+        with make_pool(cfg.override({"env.workers": 2}), "train", 3) as pool:
             assert isinstance(pool, EnvPool)
             for p in (serial, pool):  # each env is its own server session
                 p.reset_all(["t0", "t1", "t2"])

@@ -27,8 +27,9 @@ REASONS = {
 
 
 def test_pool_worker_crash_hang_and_env_error_fail_only_their_episodes(tmp_path, faults):
-    cfg = KrillConfig()
-    cfg.env.workers, cfg.env.pool_timeout = 2, 1.5  # what make_pool passes to EnvPool
+    cfg = KrillConfig().override(
+        {"env.workers": 2, "env.pool_timeout": 1.5}
+    )  # what make_pool passes to EnvPool
     out = tmp_path / "trajectories.jsonl"
     with EnvPool("flaky", 2, workers=cfg.env.workers, timeout=cfg.env.pool_timeout) as pool:
         res = collect(cfg, CollectOptions(episodes=6, policy="expert", out=str(out)), pool=pool)
@@ -100,8 +101,7 @@ class _OutageAt:
 
 def test_env_server_goes_away_mid_episode_and_comes_back(faults):
     server = _Server(create_app("flaky"))
-    cfg = KrillConfig()
-    cfg.env.url = server.url
+    cfg = KrillConfig().override({"env.url": server.url})
     pool = make_pool(cfg, "train", 1)  # a RemoteEnv talking to the server
     outage = _OutageAt(pool, server, at=5)  # episode 2, its second step
     seen = []

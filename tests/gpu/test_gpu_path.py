@@ -30,8 +30,10 @@ from krill.models.local import LocalPolicy
 from krill.schema import Step, Trajectory
 from krill.train.checkpoint import latest_checkpoint
 from krill.train.grpo import group_advantages
-from krill.train.rl import build_samples, grpo_update, sequence_logprobs
-from krill.train.sft import load_training_policy, make_accelerator, train_sft
+from krill.train.samples import build_samples, sequence_logprobs
+from krill.train.setup import load_training_policy, make_accelerator
+from krill.train.sft import train_sft
+from krill.train.update import grpo_update
 
 pytestmark = pytest.mark.gpu
 

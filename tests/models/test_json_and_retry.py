@@ -107,9 +107,10 @@ def test_build_policy_and_chat_client(tmp_path):
     )
     pol = build_policy(cfg)
     assert isinstance(pol, LocalPolicy) and pol.name == "tiny"
-    bad = load_config(overrides=["model.policy.backend=vllm"])
-    with pytest.raises(KrillError, match="unknown policy backend"):
-        build_policy(bad)
+    with pytest.raises(
+        KrillError, match=r"^config: model.policy.backend: Input should be 'local' or 'openai', got 'vllm'$"
+    ):
+        load_config(overrides=["model.policy.backend=vllm"])  # refused when loaded, before any model is built
     remote = load_config(
         overrides=[
             "model.teacher.backend=llm",

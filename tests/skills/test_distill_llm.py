@@ -49,15 +49,11 @@ def teacher_answer(messages) -> str:
 
 
 def _cfg(srv, per_call=4, concurrency=4) -> KrillConfig:
-    cfg = KrillConfig()
-    cfg.model.teacher.backend = "llm"
-    cfg.model.teacher.model = "fake"
-    cfg.model.teacher.api_base = srv.base_url
-    cfg.model.teacher.timeout = 10
-    cfg.model.teacher.max_retries = 1
-    cfg.distill.trajectories_per_call = per_call
-    cfg.distill.concurrency = concurrency
-    return cfg
+    return KrillConfig().override(
+        {"model.teacher.backend": "llm", "model.teacher.model": "fake", "model.teacher.api_base": srv.base_url,
+         "model.teacher.timeout": 10, "model.teacher.max_retries": 1,
+         "distill.trajectories_per_call": per_call, "distill.concurrency": concurrency}
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +159,7 @@ def test_propose_for_category_llm(tmp_path, trajs):
         ], "mistakes": []})  # fmt: skip
 
     with FakeOpenAIServer(answer) as srv:
-        cfg = _cfg(srv)
-        cfg.evolution.deep, cfg.evolution.shallow = 3, 2
+        cfg = _cfg(srv).override({"evolution.deep": 3, "evolution.shallow": 2})
         teacher = make_teacher(cfg, tmp_path / "evo")
         out = teacher.propose_for_category("Clean", fails, [], 3)
         prompt = srv.calls[0]["body"]["messages"][1]["content"]

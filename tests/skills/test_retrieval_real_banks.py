@@ -190,7 +190,7 @@ def test_one_builder_for_every_phase(tmp_path):
     r = build_retriever(bank, cfg)
     assert isinstance(r, Retriever) and r.threshold == CALIBRATED_THRESHOLDS["hash-64"]
     assert build_retriever(None, cfg) is None
-    cfg.skill_retrieval.mode = "template"
+    cfg = cfg.override({"skill_retrieval.mode": "template"})
     assert build_retriever(bank, cfg).embedder is None  # template mode needs no embedder
 
 

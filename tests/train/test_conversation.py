@@ -26,16 +26,14 @@ from krill.models.tiny import build_tiny_model  # noqa: E402
 from krill.schema import Skill, SkillBank, Step, Trajectory  # noqa: E402
 from krill.train.demos import build_sft_demos  # noqa: E402
 from krill.train.grpo import grpo_loss  # noqa: E402
-from krill.train.rl import Sample, build_samples, sequence_logprobs  # noqa: E402
+from krill.train.samples import Sample, build_samples, sequence_logprobs  # noqa: E402
 from krill.train.sft import collate, summed_token_ce, tokenize_demo  # noqa: E402
 
 
 def _cfg() -> KrillConfig:
-    cfg = KrillConfig()
-    cfg.agent.context = "conversation"
-    cfg.model.policy.max_new_tokens = 6
-    cfg.rl.max_response_length = 6
-    return cfg
+    return KrillConfig().override(
+        {"agent.context": "conversation", "model.policy.max_new_tokens": 6, "rl.max_response_length": 6}
+    )
 
 
 def _chat(replies=("go to fridge 1", "open fridge 1", "take apple 1 from fridge 1")):
@@ -79,7 +77,7 @@ def test_the_first_turn_holds_skills_task_and_observation_then_one_turn_per_step
     assert (
         msgs[3]["content"].startswith("The fridge 1 is closed.") and "- open fridge 1" in msgs[3]["content"]
     )
-    cfg.agent.show_admissible = False
+    cfg = cfg.override({"agent.show_admissible": False})
     assert "- open fridge 1" not in build_conversation("cool some apple", turns, cfg)[3]["content"]
 
 
@@ -271,8 +269,7 @@ def test_a_rebuilt_chat_starts_a_new_sample():
 
 
 def test_think_format_and_constrained_answers_work_in_a_conversation(policy):
-    cfg = _cfg()
-    cfg.agent.think = True
+    cfg = _cfg().override({"agent.think": True})
     turns = [
         Turn("You are in the kitchen.", (), "<think>the fridge</think><action>go to fridge 1</action>"),
         Turn("ok", ()),
@@ -280,8 +277,7 @@ def test_think_format_and_constrained_answers_work_in_a_conversation(policy):
     msgs = build_conversation("cool an apple", turns, cfg)
     assert "<think>" in msgs[0]["content"] and msgs[2]["content"].startswith("<think>the fridge</think>")
     assert msgs[3]["content"].endswith("then give your action inside <action> </action>.")
-    cfg = _cfg()
-    cfg.agent.constrain_actions = True
+    cfg = _cfg().override({"agent.constrain_actions": True})
     trajs = _rollout(policy, cfg, 2, sample=True)
     steps = [s for t in trajs for s in t.steps]
     assert steps and all(s.valid for s in steps)  # the tiny random model answers only admissible actions

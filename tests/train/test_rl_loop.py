@@ -63,11 +63,10 @@ def _bank():
 def rl_env(monkeypatch, tmp_path):
     monkeypatch.setenv("KRILL_EMBEDDER", "hash")
     monkeypatch.setenv("KRILL_CACHE", str(tmp_path / "cache"))
-    import krill.envs.pool
 
-    monkeypatch.setattr(
-        krill.envs.pool, "make_pool", lambda cfg, split, n: EnvListPool([ParityEnv() for _ in range(n)])
-    )
+
+def _pool():
+    return EnvListPool([ParityEnv() for _ in range(6)])  # one slot per rollout of an iteration
 
 
 def _cfg(iterations, **extra):
@@ -82,9 +81,11 @@ def _cfg(iterations, **extra):
 @pytest.mark.parametrize("context", ["window", "conversation"])
 def test_resume_matches_uninterrupted_run(rl_env, tmp_path, context):
     mode = {"agent.context": context}
-    full = run_rl(_cfg(3, **mode), _bank(), tmp_path / "full")
-    run_rl(_cfg(2, **mode), _bank(), tmp_path / "cut")  # "killed" after iteration 2's checkpoint
-    resumed = run_rl(_cfg(3, **mode), _bank(), tmp_path / "cut", resume=True)
+    full = run_rl(_cfg(3, **mode), _bank(), tmp_path / "full", pool=_pool())
+    run_rl(
+        _cfg(2, **mode), _bank(), tmp_path / "cut", pool=_pool()
+    )  # "killed" after iteration 2's checkpoint
+    resumed = run_rl(_cfg(3, **mode), _bank(), tmp_path / "cut", resume=True, pool=_pool())
     assert [m["iteration"] for m in read_jsonl(tmp_path / "cut" / "metrics.jsonl")] == [1, 2, 3]
     assert any(m["update/skipped"] == 0.0 for m in full.metrics), "the test needs at least one real update"
     keys = ("rollout/reward", "losses/loss", "losses/kl", "adv/std", "groups/zero_variance")
@@ -104,7 +105,9 @@ def test_logs_checkpoints_and_evolve_hook(rl_env, tmp_path):
         return bank
 
     out = tmp_path / "rl"
-    res = run_rl(_cfg(2, **{"evolution.validation_interval": 2}), _bank(), out, evolve_hook=hook)
+    res = run_rl(
+        _cfg(2, **{"evolution.validation_interval": 2}), _bank(), out, evolve_hook=hook, pool=_pool()
+    )
     assert calls == [(2, 6)]
     rows = list(read_jsonl(out / "metrics.jsonl"))
     assert [r["iteration"] for r in rows] == [1, 2]
@@ -127,7 +130,7 @@ def test_rl_tasks_limits_training_to_the_listed_tasks(rl_env, tmp_path, monkeypa
     monkeypatch.setattr(
         ParityEnv, "reset", lambda self, task_id=None: (seen.append(task_id), reset(self, task_id))[1]
     )
-    run_rl(_cfg(1, **{"rl.tasks": "[t4, t5]"}), _bank(), tmp_path / "rl")
+    run_rl(_cfg(1, **{"rl.tasks": "[t4, t5]"}), _bank(), tmp_path / "rl", pool=_pool())
     assert seen and set(seen) == {"t4", "t5"}
     with pytest.raises(KrillError, match=r"^rl.tasks\[1\]: 't9' is not a task of the \w+ train split$"):
-        run_rl(_cfg(1, **{"rl.tasks": "[t4, t9]"}), _bank(), tmp_path / "bad")
+        run_rl(_cfg(1, **{"rl.tasks": "[t4, t9]"}), _bank(), tmp_path / "bad", pool=_pool())

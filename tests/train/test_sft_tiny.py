@@ -118,8 +118,7 @@ def test_sft_resume_matches_uninterrupted(tmp_path, context):
     cfg = _cfg(epochs=3, learning_rate=0.01, batch_size=4, micro_batch_size=2, checkpoint_every=2)
     full = train_sft(demos, cfg, tmp_path / "a", policy=_policy(cfg))
     # an "interrupted" run: the first epoch only (checkpointed), then resumed to the end
-    short = cfg.model_copy(deep=True)
-    short.sft.epochs = 1
+    short = cfg.override({"sft.epochs": 1})
     train_sft(demos, short, tmp_path / "b", policy=_policy(cfg))
     resumed = train_sft(demos, cfg, tmp_path / "b", resume=True, policy=_policy(cfg))
     assert resumed.losses == pytest.approx(full.losses, rel=1e-5)

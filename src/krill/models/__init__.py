@@ -33,25 +33,14 @@ __all__ = [
 def build_policy(cfg) -> Policy:
     """The policy named by `cfg.model.policy` (backend local | openai)."""
     pc = cfg.model.policy
-    if pc.backend == "local":
-        from krill.models.local import LocalPolicy
-
-        return LocalPolicy(
-            pc.model,
-            adapter=pc.adapter,
-            dtype=pc.dtype,
-            device=pc.device,
-            cache_dir=cfg.cache_dir,
-            batch_size=pc.batch_size,
-            seed=cfg.seed,
-        )
     if pc.backend == "openai":
         from krill.models.openai_api import OpenAIPolicy
 
         return OpenAIPolicy(pc)
-    raise KrillError(
-        f"unknown policy backend {pc.backend!r}; use local or openai", where="model.policy.backend"
-    )
+    from krill.models.local import LocalPolicy
+
+    return LocalPolicy(pc.model, adapter=pc.adapter, dtype=pc.dtype, device=pc.device, cache_dir=cfg.cache_dir,
+                       batch_size=pc.batch_size, seed=cfg.seed)  # fmt: skip
 
 
 def build_embedder(cfg) -> Embedder:

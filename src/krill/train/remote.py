@@ -34,15 +34,13 @@ class RemoteRollouts:
         from krill.train.checkpoint import export_model
 
         # pushed at iteration 0 too: the starting adapter (e.g. --init's SFT adapter) must be what is sampled
-        rcfg = cfg.model_copy(deep=True)
         name = f"krill-iter{iteration:04d}"
         path = (Path(out_dir) / "served" / name).resolve()
         if accel.is_main_process:
             export_model(accel.unwrap_model(policy.model), policy.tokenizer, path, cfg)
             load_adapter_on_server(cfg, name, path)
         accel.wait_for_everyone()
-        rcfg.model.policy.model = name
-        return cls(build_policy(rcfg), policy.tokenizer)
+        return cls(build_policy(cfg.override({"model.policy.model": name})), policy.tokenizer)
 
     def generate(self, batch: list[Messages], **kw: Any) -> list[Generation]:
         gens = self.remote.generate(batch, **{**kw, "want_logprobs": False})

@@ -60,8 +60,8 @@ def make_teacher(cfg: KrillConfig, work_dir: str | Path | None = None, kind: str
         from krill.skills.teachers.llm import LLMTeacher
 
         cache = Path(work_dir) / "teacher_cache.jsonl" if work_dir else None
-        tcfg = cfg.model_copy(deep=True)  # distill.concurrency is the documented knob for distillation
-        tcfg.model.teacher.concurrency = cfg.distill.concurrency
+        # distill.concurrency is the documented knob for distillation
+        tcfg = cfg.override({"model.teacher.concurrency": cfg.distill.concurrency})
         return LLMTeacher(build_chat_client(tcfg, cache), cfg)
     raise KrillError(
         f"unknown teacher {kind!r}; choose {' or '.join(TEACHERS)}", where="model.teacher.backend"
