@@ -106,7 +106,7 @@ class EnvListPool(BasePool):
         super().__init__(len(envs))
         self.envs = list(envs)
         self.name = getattr(self.envs[0], "name", "env")
-        self.max_steps = getattr(self.envs[0], "max_steps", None)
+        self.max_steps = self.envs[0].max_steps
 
     def task_ids(self) -> list[str]:
         return self.envs[0].task_ids()

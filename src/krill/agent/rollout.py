@@ -48,10 +48,6 @@ class Episode:
     scratch: dict[str, Any] = field(default_factory=dict)  # actor-private state (e.g. an RNG)
 
 
-def pool_size(pool: Pool) -> int:
-    return len(pool)
-
-
 def run_episodes(
     actor: Any,
     pool: Pool,
@@ -72,7 +68,7 @@ def run_episodes(
     trajectory as soon as it ends; `progress` (a `krill.progress.Bar`) advances with a live success rate.
     """
     indices = list(range(len(task_ids))) if indices is None else list(indices)
-    limit = max_steps or getattr(pool, "max_steps", None) or 50
+    limit = max_steps or pool.max_steps
     queue = list(zip(indices, task_ids, strict=True))[::-1]  # pop() from the end = in order
     live: dict[int, Episode] = {}
     done: dict[int, Trajectory] = {}

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, Self
 
+from krill.config import EnvConfig, KrillConfig
 from krill.envs.base import ENVS, Env, Obs, Pool, StepResult, _import_builtin_envs, make_env
 from krill.envs.remote import EnvUnavailable
 from krill.errors import KrillError
@@ -261,7 +262,7 @@ class EnvPool(BasePool):
         split: str = "train",
         cfg: Any = None,
         workers: int = 2,
-        timeout: float = 120.0,
+        timeout: float = EnvConfig.model_fields["pool_timeout"].default,
         start_timeout: float = 600.0,
         **env_kw: Any,
     ):
@@ -405,10 +406,9 @@ class EnvPool(BasePool):
             pass
 
 
-def make_pool(cfg: Any, split: str, n: int) -> Pool:
+def make_pool(cfg: KrillConfig, split: str, n: int) -> Pool:
     """The pool the config asks for: remote envs when env.url is set, processes when env.workers > 0."""
     name = "remote" if cfg.env.url else cfg.env.name
     if cfg.env.workers > 0:
-        timeout = getattr(cfg.env, "pool_timeout", 120.0)
-        return EnvPool(name, n, split, cfg, workers=cfg.env.workers, timeout=timeout)
+        return EnvPool(name, n, split, cfg, workers=cfg.env.workers, timeout=cfg.env.pool_timeout)
     return SerialPool(name, n, split, cfg)

@@ -209,7 +209,7 @@ def expert_items(
     bank: SkillBank | None, cfg: KrillConfig, n: int, *, split: str = "train"
 ) -> list[dict[str, Any]]:
     """Steps of successful expert episodes on seeded train tasks, until `n` steps are collected."""
-    from krill.agent.rollout import pool_size, run_episodes
+    from krill.agent.rollout import run_episodes
     from krill.envs.pool import make_pool
 
     pool = make_pool(cfg, split, max(1, min(cfg.model.policy.batch_size, 16)))
@@ -220,7 +220,7 @@ def expert_items(
         random.Random(cfg.sft.seed).shuffle(tasks)
         actor = DemoActor(make_retriever(bank, cfg), cfg)
         items: list[dict[str, Any]] = []
-        chunk = max(1, min(len(tasks), pool_size(pool)))
+        chunk = max(1, min(len(tasks), len(pool)))
         with progress_bar("expert demos", n) as bar:
             for lo in range(0, len(tasks), chunk):
                 trajs = run_episodes(actor, pool, tasks[lo : lo + chunk], cfg, seed=cfg.sft.seed, split=split)

@@ -3,7 +3,7 @@
 Importing this package registers the `webshop` env (`krill.envs.base.make_env("webshop", split)`).
 """
 
-from krill.envs.webshop.env import WebshopEnv, admissible_actions, make_webshop_env, parse_action
+from krill.envs.webshop.env import WebshopEnv, admissible_actions, make_webshop_env, split_command
 from krill.envs.webshop.pages import SEARCH_TEMPLATE
 
-__all__ = ["SEARCH_TEMPLATE", "WebshopEnv", "admissible_actions", "make_webshop_env", "parse_action"]
+__all__ = ["SEARCH_TEMPLATE", "WebshopEnv", "admissible_actions", "make_webshop_env", "split_command"]

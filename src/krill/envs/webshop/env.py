@@ -33,12 +33,12 @@ from krill.errors import KrillError
 _ACTION_RE = re.compile(r"^\s*(\w+)\s*\[(.+)\]\s*$", re.DOTALL)
 
 
-def parse_action(action: str) -> tuple[str, str | None]:
-    """`engine.parse_action`: "click[Buy Now]" → ("click", "buy now"); no brackets → (action, None).
+def split_command(action: str) -> tuple[str, str | None]:
+    """The original `engine.parse_action`: "click[Buy Now]" → ("click", "buy now"); no brackets → (action, None).
 
-    >>> parse_action("click[Buy Now]")
+    >>> split_command("click[Buy Now]")
     ('click', 'buy now')
-    >>> parse_action("look")
+    >>> split_command("look")
     ('look', None)
     """
     m = _ACTION_RE.match(action or "")
@@ -116,7 +116,7 @@ class WebshopEnv:
     def _apply(self, action: str) -> str | None:
         """Run one action; None when it is invalid (state untouched)."""
         s = self.session
-        name, arg = parse_action(action)
+        name, arg = split_command(action)
         if name == "search" and arg and s.page == SEARCH:
             return self._go_results(arg, 1, new_search=True)
         if name != "click" or not arg or arg not in s.clickables:
@@ -229,4 +229,4 @@ def make_webshop_env(split: str = "train", cfg=None, **kw: Any) -> WebshopEnv:
     return WebshopEnv(split, **kw)
 
 
-__all__ = ["WebshopEnv", "admissible_actions", "make_webshop_env", "parse_action", "SUB", "DONE"]
+__all__ = ["WebshopEnv", "admissible_actions", "make_webshop_env", "split_command", "SUB", "DONE"]
