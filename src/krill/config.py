@@ -124,7 +124,7 @@ class WebshopConfig(_Section):
 
 
 class EnvConfig(_Section):
-    name: Literal["alfworld", "webshop"] = Field("alfworld", description="which built-in environment")
+    name: str = Field("alfworld", description="alfworld | webshop | a user env registered with register_env")
     url: str | None = Field(None, description="use a remote env server (krill env serve) at this URL")
     token_env: str = Field("KRILL_ENV_TOKEN", description="env var holding the env server's token")
     workers: int = Field(0, ge=0, description="pool worker processes (0 = in-process)")

@@ -5,13 +5,11 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from krill.cli import original_flags
 from krill.cli.common import STATE, console, get_config
 
 
 def collect(
     episodes: int = typer.Option(64, "--episodes", "-n", help="Episodes to run."),
-    env: str | None = original_flags.ENV,
     policy: str = typer.Option(
         "expert",
         "--policy",
@@ -38,8 +36,6 @@ def collect(
     max_steps: int | None = typer.Option(
         None, "--max-steps", help="Step cap per episode (default: the env's)."
     ),
-    mock: bool = original_flags.MOCK,
-    config: str | None = original_flags.CONFIG,
 ) -> None:
     """Roll out a policy and write trajectories; successes and failures are both kept.
 
@@ -51,7 +47,6 @@ def collect(
     from krill.agent.collect import collect as run_collect
     from krill.progress import progress_bar
 
-    original_flags.apply(config, env, mock)
     overrides = []
     if model:
         overrides.append(f"model.policy.model={model}")

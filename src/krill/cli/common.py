@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import typer
 from rich.console import Console
 
 from krill.agent.collect import DEFAULT_OUT as DEFAULT_COLLECT_OUT
@@ -17,6 +18,8 @@ DEFAULT_TRAJECTORIES = DEFAULT_COLLECT_OUT
 DEFAULT_BANK = "data/skill_bank.json"
 DEFAULT_SFT = "runs/sft"
 DEFAULT_RL = "runs/rl"
+
+RESUME_OPTION = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out.")
 
 console = Console()
 err_console = Console(stderr=True)

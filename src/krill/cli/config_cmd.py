@@ -17,16 +17,9 @@ app = typer.Typer(
 
 
 @app.command("show")
-def show(
-    config: str | None = typer.Option(
-        None, "--config", "-c", help="Config file (overrides the global --config)."
-    ),
-    set_: list[str] = typer.Option([], "--set", help="Extra override section.key=value (repeatable)."),
-) -> None:
+def show() -> None:
     """Print the effective config as YAML: defaults < preset < file < --set; keys shown masked."""
-    if config:
-        common.STATE.config_file = config
-    cfg = common.get_config(extra_overrides=set_)
+    cfg = common.get_config()
     typer.echo(render_config(cfg.to_public_dict(), common.STATE.config_file), nl=False)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from krill.cli import original_flags
 from krill.cli.common import DEFAULT_BANK, DEFAULT_TRAJECTORIES, console, err_console, get_config
 
 
@@ -17,14 +16,10 @@ def distill(
     teacher: str | None = typer.Option(
         None, "--teacher", help="analytic (offline, default) | llm (model.teacher endpoint). Default: config."
     ),
-    config: str | None = original_flags.CONFIG,
-    env: str | None = original_flags.ENV,
-    mock: bool = original_flags.MOCK,
 ) -> None:
     """Distill trajectories into a two-tier skill bank: successes → patterns, failures → mistakes to avoid."""
     from krill.skills.distill import distill_file, work_dir_for
 
-    original_flags.apply(config, env, mock)
     # `--teacher llm` is the teacher's backend: the config check must see it (an api_base is then used)
     cfg = get_config([f"model.teacher.backend={teacher}"] if teacher == "llm" else [])
     bank, report = distill_file(trajectories, out, cfg, teacher=teacher)

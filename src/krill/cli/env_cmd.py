@@ -44,7 +44,6 @@ def _describe_env(name: str, factory: Any) -> str:
 
 @app.command("serve")
 def serve(
-    env: str | None = typer.Option(None, "--env", help="alfworld | webshop (default: env.name)."),
     split: str = typer.Option("train", "--split", help="Default split (a client may ask for another)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address; non-loopback needs a token."),
     port: int = typer.Option(8765, "--port", min=0, max=65535),
@@ -68,7 +67,7 @@ def serve(
 
     cfg = get_config()
     token = token or os.environ.get(cfg.env.token_env) or None
-    name = env or cfg.env.name
+    name = cfg.env.name
     check_bind(host, token)
     err_console.print(
         f"serving {name} ({split}) on http://{host}:{port}; token {'required' if token else 'off'}",

@@ -12,7 +12,6 @@ from krill.errors import KrillError
 
 
 def eval_(
-    env: str | None = typer.Option(None, "--env", help="alfworld | webshop (default: config env.name)"),
     split: str | None = typer.Option(None, "--split", help="valid_unseen | valid_seen | test | train"),
     policy: str = typer.Option("local", "--policy", help="local | openai | expert | random"),
     model: str | None = typer.Option(None, "--model", help="Model path/id, or a run's sft/rl dir (adapter)."),
@@ -24,7 +23,6 @@ def eval_(
     seed: int | None = typer.Option(None, "--seed"),
     compare: bool = typer.Option(False, "--compare", help="Compare eval JSON files given as arguments."),
     files: list[str] | None = typer.Argument(None, help="With --compare: eval JSON files (A.json B.json …)."),
-    set_: list[str] = typer.Option([], "--set", help="Config override section.key=value."),
 ) -> None:
     """Evaluate a policy on a split, or compare earlier results (`--compare A.json B.json`)."""
     from krill.evaluate.eval import evaluate, load_eval
@@ -38,9 +36,7 @@ def eval_(
         _print_comparison(files, compare_results([r["results"] for r in results]))
         return
     note_mock_once()
-    overrides = list(set_)
-    if env:
-        overrides.append(f"env.name={env}")
+    overrides = []
     if seed is not None:
         overrides.append(f"eval.seed={seed}")
     if policy == "openai":  # the policy's backend, seen by the config check (an api_base is then used)

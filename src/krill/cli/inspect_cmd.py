@@ -19,7 +19,6 @@ from pathlib import Path
 import typer
 
 from krill.categories import normalize_category
-from krill.cli import original_flags
 from krill.cli.common import DEFAULT_BANK, get_config
 from krill.errors import KrillError
 from krill.formats.banks import bank_to_json, category_order, load_bank
@@ -41,12 +40,8 @@ def inspect(
     ),
     summary: bool = typer.Option(False, "--summary", help="Only the counts."),
     example: bool = typer.Option(False, "--example", help="Show the example bank shipped with krill."),
-    config: str | None = original_flags.CONFIG,
-    env: str | None = original_flags.ENV,
-    mock: bool = original_flags.MOCK,
 ) -> None:
     """Print a skill bank: general skills first, then per category, then the counts."""
-    original_flags.apply(config, env, mock)
     get_config()  # registers user categories (env.categories) before the bank is read
     path = _bank_path(bank, example)
     loaded = filter_bank(load_bank(path), category=category, search=search)

@@ -6,13 +6,47 @@ import os
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from krill.cli import common
 from krill.errors import KrillError
 
+# The global flags, and whether each takes a value. Any verb accepts them before or after its name
+# (`krill --preset tiny sft` = `krill sft --preset tiny`), as the original krill's clap `global = true`.
+GLOBAL_FLAGS = {"--config": True, "-c": True, "--set": True, "--preset": True, "--env": True,
+                "--env-url": True, "--mock": False, "--debug": False}  # fmt: skip
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """Move global flags that follow the verb to the front, where the app's callback reads them; their
+    order is kept, so a flag given twice still lets the later one win."""
+    front, rest, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":  # everything after is an argument, never a flag
+            rest += args[i:]
+            break
+        name, has_value = arg.split("=", 1)[0], "=" in arg
+        if name in GLOBAL_FLAGS:
+            width = 1 if has_value or not GLOBAL_FLAGS[name] else 2
+            front += args[i : i + width]
+            i += width
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class _GlobalFlagsAnywhere(TyperGroup):
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, hoist_global_flags(list(args)))
+
+
 app = typer.Typer(
+    cls=_GlobalFlagsAnywhere,
     name="krill",
-    help="SkillRL for real: collect → distill → sft → rl (GRPO + skill evolution) → eval.",
+    help="SkillRL for real: collect → distill → sft → rl (GRPO + skill evolution) → eval.\n\n"
+    "The global options below may also follow the verb (krill sft --preset tiny).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -45,6 +79,7 @@ def _global(
     common.STATE.env_url = env_url
     common.STATE.debug = debug or bool(os.environ.get("KRILL_DEBUG"))
     common.setup_logging(common.STATE.debug)
+    common.note_mock_once()
 
 
 def _register() -> None:

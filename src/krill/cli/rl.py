@@ -7,8 +7,15 @@ from pathlib import Path
 import typer
 import yaml
 
-from krill.cli import original_flags
-from krill.cli.common import DEFAULT_BANK, DEFAULT_RL, DEFAULT_SFT, console, err_console, get_config
+from krill.cli.common import (
+    DEFAULT_BANK,
+    DEFAULT_RL,
+    DEFAULT_SFT,
+    RESUME_OPTION,
+    console,
+    err_console,
+    get_config,
+)
 
 
 def rl(
@@ -24,15 +31,10 @@ def rl(
     out: str = typer.Option(
         DEFAULT_RL, "--out", "--output", "-o", help="Run folder (metrics, tb, checkpoints, adapter)."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
+    resume: bool = RESUME_OPTION,
     iterations: int | None = typer.Option(
         None, "--iterations", help="RL iterations (default: rl.iterations)."
     ),
-    preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper"),
-    set_: list[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
-    config: str | None = original_flags.CONFIG,
-    env: str | None = original_flags.ENV,
-    mock: bool = original_flags.MOCK,
 ) -> None:
     """GRPO with the skill-augmented agent: rollouts in groups, clipped surrogate + KL, LoRA updates.
 
@@ -45,9 +47,8 @@ def rl(
     from krill.skills.evolve import make_evolve_hook
     from krill.train.rl import run_rl
 
-    original_flags.apply(config, env, mock)
     overrides = [f"rl.iterations={iterations}"] if iterations else []
-    cfg = get_config([*overrides, *set_], preset=preset, machine_default=True)
+    cfg = get_config(overrides, machine_default=True)
     start = _starting_point(cfg, init)
     hook = make_evolve_hook(cfg, out) if cfg.evolution.enabled else None
     result = run_rl(cfg, load_bank(skill_bank), out, init=start, resume=resume, evolve_hook=hook)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from krill.cli import original_flags
-from krill.cli.common import DEFAULT_BANK, DEFAULT_SFT, STATE, console, err_console, get_config
+from krill.cli.common import DEFAULT_BANK, DEFAULT_SFT, RESUME_OPTION, STATE, console, err_console, get_config
 
 ORIGINAL_NUM_EXAMPLES = 7500  # the original krill's `--num-examples` default (also sft.num_examples)
 
@@ -32,12 +31,7 @@ def sft(
         DEFAULT_SFT, "--out", "--output", "-o", help="Output folder (adapter, tokenizer, config, demos)."
     ),
     init: str | None = typer.Option(None, "--init", help="Start from this adapter folder."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
-    preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper"),
-    set_: list[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
-    config: str | None = original_flags.CONFIG,
-    env: str | None = original_flags.ENV,
-    mock: bool = original_flags.MOCK,
+    resume: bool = RESUME_OPTION,
 ) -> None:
     """Cold-start SFT on skill-augmented demonstrations.
 
@@ -46,8 +40,7 @@ def sft(
     from krill.formats.banks import load_bank
     from krill.train.sft import run_sft
 
-    original_flags.apply(config, env, mock)
-    cfg = get_config(list(set_), preset=preset, machine_default=True)
+    cfg = get_config(machine_default=True)
     # chat demos carry their prompts; trajectories (e.g. converted ETO data) and expert rollouts need the bank
     need_bank = cfg.agent.use_skills and (demos is None or Path(skill_bank).exists())
     bank = load_bank(skill_bank) if need_bank else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from krill.cli import original_flags
 from krill.cli.common import console, get_config
 
 
@@ -13,18 +12,12 @@ def train(
     out: str = typer.Option(
         "runs/train", "--out", "--output", "-o", help="Run directory (re-run to resume)."
     ),
-    preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper"),
-    set_: list[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
-    config: str | None = original_flags.CONFIG,
-    env: str | None = original_flags.ENV,
-    mock: bool = original_flags.MOCK,
 ) -> None:
     """The whole SkillRL loop into one run directory: collect → distill → eval → SFT → GRPO with skill
     evolution → eval. Re-running the same command resumes: completed phases are skipped."""
     from krill.train.pipeline import run_pipeline
 
-    original_flags.apply(config, env, mock)
-    cfg = get_config(list(set_), preset=preset, machine_default=True)
+    cfg = get_config(machine_default=True)
     console.rule(f"krill train → {out}  (preset: {cfg.preset or 'none'})")
 
     def on_phase(name: str, info: dict) -> None:
