@@ -100,8 +100,9 @@ def main() -> None:
 
 def compression(path: str | None) -> None:
     """Token compression of an analytic bank built from the same trajectories."""
-    from krill.data import example_trajectories_path
     from krill.skills.analytic import AnalyticTeacher
+
+    from krill.data import example_trajectories_path
     from krill.skills.compression import compression_report
 
     trajs = load_trajectories(path or example_trajectories_path())

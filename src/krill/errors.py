@@ -16,4 +16,3 @@ class KrillError(Exception):
         parts = [p for p in (self.path, where) if p]
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
-

@@ -21,6 +21,12 @@ DEFAULT_RL = "runs/rl"
 
 RESUME_OPTION = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out.")
 
+
+def bank_option(help: str):
+    """`--skill-bank/-b`, defaulting to where `krill distill` writes."""
+    return typer.Option(DEFAULT_BANK, "--skill-bank", "-b", help=help)
+
+
 console = Console()
 err_console = Console(stderr=True)
 

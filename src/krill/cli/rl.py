@@ -8,10 +8,10 @@ import typer
 import yaml
 
 from krill.cli.common import (
-    DEFAULT_BANK,
     DEFAULT_RL,
     DEFAULT_SFT,
     RESUME_OPTION,
+    bank_option,
     console,
     err_console,
     get_config,
@@ -19,9 +19,7 @@ from krill.cli.common import (
 
 
 def rl(
-    skill_bank: str = typer.Option(
-        DEFAULT_BANK, "--skill-bank", "-b", help="Skill bank retrieved from during rollouts."
-    ),
+    skill_bank: str = bank_option("Skill bank retrieved from during rollouts."),
     init: str | None = typer.Option(
         None,
         "--init",

@@ -6,15 +6,13 @@ from pathlib import Path
 
 import typer
 
-from krill.cli.common import DEFAULT_BANK, DEFAULT_SFT, RESUME_OPTION, STATE, console, err_console, get_config
+from krill.cli.common import DEFAULT_SFT, RESUME_OPTION, STATE, bank_option, console, err_console, get_config
 
 ORIGINAL_NUM_EXAMPLES = 7500  # the original krill's `--num-examples` default (also sft.num_examples)
 
 
 def sft(
-    skill_bank: str = typer.Option(
-        DEFAULT_BANK, "--skill-bank", "-b", help="Skill bank used to build the prompts."
-    ),
+    skill_bank: str = bank_option("Skill bank used to build the prompts."),
     demos: str | None = typer.Option(
         None,
         "--demos",

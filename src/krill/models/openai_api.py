@@ -51,16 +51,24 @@ def restore_stop(text: str, stop: list[str] | None, finish_reason: str) -> str:
     return text
 
 
-class OpenAIPolicy:
-    """A Policy served by an OpenAI-compatible endpoint (`cfg`: a PolicyConfig)."""
+class _Served:
+    """A model behind an OpenAI-compatible endpoint: its config section, name, endpoint and call stats."""
+
+    where = "model"
 
     def __init__(self, cfg, *, check: bool = True):
         self.cfg = cfg
         self.name = f"openai:{cfg.model}"
-        self.endpoint = Endpoint(cfg, where="model.policy")
+        self.endpoint = Endpoint(cfg, where=self.where)
         self.stats = ApiStats()
-        if check:
+        if check:  # fail now, with the server named, rather than at the first batch
             self.endpoint.probe()
+
+
+class OpenAIPolicy(_Served):
+    """A Policy served by an OpenAI-compatible endpoint (`cfg`: a PolicyConfig)."""
+
+    where = "model.policy"
 
     def generate(
         self,
@@ -208,16 +216,10 @@ class OpenAIChatClient:
         return (value, None, text) if error is None else (None, f"schema violation at {error}", text)
 
 
-class OpenAIEmbedder:
+class OpenAIEmbedder(_Served):
     """Embeddings from an OpenAI-compatible `/embeddings` endpoint, batched and concurrent, unit-norm."""
 
-    def __init__(self, cfg, *, check: bool = True):
-        self.cfg = cfg
-        self.name = f"openai:{cfg.model}"
-        self.endpoint = Endpoint(cfg, where="model.embedding")
-        self.stats = ApiStats()
-        if check:
-            self.endpoint.probe()
+    where = "model.embedding"
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -179,18 +179,26 @@ class FakeOpenAIServer:
         except ValueError:
             return None, JSONResponse({"error": {"message": "body is not JSON"}}, status_code=400)
 
+    async def _admit(self, request, kind: str):
+        """(body, fault, early response): read the body, draw this request's fault, play transport faults
+        and the configured delay; a non-None early response is the whole answer."""
+        body, err = await self._read(request)
+        if err is not None:
+            return None, None, err
+        fault = self._next_fault(kind, body, request.headers.get("authorization", ""))
+        if fault and (resp := await self._transport_fault(fault, request)) is not None:
+            return body, fault, resp
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return body, fault, None
+
     async def _chat(self, request):
         from starlette.concurrency import run_in_threadpool
         from starlette.responses import JSONResponse
 
-        body, err = await self._read(request)
-        if err is not None:
-            return err
-        fault = self._next_fault("chat", body, request.headers.get("authorization", ""))
-        if fault and (resp := await self._transport_fault(fault, request)) is not None:
-            return resp
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        body, fault, early = await self._admit(request, "chat")
+        if early is not None:
+            return early
         messages = body.get("messages", [])
         if fault == "garbage":
             text = "Sure! Here is what I think about your request, in prose rather than the format you asked for."
@@ -207,14 +215,9 @@ class FakeOpenAIServer:
         from starlette.concurrency import run_in_threadpool
         from starlette.responses import JSONResponse
 
-        body, err = await self._read(request)
-        if err is not None:
-            return err
-        fault = self._next_fault("embeddings", body, request.headers.get("authorization", ""))
-        if fault and (resp := await self._transport_fault(fault, request)) is not None:
-            return resp
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        body, fault, early = await self._admit(request, "embeddings")
+        if early is not None:
+            return early
         texts = body.get("input", [])
         texts = [texts] if isinstance(texts, str) else list(texts)
         vecs = await run_in_threadpool(self._embed, texts)

@@ -258,4 +258,3 @@ def run_rl(cfg: KrillConfig, bank: SkillBank, out_dir: str | Path, init: str | P
     """GRPO iterations from `init` (an SFT adapter) or the base model; checkpoints make it resumable."""
     return GrpoRecipe(cfg, bank, out_dir, init=init, resume=resume, evolve_hook=evolve_hook, policy=policy,
                       pool=pool).run()  # fmt: skip
-
