@@ -41,7 +41,8 @@ def test_serve_refuses_public_bind_without_token(capsys, monkeypatch):
 
 def test_serve_takes_token_from_environment(capsys, monkeypatch):
     calls = []
-    monkeypatch.setattr("krill.envs.server.serve", lambda *a, **kw: calls.append((a, kw)))
+    # a stand-in server that only records how it was called, then says it is ready as serve() does
+    monkeypatch.setattr("krill.envs.server.serve", lambda *a, **kw: (calls.append((a, kw)), kw["on_ready"]()))
     monkeypatch.setenv("KRILL_ENV_TOKEN", "from-env")
     code, _, err = _run(["env", "serve", "--env", "counter", "--host", "0.0.0.0", "--port", "9999"], capsys)
     assert code == 0, err

@@ -62,18 +62,16 @@ def serve(
     ),
 ) -> None:
     """Serve an environment over HTTP (the krill protocol: POST /reset, POST /step, one session per handle)."""
-    from krill.envs.http_guard import check_bind
     from krill.envs.server import serve as serve_env
 
     cfg = get_config()
     token = token or os.environ.get(cfg.env.token_env) or None
     name = cfg.env.name
-    check_bind(host, token)
-    err_console.print(
-        f"serving {name} ({split}) on http://{host}:{port}; token {'required' if token else 'off'}",
-        markup=False,
-        highlight=False,
-    )
+
+    def ready() -> None:
+        where = f"serving {name} ({split}) on http://{host}:{port}; token {'required' if token else 'off'}"
+        err_console.print(where, markup=False, highlight=False)
+
     serve_env(
         name,
         split,
@@ -84,6 +82,7 @@ def serve(
         max_sessions=max_sessions,
         max_body=max_body,
         session_handles=not client_id_sessions,
+        on_ready=ready,
     )
 
 

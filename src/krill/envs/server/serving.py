@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -23,8 +24,10 @@ def serve(
     max_body: int = 64_000,
     log_level: str = "info",
     session_handles: bool = True,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Build one env up front (fails fast, warms caches such as generated games), then serve forever."""
+    """Check the bind, build one env up front (fails fast, warms caches such as generated games), call
+    `on_ready` (the CLI says where it serves), then serve forever."""
     check_bind(host, token)
     close_quietly(make_env(env_name, split, cfg=cfg))
     app = create_app(
@@ -38,6 +41,8 @@ def serve(
         allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None,
         session_handles=session_handles,
     )
+    if on_ready is not None:
+        on_ready()
     # limit_concurrency bounds open connections so a flood cannot exhaust threads or memory; the guarded
     # protocol closes connections whose headers stall and caps each client's share (http_guard.py).
     uvicorn.run(
