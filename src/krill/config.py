@@ -344,38 +344,6 @@ class KrillConfig(_Section):
         return mask_urls(self.model_dump(mode="json"))
 
 
-def explain(key: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, default, description) of every field under `key` ('' = the whole tree;
-    'agent' = a section; 'agent.context' = one field). An unknown key is a KrillError."""
-    node: type[BaseModel] = KrillConfig
-    parts = [p for p in key.split(".") if p]
-    for i, part in enumerate(parts):
-        field = node.model_fields.get(part)
-        if field is None:
-            raise KrillError("no such config key", where=".".join(parts[: i + 1]))
-        sub = field.annotation
-        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
-            if i != len(parts) - 1:
-                raise KrillError("no such config key", where=".".join(parts[: i + 2]))
-            return [(key, _default_text(field), field.description or "")]
-        node = sub
-    return list(_explain_section(node, ".".join(parts)))
-
-
-def _explain_section(node: type[BaseModel], prefix: str):
-    for name, field in node.model_fields.items():
-        dotted = f"{prefix}.{name}" if prefix else name
-        sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
-            yield from _explain_section(sub, dotted)
-        else:
-            yield dotted, _default_text(field), field.description or ""
-
-
-def _default_text(field: Any) -> str:
-    return repr(field.get_default(call_default_factory=True))
-
-
 # ---------------------------------------------------------------------------------------------
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
@@ -463,21 +431,12 @@ def load_config(
     try:
         cfg = KrillConfig.model_validate(data)
     except ValidationError as exc:
-        raise KrillError(
-            _validation_message(exc.errors()[0]), path=source, where=format_loc(tuple(exc.errors()[0]["loc"]))
-        ) from None
+        from krill.config_keys import validation_message
+
+        err = exc.errors()[0]
+        raise KrillError(validation_message(err), path=source, where=format_loc(tuple(err["loc"]))) from None
     check_endpoints(cfg, source)
     return cfg
-
-
-def _validation_message(err: dict[str, Any]) -> str:
-    """pydantic's first error as one line, with the value that was given."""
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "value_error":  # our own validators' messages say it all
-        return str(err["ctx"]["error"])
-    given = err.get("input")
-    return f"{err['msg']}, got {given!r}" if isinstance(given, str | int | float) else err["msg"]
 
 
 # per role: the backend that ignores `api_base`, and the one that uses it

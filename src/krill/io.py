@@ -166,6 +166,12 @@ def append_jsonl(path: str | Path, row: Any) -> None:
         raise KrillError(f"cannot append ({exc.strerror or exc})", path=path) from exc
 
 
+def require_file(path: str | Path, how_to_make: str) -> None:
+    """A missing input says how to make one: `file not found (run `krill distill` to create it, ...)`."""
+    if not os.path.lexists(path):  # a dangling link or a link loop gets read_text's exact message instead
+        raise KrillError(f"file not found ({how_to_make})", path=path)
+
+
 def read_text(path: str | Path, *, max_bytes: int = MAX_INPUT_BYTES) -> str:
     """Read a UTF-8 text file with clear errors for missing files, directories and bad encodings."""
     path = Path(path)

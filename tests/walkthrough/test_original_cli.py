@@ -58,11 +58,17 @@ def test_unknown_key_in_an_original_config_is_named(cli, tmp_path):
 
 @pytest.mark.skipif(not ON_CPU, reason="the CPU-sized default applies only without a GPU")
 def test_verbatim_sft_on_cpu_uses_quick_sizes_and_says_so(cli):
-    code, _, err = cli("sft", "--skill-bank", "data/skill_bank.json")
-    assert "no GPU found: using the `quick` preset's sizes" in err
-    assert code == 2 and "error: data/skill_bank.json: file not found" in err
-    code, _, err = cli("rl", "--skill-bank", "data/skill_bank.json")
+    for verb in ("sft", "rl"):  # a missing input fails first, with how to make it, and nothing else said
+        code, _, err = cli(verb, "--skill-bank", "data/skill_bank.json")
+        assert code == 2 and err == (
+            "error: data/skill_bank.json: file not found (run `krill distill` to create it, pass a bank path, "
+            "or try `krill inspect --example`)"
+        )  # (this fixture joins stderr's words with single spaces)
+    from krill.data import example_bank_path
+
+    code, _, err = cli("rl", "--skill-bank", str(example_bank_path()), "--init", "missing-adapter")
     assert "no GPU found: using the `quick` preset's sizes" in err and code == 2
+    assert err.strip().endswith("error: missing-adapter: --init folder not found")
 
 
 def test_the_demo_count_says_where_it_comes_from():

@@ -41,6 +41,8 @@ class GlobalOptions:
     mock: bool = False
     env_url: str | None = None
     mock_noted: bool = False  # the --mock note is printed once per invocation
+    machine_preset: str | None = None  # the preset chosen for this machine (no --preset, no config file)
+    machine_preset_noted: bool = False
 
 
 STATE = GlobalOptions()
@@ -65,7 +67,7 @@ def setup_logging(debug: bool = False) -> None:
 
 
 def machine_preset() -> str | None:
-    """On a machine without a GPU, heavy verbs default to the `quick` sizes (said once on stderr)."""
+    """On a machine without a GPU, heavy verbs default to the `quick` sizes (`announce_machine_preset`)."""
     try:
         import torch
 
@@ -73,23 +75,34 @@ def machine_preset() -> str | None:
             return None
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
-    err_console.print(
-        "[dim]no GPU found: using the `quick` preset's sizes (set --preset or KRILL_PRESET)[/dim]"
-    )
     return "quick"
 
 
+def announce_machine_preset(cfg: KrillConfig) -> None:
+    """Say once, on stderr, that the machine chose the preset (called when the run really starts)."""
+    if STATE.machine_preset and not STATE.machine_preset_noted:
+        STATE.machine_preset_noted = True
+        err_console.print(
+            f"[dim]no GPU found: using the `{cfg.preset}` preset's sizes (set --preset or KRILL_PRESET)[/dim]"
+        )
+
+
 def get_config(
-    extra_overrides: list[str] | None = None, preset: str | None = None, *, machine_default: bool = False
+    extra_overrides: list[str] | None = None,
+    preset: str | None = None,
+    *,
+    machine_default: bool = False,
+    announce: bool = True,
 ) -> KrillConfig:
     """The effective config for this invocation (global flags + a verb's own overrides).
 
     With `machine_default`, a run given no preset and no config file uses the preset that fits this
-    machine (`quick` on CPU), so the original krill's verbatim commands finish in minutes.
+    machine (`quick` on CPU), so the original krill's verbatim commands finish in minutes; it says so
+    now, or (`announce=False`) when the verb calls `announce_machine_preset` after checking its inputs.
     """
     chosen = preset or STATE.preset or os.environ.get("KRILL_PRESET")
     if not chosen and machine_default and not STATE.config_file:
-        preset = machine_preset()
+        preset = STATE.machine_preset = machine_preset()
     extra: dict[str, Any] = {}
     env: dict[str, Any] = {}
     if STATE.env:
@@ -105,6 +118,8 @@ def get_config(
         extra=extra,
     )
     register_categories(cfg.env.categories)  # a user env's own categories, for this process
+    if announce:
+        announce_machine_preset(cfg)
     return cfg
 
 

@@ -28,7 +28,7 @@ def explain_cmd(
     key: str = typer.Argument("", help="A section (agent) or key (agent.context); empty: everything."),
 ) -> None:
     """What each config key does, with its default: `krill config explain agent.context`."""
-    from krill.config import explain
+    from krill.config_keys import explain
 
     for dotted, default, description in explain(key):
         typer.echo(f"{dotted} = {default}\n    {description}" if description else f"{dotted} = {default}")

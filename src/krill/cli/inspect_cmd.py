@@ -20,7 +20,6 @@ import typer
 
 from krill.categories import normalize_category
 from krill.cli.common import DEFAULT_BANK, get_config
-from krill.errors import KrillError
 from krill.formats.banks import bank_to_json, category_order, load_bank
 from krill.schema import CommonMistake, Skill, SkillBank
 
@@ -56,13 +55,7 @@ def _bank_path(bank: str | None, example: bool) -> Path:
         from krill.data import example_bank_path
 
         return example_bank_path()
-    path = Path(bank or DEFAULT_BANK)
-    if bank is None and not path.exists():
-        raise KrillError(
-            "file not found (run `krill distill` to create it, pass a bank path, or try `krill inspect --example`)",
-            path=path,
-        )
-    return path
+    return Path(bank or DEFAULT_BANK)
 
 
 def filter_bank(bank: SkillBank, *, category: str | None = None, search: str | None = None) -> SkillBank:

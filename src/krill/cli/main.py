@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 
 import typer
 from typer.core import TyperGroup
+
+try:  # typer >= 0.2x vendors its own click; older ones use click itself
+    from typer._click import exceptions as click
+except ImportError:  # pragma: no cover
+    from click import exceptions as click  # type: ignore[no-redef]
 
 from krill.cli import common
 from krill.errors import KrillError
@@ -76,6 +82,7 @@ def _global(
     common.STATE.env = env
     common.STATE.mock = mock
     common.STATE.mock_noted = False
+    common.STATE.machine_preset, common.STATE.machine_preset_noted = None, False
     common.STATE.env_url = env_url
     common.STATE.debug = debug or bool(os.environ.get("KRILL_DEBUG"))
     common.setup_logging(common.STATE.debug)
@@ -118,19 +125,57 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; user errors print one line to stderr and exit 2 (traceback with --debug)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv) or bool(os.environ.get("KRILL_DEBUG"))
+    """Run the CLI; user errors (bad flags, values, files, config) print ONE line to stderr and exit 2
+    (traceback with --debug)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or bool(os.environ.get("KRILL_DEBUG"))
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=args, standalone_mode=False, prog_name="krill")
+    except click.NoArgsIsHelpError as exc:  # `krill` alone, `krill bank`: the help, as typer would
+        typer.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        _fail(usage_message(exc, args))
     except KrillError as exc:
         if debug:
             raise
-        # Plain write, not rich: messages quote user text that may contain [markup].
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+        _fail(str(exc), exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         common.err_console.print("interrupted; re-run the same command to resume")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    # Plain write, not rich: messages quote user text that may contain [markup].
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(code)
+
+
+def usage_message(exc: click.UsageError, args: list[str]) -> str:
+    """A parser error as one line: the command, the problem, the value given, and the closest flag."""
+    ctx = exc.ctx
+    where = ctx.command_path if ctx is not None else "krill"
+    if isinstance(exc, click.NoSuchOption):
+        verb = [o for p in ctx.command.params for o in p.opts if o.startswith("-")] if ctx else []
+        known = [*GLOBAL_FLAGS, *verb]
+        close = difflib.get_close_matches(exc.option_name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else f" (see {where} --help)"
+        return f"{where}: no such option {exc.option_name}{hint}"
+    message = exc.format_message().rstrip(".")
+    param = getattr(exc, "param", None)
+    given = (
+        _value_given(args, param.opts) if isinstance(exc, click.BadParameter) and param is not None else None
+    )
+    return f"{where}: {message}" + (f", got {given!r}" if given is not None else "")
+
+
+def _value_given(args: list[str], opts: list[str]) -> str | None:
+    for k, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name in opts:
+            return value if eq else (args[k + 1] if k + 1 < len(args) else None)
+    return None
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from krill.cli.common import (
     DEFAULT_RL,
     DEFAULT_SFT,
     RESUME_OPTION,
+    announce_machine_preset,
     bank_option,
     console,
     err_console,
@@ -46,10 +47,12 @@ def rl(
     from krill.train.rl import run_rl
 
     overrides = [f"rl.iterations={iterations}"] if iterations else []
-    cfg = get_config(overrides, machine_default=True)
+    cfg = get_config(overrides, machine_default=True, announce=False)
+    bank = load_bank(skill_bank)  # a missing bank fails before the run says anything
+    announce_machine_preset(cfg)
     start = _starting_point(cfg, init)
     hook = make_evolve_hook(cfg, out) if cfg.evolution.enabled else None
-    result = run_rl(cfg, load_bank(skill_bank), out, init=start, resume=resume, evolve_hook=hook)
+    result = run_rl(cfg, bank, out, init=start, resume=resume, evolve_hook=hook)
     last = result.metrics[-1] if result.metrics else {}
     if last:
         console.print(

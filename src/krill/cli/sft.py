@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from krill.cli.common import DEFAULT_SFT, RESUME_OPTION, STATE, bank_option, console, err_console, get_config
+from krill.cli.common import (
+    DEFAULT_SFT,
+    RESUME_OPTION,
+    STATE,
+    announce_machine_preset,
+    bank_option,
+    console,
+    err_console,
+    get_config,
+)
 
 ORIGINAL_NUM_EXAMPLES = 7500  # the original krill's `--num-examples` default (also sft.num_examples)
 
@@ -36,12 +45,17 @@ def sft(
     Without a GPU, a run given no preset and no config file uses the `quick` preset's sizes (it says so).
     """
     from krill.formats.banks import load_bank
+    from krill.formats.trajectories import TRAJECTORIES_HINT
+    from krill.io import require_file
     from krill.train.sft import run_sft
 
-    cfg = get_config(machine_default=True)
+    cfg = get_config(machine_default=True, announce=False)
+    if demos is not None:  # a missing input fails before the run says anything
+        require_file(demos, TRAJECTORIES_HINT)
     # chat demos carry their prompts; trajectories (e.g. converted ETO data) and expert rollouts need the bank
     need_bank = cfg.agent.use_skills and (demos is None or Path(skill_bank).exists())
     bank = load_bank(skill_bank) if need_bank else None
+    announce_machine_preset(cfg)
     err_console.print(f"[dim]{demo_count_note(cfg, num_examples, STATE.config_file)}[/dim]", highlight=False)
     result = run_sft(cfg, bank, out, demos_path=demos, num_examples=num_examples, init=init, resume=resume)
     console.print(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from krill.categories import known_categories, normalize_category
 from krill.errors import KrillError
-from krill.io import parse_json, read_text, to_json, write_json
+from krill.io import parse_json, read_text, require_file, to_json, write_json
 from krill.schema import GENERAL, SkillBank, validate_as
 
 BankFormat = Literal["krill", "official"]
@@ -22,8 +22,12 @@ FORMATS = ("krill", "official")
 
 
 # -- reading ---------------------------------------------------------------------------------------
+BANK_HINT = "run `krill distill` to create it, pass a bank path, or try `krill inspect --example`"
+
+
 def load_bank(path: str | Path) -> SkillBank:
     """Read a skill bank in the krill/Rust or official SkillRL format (auto-detected)."""
+    require_file(path, BANK_HINT)
     data = read_bank_json(path)
     fmt = detect_bank_format(data, path=path)
     if fmt == "official":

@@ -21,15 +21,19 @@ from krill.io import (
     append_jsonl,
     read_jsonl,
     read_text,
+    require_file,
     truncate_torn_tail,
     write_json,
     write_jsonl,
 )
 from krill.schema import Trajectory, validate_as
 
+TRAJECTORIES_HINT = "run `krill collect` to record some, or pass a trajectories path"
+
 
 def iter_trajectories(path: str | Path, *, require_steps: bool = False) -> Iterator[Trajectory]:
     """Yield trajectories one at a time from a JSONL file or a JSON array."""
+    require_file(path, TRAJECTORIES_HINT)
     text = read_text(path, max_bytes=MAX_TRAJECTORY_BYTES)
     stripped = text.lstrip()
     if not stripped:
