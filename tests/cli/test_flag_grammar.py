@@ -88,3 +88,17 @@ def test_a_missing_argument_names_the_option(capsys):
         and err.startswith("error: ")
         and "'--split' requires an argument" in err
     )
+
+
+@pytest.mark.parametrize("verb", _verbs(), ids=" ".join)
+def test_every_verb_help_has_examples_and_every_option_says_what_it_does(verb, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, _ = _run([*verb, "--help"], capsys)
+    import typer.main
+
+    cmd = typer.main.get_command(app)
+    for name in verb:
+        cmd = cmd.commands[name]
+    assert code == 0 and "Examples:" in (cmd.epilog or ""), verb
+    for param in cmd.params:
+        assert param.help if param.param_type_name == "option" else True, (verb, param.opts)

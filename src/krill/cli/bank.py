@@ -36,7 +36,8 @@ def convert(
 
 @app.command("stats")
 def stats(
-    bank: str = typer.Argument(..., help="Skill bank file."), as_json: bool = typer.Option(False, "--json")
+    bank: str = typer.Argument(..., help="Skill bank file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Counts per tier and category, embeddings, evolution history, duplicate names."""
     get_config()  # registers user categories (env.categories) before a bank is read
@@ -67,7 +68,7 @@ def merge(
 def diff(
     a: str = typer.Argument(..., help="Old bank."),
     b: str = typer.Argument(..., help="New bank."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Skills added, removed and changed (by id) from A to B, e.g. what evolution added."""
     get_config()  # registers user categories (env.categories) before a bank is read
@@ -134,7 +135,7 @@ def dedup(
 def compression(
     bank: str = typer.Option(..., "--bank", help="Skill bank file."),
     trajectories: str = typer.Option(..., "--trajectories", help="Trajectories (JSONL or JSON array)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Tokens of the retrieved-skill context vs the raw-trajectory memory it replaces, same tasks."""
     from krill.formats.trajectories import load_trajectories

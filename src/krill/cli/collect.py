@@ -17,17 +17,23 @@ def collect(
         "default the embedded SmolLM2) | openai (any OpenAI-compatible server).",
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Policy model: HF path/id or 'tiny' (local), name (openai)."
+        None,
+        "--model",
+        help="Policy model: HF path/id or 'tiny' (local), name (openai). Default: model.policy.model.",
     ),
     skill_bank: str | None = typer.Option(
-        None, "--skill-bank", help="Bank to retrieve skills from (LLM policies)."
+        None, "--skill-bank", help="Bank to retrieve skills from (LLM policies). Default: none (no skills)."
     ),
     no_skills: bool = typer.Option(False, "--no-skills", help="Ablation: no skills in the prompt."),
     split: str = typer.Option(
         "train", "--split", help="train | valid_seen | valid_unseen (WebShop: train | test)."
     ),
     out: str | None = typer.Option(
-        None, "--out", "--output", "-o", help="Output: .json = array, else JSONL."
+        None,
+        "--out",
+        "--output",
+        "-o",
+        help="Output: .json = array, else JSONL. Default: data/trajectories.json.",
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Keep finished episodes in the output; run the rest."

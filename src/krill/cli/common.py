@@ -43,6 +43,7 @@ class GlobalOptions:
     mock_noted: bool = False  # the --mock note is printed once per invocation
     machine_preset: str | None = None  # the preset chosen for this machine (no --preset, no config file)
     machine_preset_noted: bool = False
+    tiny_noted: bool = False
 
 
 STATE = GlobalOptions()
@@ -84,6 +85,16 @@ def announce_machine_preset(cfg: KrillConfig) -> None:
         STATE.machine_preset_noted = True
         err_console.print(
             f"[dim]no GPU found: using the `{cfg.preset}` preset's sizes (set --preset or KRILL_PRESET)[/dim]"
+        )
+
+
+def note_random_model(cfg: KrillConfig) -> None:
+    """Verbs that run the policy say once when it is the `tiny` preset's random model: a smoke test."""
+    if cfg.model.policy.model == "tiny" and not STATE.tiny_noted:
+        STATE.tiny_noted = True
+        err_console.print(
+            "[dim]model.policy.model=tiny: a randomly initialised tiny model (the `tiny` preset's): this run "
+            "checks the pipeline end to end; its success rates say nothing about learning[/dim]"
         )
 
 

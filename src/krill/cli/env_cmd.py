@@ -46,7 +46,7 @@ def _describe_env(name: str, factory: Any) -> str:
 def serve(
     split: str = typer.Option("train", "--split", help="Default split (a client may ask for another)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address; non-loopback needs a token."),
-    port: int = typer.Option(8765, "--port", min=0, max=65535),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port (0: any free one)."),
     token: str | None = typer.Option(
         None,
         "--token",
@@ -91,7 +91,7 @@ def generate(
     env: str = typer.Argument(..., help="alfworld (WebShop's catalogue is built from env.webshop settings)."),
     out: str = typer.Option(..., "--out", "-o", help="Folder for the generated games."),
     per_split: int = typer.Option(10, "--per-split", min=1, help="Games per split."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated game set."),
 ) -> None:
     """Generate ALFWorld games from the floor plans shipped with the alfworld package."""
     if env != "alfworld":
@@ -112,7 +112,7 @@ def generate(
 def play(
     env: str | None = typer.Argument(None, help="alfworld | webshop (default: env.name)."),
     task_id: str | None = typer.Option(None, "--task-id", help="Task to play (default: the split's first)."),
-    split: str = typer.Option("train", "--split"),
+    split: str = typer.Option("train", "--split", help="Split to pick the task from."),
 ) -> None:
     """Play one task in the terminal: type an action or its number; 'hint' asks the expert, 'quit' exits."""
     from krill.envs.base import make_env

@@ -12,15 +12,28 @@ from krill.errors import KrillError
 
 
 def eval_(
-    split: str | None = typer.Option(None, "--split", help="valid_unseen | valid_seen | test | train"),
+    split: str | None = typer.Option(
+        None, "--split", help="valid_unseen | valid_seen | test | train. Default: eval.split (valid_unseen)."
+    ),
     policy: str = typer.Option("local", "--policy", help="local | openai | expert | random"),
-    model: str | None = typer.Option(None, "--model", help="Model path/id, or a run's sft/rl dir (adapter)."),
-    skill_bank: str | None = typer.Option(None, "--skill-bank", help="Bank to retrieve skills from."),
+    model: str | None = typer.Option(
+        None, "--model", help="Model path/id, or a run's sft/rl dir (adapter). Default: model.policy.model."
+    ),
+    skill_bank: str | None = typer.Option(
+        None, "--skill-bank", help="Bank to retrieve skills from. Default: none (no skills in the prompt)."
+    ),
     no_skills: bool = typer.Option(False, "--no-skills", help="Ablation: no retrieved skills in the prompt."),
-    episodes: int | None = typer.Option(None, "--episodes", "-n", help="N episodes stratified by category."),
+    episodes: int | None = typer.Option(
+        None,
+        "--episodes",
+        "-n",
+        help="N episodes stratified by category. Default: eval.episodes (unset: the whole split).",
+    ),
     all_: bool = typer.Option(False, "--all", help="The whole split (default when --episodes is not given)."),
     out: str = typer.Option("runs/eval/eval.json", "--out", "--output", "-o", help="Result JSON."),
-    seed: int | None = typer.Option(None, "--seed"),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Task sample and sampling seed. Default: eval.seed (0)."
+    ),
     compare: bool = typer.Option(False, "--compare", help="Compare eval JSON files given as arguments."),
     files: list[str] | None = typer.Argument(None, help="With --compare: eval JSON files (A.json B.json …)."),
 ) -> None:

@@ -29,10 +29,12 @@ def inspect(
         None, help=f"Skill bank (krill/Rust or official SkillRL JSON). Default: {DEFAULT_BANK}"
     ),
     category: str | None = typer.Option(
-        None, "--category", help="Only this category (e.g. Heat, heat, pick_heat_then_place_in_recep)."
+        None,
+        "--category",
+        help="Only this category (e.g. Heat, heat, pick_heat_then_place_in_recep). Default: all.",
     ),
     search: str | None = typer.Option(
-        None, "--search", help="Only skills whose name/principle/when-to-apply contain TEXT."
+        None, "--search", help="Only skills whose name/principle/when-to-apply contain TEXT. Default: all."
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Machine-readable: the (filtered) bank in the krill format."

@@ -43,9 +43,69 @@ def hoist_global_flags(args: list[str]) -> list[str]:
     return front + rest
 
 
+# `--help` ends with these (the first example of each verb works on a fresh machine with the tiny preset).
+EXAMPLES = {
+    "inspect": ["krill inspect --example", "krill inspect data/skill_bank.json --category Heat"],
+    "collect": ["krill --preset tiny collect --episodes 8", "krill collect --policy local --episodes 32 --skill-bank data/skill_bank.json"],
+    "distill": ["krill distill -t data/trajectories.json -o data/skill_bank.json", "krill distill --teacher llm --set model.teacher.api_base=http://127.0.0.1:8000/v1"],
+    "sft": ["krill --preset tiny sft", "krill sft --skill-bank data/skill_bank.json --num-examples 500 --out runs/sft"],
+    "rl": ["krill --preset tiny rl", "krill rl --init runs/sft --iterations 20 --set rl.group_size=8"],
+    "train": ["krill --preset tiny train --out runs/tiny", "krill --preset quick train --out runs/quick"],
+    "eval": ["krill --preset tiny eval --policy random", "krill eval --model runs/rl --skill-bank runs/rl/bank.json --episodes 60",
+             "krill eval --compare runs/eval/before.json runs/eval/after.json"],
+    "report": ["krill report runs/tiny"],
+    "retrieve": ["krill retrieve 'heat some egg and put it in the fridge' --bank data/skill_bank.json"],
+    "config show": ["krill --preset quick config show", "krill config show --set rl.group_size=4"],
+    "config explain": ["krill config explain agent.context", "krill config explain rl"],
+    "env list": ["krill env list"],
+    "env play": ["krill env play alfworld --split valid_seen"],
+    "env serve": ["krill env serve --env webshop --port 8765"],
+    "env generate": ["krill env generate alfworld --out data/games --seed 1"],
+    "bank convert": ["krill bank convert official_bank.json data/skill_bank.json"],
+    "bank stats": ["krill bank stats data/skill_bank.json --json"],
+    "bank merge": ["krill bank merge a.json b.json --out merged.json"],
+    "bank dedup": ["krill bank dedup data/skill_bank.json --out deduped.json --threshold 0.95"],
+    "bank diff": ["krill bank diff runs/tiny/banks/cycle_0.json runs/tiny/rl/bank.json"],
+    "bank export": ["krill bank export data/skill_bank.json skills/ --to agent-skills"],
+    "bank compression": ["krill bank compression --bank data/skill_bank.json --trajectories data/trajectories.json"],
+    "convert eto": ["krill convert eto eto_alfworld_sft.json data/alfworld_trajectories.json"],
+}  # fmt: skip
+
+
 class _GlobalFlagsAnywhere(TyperGroup):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _switches_without_metavar(self)
+        _add_examples(self, ())
+
     def parse_args(self, ctx, args):
         return super().parse_args(ctx, hoist_global_flags(list(args)))
+
+
+def _add_examples(command, path: tuple[str, ...]) -> None:
+    examples = EXAMPLES.get(" ".join(path))
+    if examples:
+        command.epilog = "Examples:\n\n" + "\n\n".join(f"  {e}" for e in examples)
+    for name, sub in getattr(command, "commands", {}).items():
+        _add_examples(sub, (*path, name))
+
+
+def _switches_without_metavar(command) -> None:
+    """--help shows a switch as `--resume`, not `--resume <bool>` (it takes no value)."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    plain_help = command.get_help_option
+
+    def help_option(ctx, _plain=plain_help):
+        option = _plain(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _switches_without_metavar(sub)
 
 
 app = typer.Typer(
@@ -83,6 +143,7 @@ def _global(
     common.STATE.mock = mock
     common.STATE.mock_noted = False
     common.STATE.machine_preset, common.STATE.machine_preset_noted = None, False
+    common.STATE.tiny_noted = False
     common.STATE.env_url = env_url
     common.STATE.debug = debug or bool(os.environ.get("KRILL_DEBUG"))
     common.setup_logging(common.STATE.debug)

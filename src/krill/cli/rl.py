@@ -16,6 +16,7 @@ from krill.cli.common import (
     console,
     err_console,
     get_config,
+    note_random_model,
 )
 
 
@@ -50,17 +51,22 @@ def rl(
     cfg = get_config(overrides, machine_default=True, announce=False)
     bank = load_bank(skill_bank)  # a missing bank fails before the run says anything
     announce_machine_preset(cfg)
+    note_random_model(cfg)
     start = _starting_point(cfg, init)
     hook = make_evolve_hook(cfg, out) if cfg.evolution.enabled else None
     result = run_rl(cfg, bank, out, init=start, resume=resume, evolve_hook=hook)
     last = result.metrics[-1] if result.metrics else {}
     if last:
+        ran = len(result.metrics)
         console.print(
             f"RL: iteration {result.iterations}: reward {last.get('rollout/reward', 0):.2f}, "
-            f"success {last.get('charts/success_rate', 0):.2f}, kl {last.get('losses/kl', 0):.4f}"
+            f"success {last.get('charts/success_rate', 0):.2f}, kl {last.get('losses/kl', 0):.4f}; "
+            f"{result.updates} of {ran} iterations updated the weights"
+            + (" (the others: every group's rollouts had the same reward)" if result.updates < ran else "")
         )
     console.print(
-        f"wrote {result.out_dir} (adapter: {result.adapter_dir}, metrics: {result.out_dir / 'metrics.jsonl'})"
+        f"wrote {result.out_dir} (adapter: {result.adapter_dir}, bank: {result.bank_path}, "
+        f"metrics: {result.out_dir / 'metrics.jsonl'})"
     )
 
 

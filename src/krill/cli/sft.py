@@ -15,6 +15,7 @@ from krill.cli.common import (
     console,
     err_console,
     get_config,
+    note_random_model,
 )
 
 ORIGINAL_NUM_EXAMPLES = 7500  # the original krill's `--num-examples` default (also sft.num_examples)
@@ -37,7 +38,11 @@ def sft(
     out: str = typer.Option(
         DEFAULT_SFT, "--out", "--output", "-o", help="Output folder (adapter, tokenizer, config, demos)."
     ),
-    init: str | None = typer.Option(None, "--init", help="Start from this adapter folder."),
+    init: str | None = typer.Option(
+        None,
+        "--init",
+        help="Start from this adapter folder. Default: model.policy.adapter, else the base model.",
+    ),
     resume: bool = RESUME_OPTION,
 ) -> None:
     """Cold-start SFT on skill-augmented demonstrations.
@@ -56,6 +61,7 @@ def sft(
     need_bank = cfg.agent.use_skills and (demos is None or Path(skill_bank).exists())
     bank = load_bank(skill_bank) if need_bank else None
     announce_machine_preset(cfg)
+    note_random_model(cfg)
     err_console.print(f"[dim]{demo_count_note(cfg, num_examples, STATE.config_file)}[/dim]", highlight=False)
     result = run_sft(cfg, bank, out, demos_path=demos, num_examples=num_examples, init=init, resume=resume)
     console.print(

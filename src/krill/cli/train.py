@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from krill.cli.common import console, get_config
+from krill.cli.common import console, get_config, note_random_model
 
 
 def train(
@@ -13,11 +13,13 @@ def train(
         "runs/train", "--out", "--output", "-o", help="Run directory (re-run to resume)."
     ),
 ) -> None:
-    """The whole SkillRL loop into one run directory: collect → distill → eval → SFT → GRPO with skill
-    evolution → eval. Re-running the same command resumes: completed phases are skipped."""
+    """The whole SkillRL loop in one run directory: collect → distill → eval → SFT → GRPO + evolution → eval.
+
+    Re-running the same command resumes: completed phases are skipped."""
     from krill.train.pipeline import run_pipeline
 
     cfg = get_config(machine_default=True)
+    note_random_model(cfg)
     console.rule(f"krill train → {out}  (preset: {cfg.preset or 'none'})")
 
     def on_phase(name: str, info: dict) -> None:

@@ -228,4 +228,5 @@ def _rl(cfg: KrillConfig, run_dir: Path, bank: SkillBank) -> dict[str, Any]:
         "adapter": str(result.adapter_dir),
         "bank": str(result.bank_path),
         "iterations": result.iterations,
+        "updates": result.updates,  # iterations that changed the weights (this run; resumed ones not counted)
     }

@@ -69,6 +69,11 @@ class RlResult:
     iterations: int
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def updates(self) -> int:
+        """Iterations of this process that changed the weights (the others had only zero-variance groups)."""
+        return sum(1 for m in self.metrics if m.get("update/skipped") == 0.0)
+
 
 def _train_tasks(available: list[str], cfg: KrillConfig) -> list[str]:
     """The train split's tasks, or `rl.tasks` (each must be one of them)."""
@@ -180,6 +185,12 @@ class GrpoRecipe:
                     row = self.iteration(it)
                     self.logger.log(it + 1, row)
                     rows.append(row)
+                    if row.get("update/skipped"):
+                        log.info(
+                            "rl: iteration %d: update skipped: every group's rollouts got the same reward "
+                            "(%d of %d groups), so no advantage to learn from",
+                            it + 1, row.get("groups/zero_variance", 0), self.n_tasks,
+                        )  # fmt: skip
                     bar.advance()
                     bar.status(
                         f"reward {row['rollout/reward']:.2f} succ {row['charts/success_rate']:.2f} bank {len(self.bank)}"
