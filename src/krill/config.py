@@ -159,7 +159,8 @@ class AgentConfig(_Section):
     constrain_actions: bool = Field(
         False,
         description="decode only admissible actions (local policy, bare actions): a small model cannot "
-        "invent a receptacle that is not in the room",
+        "invent a receptacle that is not in the room; WebShop's search box is offered as queries written "
+        "from the instruction's own words",
     )
 
 

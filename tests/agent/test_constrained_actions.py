@@ -99,3 +99,26 @@ def test_constraint_needs_bare_actions_and_a_local_policy(policy):
     with pytest.raises(KrillError, match="policy 'remote-model' cannot constrain its decoding"):
         first_step(LLMActor(Remote(), None, cfg))
     DemoActor(None, cfg)  # SFT demos only build prompts: a constrained config must still make them
+
+
+def test_a_search_template_is_offered_as_queries_from_the_task_and_webshop_steps_stay_valid(policy):
+    from krill.agent.actors import _choices
+    from krill.agent.rollout import Episode
+
+    ep = Episode(
+        index=0, slot=0, task_id="t", task="i want a red cotton t-shirt, and price lower than 30.00 dollars"
+    )
+    ep.admissible = ["search[...]", "click[back to search]"]
+    assert _choices(ep) == [
+        "search[i want a red cotton t-shirt]",
+        "search[red cotton t-shirt]",
+        "click[back to search]",
+    ]
+    from krill.envs.pool import SerialPool
+
+    cfg = KrillConfig().override({"agent.constrain_actions": True, "env.name": "webshop",
+                                  "env.webshop.num_products": 200, "env.webshop.num_test_goals": 20})  # fmt: skip
+    with SerialPool("webshop", 2, "train", cfg) as pool:
+        trajs = run_episodes(LLMActor(policy, None, cfg), pool, pool.task_ids()[:2], cfg, max_steps=3)
+    steps = [s for t in trajs for s in t.steps]
+    assert steps[0].action.startswith("search[") and all(s.valid for s in steps)
