@@ -8,7 +8,7 @@ from krill.cli.common import console
 
 
 def report(
-    run: str = typer.Argument(..., help="Run directory written by `krill train`."),
+    run: str = typer.Argument(..., help="Run directory of `krill train`, or a `krill rl` output folder."),
     out: str | None = typer.Option(None, "--out", "--output", "-o", help="Output dir (default RUN/report)."),
 ) -> None:
     """Build RUN/report/index.html: learning curves, KL/loss, bank growth, eval bars, searchable bank."""

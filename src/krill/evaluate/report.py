@@ -1,7 +1,8 @@
 """`build_report(run_dir, out_dir)`: one self-contained HTML page + PNG figures for a run directory.
 
-Reads what `krill train` writes: `rl/metrics.jsonl` (per-iteration RL logs), `banks/cycle_K.json`
-(bank versions), `eval/before.json` + `eval/after.json`. Every string from banks and trajectories is
+Reads what `krill train` writes: `config.yaml` (what ran), `rl/metrics.jsonl` (per-iteration RL logs),
+`banks/cycle_K.json` (bank versions), `eval/before.json` + `eval/after.json`; or what `krill rl` writes
+(`metrics.jsonl`, `banks/`) in its output folder. Every string from banks and trajectories is
 HTML-escaped; figures are inlined as data URIs, so the page opens with no server and no internet.
 """
 
@@ -17,9 +18,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on servers/CI
 import matplotlib.pyplot as plt  # noqa: E402
+import yaml  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from krill.errors import KrillError  # noqa: E402
-from krill.io import atomic_write_bytes, atomic_write_text, read_jsonl  # noqa: E402
+from krill.io import atomic_write_bytes, atomic_write_text, read_jsonl, read_text  # noqa: E402
 from krill.schema import SkillBank  # noqa: E402
 
 
@@ -29,12 +32,18 @@ def _cycle_num(p: Path) -> int:
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:
-    """Collect what a report needs from a run directory (missing parts are simply absent)."""
+    """What a report needs from a `krill train` run directory or a `krill rl` output folder; a folder
+    that is neither (no `config.yaml`) is an error."""
     from krill.evaluate.eval import load_eval
     from krill.formats.banks import load_bank
 
     if not run_dir.is_dir():
         raise KrillError("run directory not found", path=run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise KrillError(
+            "not a krill run (no config.yaml): give the folder `krill train --out` or `krill rl --out` wrote",
+            path=run_dir,
+        )
     metrics: list[dict] = []
     for cand in (run_dir / "rl" / "metrics.jsonl", run_dir / "metrics.jsonl"):
         if cand.exists():
@@ -42,17 +51,42 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             if any("iteration" in m for m in metrics):
                 break
     banks = sorted((run_dir / "banks").glob("cycle_*.json"), key=_cycle_num)
+    if not banks and (run_dir.parent / "config.yaml").exists():  # the rl/ folder of a `krill train` run
+        banks = sorted((run_dir.parent / "banks").glob("cycle_*.json"), key=_cycle_num)
     evals = {name: load_eval(run_dir / "eval" / f"{name}.json") for name in ("before", "after")
              if (run_dir / "eval" / f"{name}.json").exists()}  # fmt: skip
     if not (metrics or banks or evals):
         raise KrillError(
-            "nothing to report: no rl/metrics.jsonl, banks/cycle_*.json or eval/*.json", path=run_dir
+            "nothing to report yet: no rl/metrics.jsonl, banks/cycle_*.json or eval/*.json", path=run_dir
         )
     return {
         "metrics": [m for m in metrics if "iteration" in m],
         "banks": [(_cycle_num(p), load_bank(p)) for p in banks],
         "evals": evals,
+        "facts": run_facts(read_yaml(run_dir / "config.yaml"), evals),
     }
+
+
+def run_facts(cfg: dict[str, Any], evals: dict[str, dict]) -> dict[str, str]:
+    """What ran, for the page's header: model, preset, tasks, eval size, seed."""
+    policy = cfg.get("model", {}).get("policy", {})
+    env = cfg.get("env", {}).get("name", "?")
+    ev = next(iter(evals.values()), None)
+    tasks = cfg.get("rl", {}).get("tasks") or []
+    return {
+        "model": f"{policy.get('model', '?')} ({policy.get('backend', '?')})",
+        "preset": str(cfg.get("preset") or "none"),
+        "tasks": f"{env}, " + (f"{len(tasks)} listed train tasks" if tasks else "the whole train split"),
+        "eval": f"{ev['results']['all']['episodes']} episodes of {ev['split']}"
+        if ev and "all" in ev["results"]
+        else "none",
+        "seed": str(cfg.get("seed", 0)),
+    }
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(read_text(path)) or {}
+    return data if isinstance(data, dict) else {}
 
 
 def _plain(label: str) -> str:
@@ -82,14 +116,25 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _line_plot(series: dict, title: str, ylabel: str, path: Path) -> Path | None:
-    if not series:
+def skipped_iterations(metrics: list[dict]) -> list[int]:
+    """Iterations whose update was skipped (every group's rollouts had the same reward)."""
+    return [int(m["iteration"]) for m in metrics if m.get("update/skipped")]
+
+
+def _line_plot(series: dict, title: str, ylabel: str, path: Path, skipped: list[int] = ()) -> Path | None:
+    if not series and not skipped:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    if not series:  # every iteration skipped its update: say so where the curve would be
+        ax.text(0.5, 0.5, "no update yet: in every iteration, each group's\nrollouts had the same reward",
+                ha="center", va="center", transform=ax.transAxes, color="0.4")  # fmt: skip
     for key, (xs, ys) in sorted(series.items()):
         ax.plot(xs, ys, marker="o", ms=3, label=_plain(key.split("/")[-1]))
+    for k, it in enumerate(skipped):
+        ax.axvline(it, color="0.6", ls=":", lw=1, label="update skipped (equal rewards)" if k == 0 else None)
     ax.set_title(title)
     ax.set_xlabel("RL iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -107,6 +152,7 @@ def _bank_plot(banks: list[tuple[int, SkillBank]], path: Path) -> Path | None:
     ax.bar(cycles, specific, bottom=general, label="task-specific")
     ax.set_title("Skill bank size per evolution cycle")
     ax.set_xlabel("evolution cycle")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("skills")
     ax.legend()
     return _save(fig, path)
@@ -126,7 +172,9 @@ def _eval_plot(evals: dict[str, dict], path: Path) -> Path | None:
             lo.append(max(0.0, 100 * (r["success_rate"] - r["ci_low"])) if r else 0)
             hi.append(max(0.0, 100 * (r["ci_high"] - r["success_rate"])) if r else 0)
         xs = [j + i * width for j in range(len(cats))]
-        ax.bar(xs, rates, width, yerr=[lo, hi], capsize=3, label=_plain(name))
+        bars = ax.bar(xs, rates, width, yerr=[lo, hi], capsize=3, label=_plain(name))
+        # a label on every bar: a 0 % bar has no height, but it must still be seen
+        ax.bar_label(bars, labels=[f"{r:.0f}%" for r in rates], fontsize=7, padding=2)
     ticks = [j + width * (len(evals) - 1) / 2 for j in range(len(cats))]
     ax.set_xticks(ticks, [_plain(c) for c in cats], rotation=20)
     ax.set_ylabel("success % (95% Wilson CI)")
@@ -136,15 +184,22 @@ def _eval_plot(evals: dict[str, dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+# the learning curves: figure name → (metric key pattern, title, y label)
+CURVES = {
+    "reward": (r"rollout/reward(/.*)?", "Mean episode reward", "reward"),
+    "success": (r"charts/success_rate(/.*)?", "Training success rate", "success"),
+    "loss": (r"losses/(loss|policy_loss)", "GRPO loss", "loss"),
+    "kl": (r"losses/kl", "KL to the reference policy", "KL (k3)"),
+    "entropy": (r"losses/entropy", "Policy entropy", "nats per token"),
+}
+
+
 def make_figures(run: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    m = run["metrics"]
-    figs = {
-        "reward": _line_plot(_series(m, r"rollout/reward(/.*)?"), "Mean episode reward", "reward", out_dir / "reward.png"),
-        "success": _line_plot(_series(m, r"charts/success_rate(/.*)?"), "Training success rate", "success", out_dir / "success.png"),
-        "losses": _line_plot(_series(m, r"losses/(loss|kl|policy_loss|clip_frac)"), "Loss and KL", "value", out_dir / "losses.png"),
-        "bank": _bank_plot(run["banks"], out_dir / "bank_size.png"),
-        "eval": _eval_plot(run["evals"], out_dir / "eval.png"),
-    }  # fmt: skip
+    m, skipped = run["metrics"], skipped_iterations(run["metrics"])
+    figs = {name: _line_plot(_series(m, pattern), title, ylabel, out_dir / f"{name}.png", skipped)
+            for name, (pattern, title, ylabel) in CURVES.items()}  # fmt: skip
+    figs["bank"] = _bank_plot(run["banks"], out_dir / "bank_size.png")
+    figs["eval"] = _eval_plot(run["evals"], out_dir / "eval.png")
     return {k: v for k, v in figs.items() if v is not None}
 
 
@@ -164,14 +219,30 @@ def _bank_rows(bank: SkillBank, added_at: dict[str, int]) -> str:
     return "\n".join(rows)
 
 
-def _evolution_list(banks: list[tuple[int, SkillBank]]) -> str:
-    items = []
+def evolution_steps(banks: list[tuple[int, SkillBank]]) -> list[tuple[int, dict[str, list[str]]]]:
+    """(cycle, {category: names of the skills it added}) for each cycle after the first bank."""
+    out = []
     for (_, prev), (cycle, cur) in zip(banks, banks[1:], strict=False):
         before = {s.id for s in prev.all_skills()}
-        added = [s for s in cur.all_skills() if s.id not in before]
-        names = ", ".join(f"{html.escape(s.name)} ({html.escape(s.category)})" for s in added) or "nothing"
-        items.append(f"<li>cycle {cycle}: +{len(added)} — {names}</li>")
-    return "<ul>" + "".join(items) + "</ul>" if items else "<p>No evolution cycles in this run.</p>"
+        added: dict[str, list[str]] = {}
+        for s in cur.all_skills():
+            if s.id not in before:
+                added.setdefault(s.category, []).append(s.name)
+        out.append((cycle, added))
+    return out
+
+
+def _evolution_list(banks: list[tuple[int, SkillBank]]) -> str:
+    e = html.escape
+    if not banks:
+        return "<p>No bank versions in this run.</p>"
+    first, bank0 = banks[0]
+    items = [f"<li>cycle {first}: the bank RL began with, {len(bank0)} skills</li>"]
+    for cycle, added in evolution_steps(banks):
+        n = sum(len(v) for v in added.values())
+        parts = "; ".join(f"{e(c)}: {', '.join(e(x) for x in names)}" for c, names in sorted(added.items()))
+        items.append(f"<li>cycle {cycle}: +{n}{' — ' + parts if parts else ''}</li>")
+    return "<ul>" + "".join(items) + "</ul>"
 
 
 PAGE = """<!doctype html>
@@ -183,6 +254,7 @@ table{{border-collapse:collapse;font-size:.85em;width:100%}} td,th{{border:1px s
 th{{background:#f3f3f3}} #q{{width:40%;padding:6px;margin:.5em 0}}
 </style></head><body>
 <h1>krill run report: {title}</h1>
+<p class="facts">{facts}</p>
 <h2>Held-out evaluation</h2>{eval_fig}{eval_table}
 <h2>Learning curves</h2>{curves}
 <h2>Skill bank evolution</h2>{bank_fig}{evolution}
@@ -224,12 +296,10 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     figs = make_figures(run, out_dir)
     bank = run["banks"][-1][1] if run["banks"] else SkillBank()
     added_at = {h.skill_id: h.evolution_cycle for h in bank.history}
-    curves = (
-        "".join(_img(figs[k], k) for k in ("reward", "success", "losses") if k in figs)
-        or "<p>No RL metrics.</p>"
-    )
+    curves = "".join(_img(figs[k], CURVES[k][1]) for k in CURVES if k in figs) or "<p>No RL metrics.</p>"
     page = PAGE.format(
         title=html.escape(run_dir.name),
+        facts=" · ".join(f"<b>{k}</b>: {html.escape(v)}" for k, v in run["facts"].items()),
         eval_fig=_img(figs["eval"], "eval") if "eval" in figs else "",
         eval_table=_eval_table(run["evals"]),
         curves=curves,

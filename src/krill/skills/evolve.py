@@ -108,6 +108,9 @@ def make_evolve_hook(
     validate = validate or _validator(cfg, rl_dir, embedder)
 
     def hook(iteration: int, policy: Any, bank: SkillBank, recent: list[Trajectory] | None = None):
+        start = banks_dir / f"cycle_{bank.current_cycle}.json"
+        if not start.exists():  # the bank RL began with: the report's evolution list starts from it
+            save_bank(bank, start)
         validation = validate(policy, bank, iteration)
         # the turn order follows the bank's own cycle count, so a resumed run visits categories alike
         report = evolve_bank(bank, validation, teacher, embedder, cfg, recent=recent, turn=bank.current_cycle)
