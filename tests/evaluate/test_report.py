@@ -3,6 +3,7 @@ page renders in real headless Chromium with no failed resource loads."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -163,6 +164,8 @@ def test_a_real_tiny_run_and_its_rl_folder_render_in_headless_chromium(tmp_path)
         [*krill, "train", "--out", str(run)], env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (run / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["update/skipped"] == 0.0 for r in rows), "the smoke run must exercise a real GRPO update"
     for folder in (run, run / "rl"):
         made = subprocess.run(
             [*krill, "report", str(folder)], env=env, capture_output=True, text=True, timeout=300

@@ -302,6 +302,8 @@ MATHTEXT = "$x^{$"
 
 def test_report_with_mathtext_in_category_and_metric_names(tmp_path, capsys):
     run = tmp_path / "run"
+    (run / "config.yaml").parent.mkdir(parents=True)
+    (run / "config.yaml").write_text("preset: tiny\n")  # what marks a run folder
     for it in range(3):
         append_jsonl(run / "rl" / "metrics.jsonl", {"iteration": it, "rollout/reward": it,
                                                      f"rollout/reward/{MATHTEXT}": it / 2})  # fmt: skip
