@@ -159,6 +159,7 @@ def test_openai_policy_collect_completes_through_every_fault_kind(tmp_path, monk
             "model.policy.backend=openai", "model.policy.model=fake", f"model.policy.api_base={srv.base_url}",
             "model.policy.timeout=1", "model.policy.max_retries=2", "model.policy.concurrency=1",
             "model.policy.batch_size=1",
+            "agent.constrain_actions=false",  # the tiny preset constrains its local model; a server cannot
         ])  # fmt: skip
         out = tmp_path / "policy.jsonl"
         res = collect(cfg, CollectOptions(episodes=3, policy="openai", out=str(out), max_steps=6))
