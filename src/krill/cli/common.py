@@ -98,6 +98,12 @@ def note_random_model(cfg: KrillConfig) -> None:
         )
 
 
+def announce_run(cfg: KrillConfig) -> None:
+    """What a run says before it starts (after its inputs are checked): the machine's preset, a random model."""
+    announce_machine_preset(cfg)
+    note_random_model(cfg)
+
+
 def get_config(
     extra_overrides: list[str] | None = None,
     preset: str | None = None,

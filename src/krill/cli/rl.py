@@ -11,12 +11,11 @@ from krill.cli.common import (
     DEFAULT_RL,
     DEFAULT_SFT,
     RESUME_OPTION,
-    announce_machine_preset,
+    announce_run,
     bank_option,
     console,
     err_console,
     get_config,
-    note_random_model,
 )
 
 
@@ -50,8 +49,7 @@ def rl(
     overrides = [f"rl.iterations={iterations}"] if iterations else []
     cfg = get_config(overrides, machine_default=True, announce=False)
     bank = load_bank(skill_bank)  # a missing bank fails before the run says anything
-    announce_machine_preset(cfg)
-    note_random_model(cfg)
+    announce_run(cfg)
     start = _starting_point(cfg, init)
     hook = make_evolve_hook(cfg, out) if cfg.evolution.enabled else None
     result = run_rl(cfg, bank, out, init=start, resume=resume, evolve_hook=hook)

@@ -10,12 +10,11 @@ from krill.cli.common import (
     DEFAULT_SFT,
     RESUME_OPTION,
     STATE,
-    announce_machine_preset,
+    announce_run,
     bank_option,
     console,
     err_console,
     get_config,
-    note_random_model,
 )
 
 ORIGINAL_NUM_EXAMPLES = 7500  # the original krill's `--num-examples` default (also sft.num_examples)
@@ -60,8 +59,7 @@ def sft(
     # chat demos carry their prompts; trajectories (e.g. converted ETO data) and expert rollouts need the bank
     need_bank = cfg.agent.use_skills and (demos is None or Path(skill_bank).exists())
     bank = load_bank(skill_bank) if need_bank else None
-    announce_machine_preset(cfg)
-    note_random_model(cfg)
+    announce_run(cfg)
     err_console.print(f"[dim]{demo_count_note(cfg, num_examples, STATE.config_file)}[/dim]", highlight=False)
     result = run_sft(cfg, bank, out, demos_path=demos, num_examples=num_examples, init=init, resume=resume)
     console.print(

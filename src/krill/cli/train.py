@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from krill.cli.common import console, get_config, note_random_model
+from krill.cli.common import announce_run, console, get_config
 
 
 def train(
@@ -18,8 +18,8 @@ def train(
     Re-running the same command resumes: completed phases are skipped."""
     from krill.train.pipeline import run_pipeline
 
-    cfg = get_config(machine_default=True)
-    note_random_model(cfg)
+    cfg = get_config(machine_default=True, announce=False)
+    announce_run(cfg)
     console.rule(f"krill train → {out}  (preset: {cfg.preset or 'none'})")
 
     def on_phase(name: str, info: dict) -> None:
