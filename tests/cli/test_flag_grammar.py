@@ -102,3 +102,10 @@ def test_every_verb_help_has_examples_and_every_option_says_what_it_does(verb, c
     assert code == 0 and "Examples:" in (cmd.epilog or ""), verb
     for param in cmd.params:
         assert param.help if param.param_type_name == "option" else True, (verb, param.opts)
+
+
+def test_every_config_key_is_documented():
+    from krill.config_keys import explain
+
+    bare = [key for key, _, description in explain() if not description.strip()]
+    assert not bare, bare
