@@ -135,6 +135,43 @@ def fisher_one_sided(wins_a: int, n_a: int, wins_b: int, n_b: int) -> float:
     return sum(math.comb(n_b, k) * math.comb(n_a, wins - k) for k in range(wins_b, top + 1)) / denom
 
 
+def fisher_two_sided(wins_a: int, n_a: int, wins_b: int, n_b: int) -> float:
+    """Fisher's exact test, two-sided: P(a table as or less likely than the observed one | margins).
+
+    Sums the hypergeometric probabilities of every table with the observed margins whose probability
+    is at most the observed table's, within a relative tolerance of 1e-7 (as R and scipy do, so that
+    tables equally likely up to rounding count as equal).
+
+    >>> round(fisher_two_sided(0, 60, 9, 60), 4)
+    0.0028
+    >>> fisher_two_sided(9, 60, 9, 60)
+    1.0
+    """
+    total, wins = n_a + n_b, wins_a + wins_b
+    # P(B wins k) under the null, unnormalised: C(n_b, k) C(n_a, wins - k), k feasible for both arms
+    ks = range(max(0, wins - n_a), min(wins, n_b) + 1)
+    weight = {k: math.comb(n_b, k) * math.comb(n_a, wins - k) for k in ks}
+    observed = weight[wins_b] * (1 + 1e-7)
+    return min(1.0, sum(w for w in weight.values() if w <= observed) / math.comb(total, wins))
+
+
+def seed_spread(rates: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1) of per-seed rates; the deviation is 0.0 for one seed.
+
+    >>> [round(x, 3) for x in seed_spread([0.1, 0.2, 0.3])]
+    [0.2, 0.1]
+    >>> seed_spread([0.25])
+    (0.25, 0.0)
+    """
+    if not rates:
+        return (0.0, 0.0)
+    mean = sum(rates) / len(rates)
+    if len(rates) == 1:
+        return (mean, 0.0)
+    var = sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)
+    return (mean, math.sqrt(var))
+
+
 def difference_verdict(before: dict, after: dict) -> str:
     """One line on trained ('after') vs untrained ('before') overall success (GroupStats dicts):
     significant when the 95% Wilson intervals do not overlap, with Fisher's one-sided p beside it."""
