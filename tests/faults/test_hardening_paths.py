@@ -215,3 +215,11 @@ def test_backend_flags_count_as_the_backend(verb, target, role, monkeypatch, cap
     code, _, err = run_cli(["--set", f"model.{role}.api_base=http://127.0.0.1:9/v1", *verb], capsys)
     assert "reached the run" in one_line_error(code, err)
     assert getattr(seen[0].model, role).backend == USES[role]
+
+
+def test_ablate_bad_variants_and_seeds_are_one_line_errors(tmp_path, capsys):
+    code, _, err = run_cli(["ablate", "--variants", "base,skilrl", "--out", str(tmp_path / "a")], capsys)
+    assert "unknown variant 'skilrl'; choose from base, no-skills, memory" in one_line_error(code, err)
+    assert "--variants" in err and not (tmp_path / "a").exists()  # nothing started
+    code, _, err = run_cli(["ablate", "--seeds", "0", "--out", str(tmp_path / "a")], capsys)
+    assert "--seeds" in one_line_error(code, err)

@@ -225,9 +225,11 @@ def make_actor(
     sampling: Sampling | None = None,
     seed: int = 0,
     use_skills: bool = True,
+    retriever: Retriever | None = None,
 ) -> Actor:
     """The actor for `kind`: the env's expert, random, or the LLM policy (`local` weights or an
-    `openai`-compatible server) retrieving from `bank`; `cfg` is not changed."""
+    `openai`-compatible server) retrieving from `bank` (or from a ready `retriever`, e.g. the
+    raw-trajectory memory); `cfg` is not changed."""
     if kind == "expert":
         return ExpertActor()
     if kind == "random":
@@ -239,8 +241,8 @@ def make_actor(
 
     backend = "local" if kind == "local" else "openai"
     pcfg = cfg if cfg.model.policy.backend == backend else cfg.override({"model.policy.backend": backend})
-    use = use_skills and bank is not None and cfg.agent.use_skills
-    retriever = build_retriever(bank, cfg) if use else None
+    use = use_skills and (bank is not None or retriever is not None) and cfg.agent.use_skills
+    retriever = (retriever or build_retriever(bank, cfg)) if use else None
     return LLMActor(build_policy(pcfg), retriever, cfg, sampling, seed=seed, use_skills=use)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from krill.config import KrillConfig
 from krill.models.base import Messages
+from krill.skills.memory import MEMORY_HEADER
 from krill.skills.retrieval import Retrieved
 
 ENV_ROLES = {
@@ -87,9 +88,12 @@ class Turn:
 
 
 def skills_section(retrieved: Retrieved | None) -> str:
-    """`## Retrieved Relevant Experience` with general, category and mistake subsections ('' if empty)."""
+    """`## Retrieved Relevant Experience` with general, category and mistake subsections ('' if empty);
+    `## Similar Past Trajectories` for a raw-trajectory memory."""
     if retrieved is None or (not len(retrieved) and not retrieved.mistakes):
         return ""
+    if retrieved.memories:  # the raw-trajectory baseline: trajectories where the skills would be
+        return "\n\n".join([MEMORY_HEADER, *(text for text, _ in retrieved.memories)])
     parts = [SKILLS_HEADER]
     if retrieved.general:
         parts.append(GENERAL_HEADER)

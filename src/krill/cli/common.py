@@ -149,3 +149,15 @@ def note_mock_once() -> None:
             "games on the real TextWorld engine, the WebShop simulator): observations depend on your "
             "actions, nothing is replayed.[/dim]"
         )
+
+
+def print_phase(name: str, info: dict[str, Any]) -> None:
+    """A resumable run's phase events (`krill train`, `krill ablate`): a rule when one starts, its
+    headline numbers when it ends, a dim line when it was already complete."""
+    if info.get("skipped"):
+        console.print(f"[dim]✓ {name}: already complete, skipped[/dim]")
+    elif info.get("started"):
+        console.rule(f"[bold]{name}")
+    elif info.get("finished"):
+        shown = {k: v for k, v in info.items() if k != "finished" and not isinstance(v, dict | list)}
+        console.print(f"✓ {name} " + " ".join(f"{k}={v}" for k, v in shown.items()))

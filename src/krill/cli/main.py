@@ -51,6 +51,8 @@ EXAMPLES = {
     "sft": ["krill --preset tiny sft", "krill sft --skill-bank data/skill_bank.json --num-examples 500 --out runs/sft"],
     "rl": ["krill --preset tiny rl", "krill rl --init runs/sft --iterations 20 --set rl.group_size=8"],
     "train": ["krill --preset tiny train --out runs/tiny", "krill --preset quick train --out runs/quick"],
+    "ablate": ["krill --preset tiny ablate --out runs/ablate-tiny", "krill ablate --preset quick --out runs/ablate",
+               "krill ablate --variants base,sft,skillrl --seeds 3 --out runs/ablate3"],
     "eval": ["krill --preset tiny eval --policy random", "krill eval --model runs/rl --skill-bank runs/rl/bank.json --episodes 60",
              "krill eval --compare runs/eval/before.json runs/eval/after.json"],
     "report": ["krill report runs/tiny"],
@@ -152,6 +154,7 @@ def _global(
 
 def _register() -> None:
     from krill.cli import (
+        ablate,
         bank,
         collect,
         config_cmd,
@@ -173,6 +176,7 @@ def _register() -> None:
     app.command("sft")(sft.sft)
     app.command("rl")(rl.rl)
     app.command("train")(train.train)
+    app.command("ablate")(ablate.ablate)
     app.command("eval")(eval_cmd.eval_)
     app.command("report")(report.report)
     app.command("retrieve")(retrieve.retrieve)

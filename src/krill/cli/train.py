@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from krill.cli.common import announce_run, console, get_config
+from krill.cli.common import announce_run, console, get_config, print_phase
 
 
 def train(
@@ -22,18 +22,7 @@ def train(
     announce_run(cfg)
     console.rule(f"krill train → {out}  (preset: {cfg.preset or 'none'})")
 
-    def on_phase(name: str, info: dict) -> None:
-        if info.get("skipped"):
-            console.print(f"[dim]✓ {name}: already complete, skipped[/dim]")
-        elif info.get("started"):
-            console.rule(f"[bold]{name}")
-        elif info.get("finished"):
-            shown = {
-                k: v for k, v in info.items() if k not in ("finished",) and not isinstance(v, dict | list)
-            }
-            console.print(f"✓ {name} " + " ".join(f"{k}={v}" for k, v in shown.items()))
-
-    result = run_pipeline(cfg, out, on_phase=on_phase)
+    result = run_pipeline(cfg, out, on_phase=print_phase)
     _print_summary(result)
 
 

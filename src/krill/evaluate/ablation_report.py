@@ -153,7 +153,8 @@ def ablation_markdown(data: dict) -> str:
         f"**{data.get('env', '?')}** ablation · model {data.get('model', '?')} · "
         f"preset {data.get('preset', '?')} · "
         f"split {data.get('split', '?')} · {data.get('episodes', '?')} episodes per variant · "
-        f"seeds {', '.join(str(s) for s in data.get('seeds', []))}",
+        f"seeds {', '.join(str(s) for s in data.get('seeds', []))}"
+        + (f" · {data['wall_time_s'] / 60:.1f} min of phases" if data.get("wall_time_s") else ""),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

@@ -93,21 +93,29 @@ def evaluate(
     actor: Any = None,
     pool: Pool | None = None,
     resume: bool = True,
+    retriever: Any = None,
 ) -> EvalResult:
     """Evaluate `policy` on `cfg.env.name`/`split` at `cfg.sampling("eval")`; writes `out` (JSON) and
     `out`'s trajectories JSONL. `actor` replaces the one built from `policy` (validation passes its
-    own), `pool` the env pool built from the config; `cfg` is not changed."""
+    own), `pool` the env pool built from the config, `retriever` the one built from `bank` (e.g. the
+    raw-trajectory memory, `krill.skills.memory`); `cfg` is not changed."""
     from krill.agent.actors import make_actor
     from krill.envs.pool import make_pool
 
     split = split or cfg.eval.split
     out = Path(out)
     sampling = cfg.sampling("eval")
-    use_skills = use_skills and bank is not None and cfg.agent.use_skills
+    use_skills = use_skills and (bank is not None or retriever is not None) and cfg.agent.use_skills
     tasks = _eval_tasks(cfg, split, episodes, pool)
     traj_path = out.with_name(out.stem + ".trajectories.jsonl")
     actor = actor or make_actor(
-        policy, cfg, bank=bank, sampling=sampling, seed=cfg.eval.seed, use_skills=use_skills
+        policy,
+        cfg,
+        bank=bank,
+        sampling=sampling,
+        seed=cfg.eval.seed,
+        use_skills=use_skills,
+        retriever=retriever,
     )
     start = time.perf_counter()
     own_pool = pool is None
@@ -126,6 +134,7 @@ def evaluate(
         meta={
             "model": cfg.model.policy.model if policy in ("local", "openai") else None,
             "use_skills": use_skills,
+            "memory": use_skills and retriever is not None and bank is None,  # raw trajectories, not skills
             "episodes": len(trajs),
             "seed": cfg.eval.seed,
             # what the actor decoded with (a caller's own actor reports its own)

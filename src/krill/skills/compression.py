@@ -21,8 +21,8 @@ import numpy as np
 
 from krill.config import KrillConfig
 from krill.schema import SkillBank, Trajectory
+from krill.skills.memory import MEMORY_HEADER, memory_block
 from krill.skills.trajectory_facts import categories_of
-from krill.skills.trajectory_text import compress_trajectory
 
 
 def token_counter() -> tuple[Callable[[list[str]], list[int]], str]:
@@ -94,7 +94,5 @@ def raw_memory_texts(
     texts = []
     for i, task in enumerate(tasks):
         order = [j for j in np.argsort(-sims[i], kind="stable") if ids[j] != task.id][:k]
-        blocks = [f"Task: {memory[j].task_description}\n{compress_trajectory(memory[j], max_obs_chars=max_obs_chars)}"
-                  for j in order]  # fmt: skip
-        texts.append("## Similar Past Trajectories\n" + "\n\n".join(blocks))
+        texts.append("\n\n".join([MEMORY_HEADER, *(memory_block(memory[j], max_obs_chars) for j in order)]))
     return texts

@@ -53,7 +53,8 @@ def threshold_for(embedder: Embedder | None, configured: float | None = None) ->
 
 @dataclass
 class Retrieved:
-    """What the agent sees for one task: general skills, scored task skills, common mistakes.
+    """What the agent sees for one task: general skills, scored task skills, common mistakes
+    (or, for the raw-trajectory baseline, `memories`: compact trajectory texts with their scores).
 
     `left_out` names the searched skills that did not make it, with their score and why
     ("below threshold" or "beyond top_k"), so a user can see what δ and K cost.
@@ -67,6 +68,7 @@ class Retrieved:
     threshold: float | None = None
     left_out: list[tuple[Skill, float, str]] = field(default_factory=list)
     mistake_scores: list[float] = field(default_factory=list)
+    memories: list[tuple[str, float]] = field(default_factory=list)  # raw trajectories (`skills.memory`)
 
     @property
     def skills(self) -> list[Skill]:
@@ -76,7 +78,7 @@ class Retrieved:
         return [s.id for s in self.skills]
 
     def __len__(self) -> int:
-        return len(self.general) + len(self.specific)
+        return len(self.general) + len(self.specific) + len(self.memories)
 
 
 class Retriever:

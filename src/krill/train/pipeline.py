@@ -63,60 +63,74 @@ def _bank_sizes(bank: SkillBank) -> dict[str, int]:
             "mistakes": len(bank.common_mistakes), "total": len(bank)}  # fmt: skip
 
 
+class Phases:
+    """Runs named phases of one run directory once each (`krill train`, `krill ablate`).
+
+    A phase marked done in state.json is skipped (its outputs are returned from the state); a fresh
+    one is logged to metrics.jsonl, then marked done, so a kill at any moment neither loses a finished
+    phase nor logs one twice.
+    """
+
+    def __init__(self, run_dir: Path, notify: Callable[[str, dict[str, Any]], None] | None = None):
+        self.run_dir = run_dir
+        self.state = RunState.load(run_dir)
+        self.notify = notify or (lambda phase, info: None)
+        metrics = run_dir / "metrics.jsonl"
+        self.logged = {r.get("phase") for r in read_jsonl(metrics, repair_tail=True)} if metrics.exists() else set()  # fmt: skip
+        if self.state.done:
+            log.info("resuming %s: %s already complete", run_dir, ", ".join(self.state.done))
+
+    def __call__(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        metrics, done = self.run_dir / "metrics.jsonl", self.state.done
+        if name in done:
+            if name not in self.logged:  # killed between marking the phase done and logging it
+                append_jsonl(metrics, {"phase": name, **done[name]})
+                self.logged.add(name)
+            self.notify(name, {"skipped": True, **done[name]})
+            return done[name]
+        self.notify(name, {"started": True})
+        t0, c0 = time.perf_counter(), time.process_time()
+        info = fn()
+        info["wall_time_s"] = round(time.perf_counter() - t0, 1)
+        info["cpu_time_s"] = round(time.process_time() - c0, 1)  # this process only (not env workers)
+        if name in self.logged:  # killed between logging this phase and marking it done: log it once
+            write_jsonl(metrics, [r for r in read_jsonl(metrics, repair_tail=True) if r.get("phase") != name])
+        append_jsonl(metrics, {"phase": name, **info})  # logged, then marked done
+        self.logged.add(name)
+        self.state.mark(name, **info)
+        self.notify(name, {"finished": True, **info})
+        return info
+
+
 def run_pipeline(
     cfg: KrillConfig, run_dir: str | Path, *, on_phase: Callable[[str, dict[str, Any]], None] | None = None
 ) -> PipelineResult:
     """collect → distill → eval (untrained) → SFT → RL with evolution → eval (trained), resumable."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "logs").mkdir(exist_ok=True)
-    write_run_config(cfg, run_dir)
-    state = RunState.load(run_dir)
-    if state.done:
-        log.info("resuming %s: %s already complete", run_dir, ", ".join(state.done))
+    start_run_dir(cfg, run_dir)
     start = time.perf_counter()
-    notify = on_phase or (lambda phase, info: None)
-
-    logged = {r.get("phase") for r in read_jsonl(run_dir / "metrics.jsonl", repair_tail=True)} if (run_dir / "metrics.jsonl").exists() else set()  # fmt: skip
-
-    def phase(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        if name in state.done:
-            if name not in logged:  # killed between marking the phase done and logging it
-                append_jsonl(run_dir / "metrics.jsonl", {"phase": name, **state.done[name]})
-            notify(name, {"skipped": True, **state.done[name]})
-            return state.done[name]
-        notify(name, {"started": True})
-        t0, c0 = time.perf_counter(), time.process_time()
-        info = fn()
-        info["wall_time_s"] = round(time.perf_counter() - t0, 1)
-        info["cpu_time_s"] = round(time.process_time() - c0, 1)  # this process only (not env workers)
-        if name in logged:  # killed between logging this phase and marking it done: log it once
-            rows = [
-                r for r in read_jsonl(run_dir / "metrics.jsonl", repair_tail=True) if r.get("phase") != name
-            ]
-            write_jsonl(run_dir / "metrics.jsonl", rows)
-        append_jsonl(run_dir / "metrics.jsonl", {"phase": name, **info})  # logged, then marked done
-        state.mark(name, **info)
-        notify(name, {"finished": True, **info})
-        return info
-
-    with _log_to(run_dir / "logs" / "train.log"):
-        return _run_phases(cfg, run_dir, state, phase, start)
+    with log_to(run_dir / "logs" / "train.log"):
+        return _run_phases(cfg, run_dir, Phases(run_dir, on_phase), start)
 
 
-def _run_phases(
-    cfg: KrillConfig, run_dir: Path, state: RunState, phase: Callable, start: float
-) -> PipelineResult:
+def start_run_dir(cfg: KrillConfig, run_dir: Path) -> None:
+    """Create RUN/ and RUN/logs/ and write the effective config (key names only, never values)."""
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    write_run_config(cfg, run_dir)
+
+
+def _run_phases(cfg: KrillConfig, run_dir: Path, phase: Phases, start: float) -> PipelineResult:
     from krill.formats.banks import load_bank
 
-    phase("collect", lambda: _collect(cfg, run_dir))
-    phase("distill", lambda: _distill(cfg, run_dir))
+    phase("collect", lambda: collect_phase(cfg, run_dir))
+    phase("distill", lambda: distill_phase(cfg, run_dir))
     bank0 = load_bank(run_dir / "banks" / "cycle_0.json")
-    before = phase("eval_before", lambda: _eval(cfg, run_dir, "before", bank0, adapter=None))
-    phase("sft", lambda: _sft(cfg, run_dir, bank0))
-    rl = phase("rl", lambda: _rl(cfg, run_dir, bank0))
+    before = phase("eval_before", lambda: eval_phase(cfg, run_dir / "eval" / "before.json", bank0))
+    phase("sft", lambda: sft_phase(cfg, run_dir / "sft", bank0))
+    rl = phase("rl", lambda: rl_phase(cfg, run_dir / "rl", bank0, init=run_dir / "sft",
+                                      evolve_hook=evolve_hook_for(cfg, run_dir / "rl", run_dir / "banks")))  # fmt: skip
     final_bank = load_bank(rl["bank"])
-    after = phase("eval_after", lambda: _eval(cfg, run_dir, "after", final_bank, adapter=rl["adapter"]))
+    after = phase("eval_after", lambda: eval_phase(cfg, run_dir / "eval" / "after.json", final_bank, adapter=rl["adapter"]))  # fmt: skip
     return PipelineResult(
         run_dir=run_dir,
         before=read_json(before["path"]) if before.get("path") else None,
@@ -127,7 +141,7 @@ def _run_phases(
 
 
 @contextmanager
-def _log_to(path: Path) -> Iterator[None]:
+def log_to(path: Path) -> Iterator[None]:
     """krill's log lines (resumes, evolution cycles, teacher warnings) also go to RUN/logs/train.log."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -143,7 +157,7 @@ def _log_to(path: Path) -> Iterator[None]:
 
 
 # -- phases -------------------------------------------------------------------------------------
-def _collect(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
+def collect_phase(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
     """Expert rollouts (successes for distillation/SFT) + untrained-policy rollouts (real failures)."""
     from krill.agent.collect import CollectOptions, collect
 
@@ -164,7 +178,7 @@ def _rate(name: str, trajs: list) -> dict[str, Any]:
     }
 
 
-def _distill(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
+def distill_phase(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
     from krill.formats.banks import save_bank
     from krill.formats.trajectories import load_trajectories
     from krill.models import build_embedder
@@ -193,37 +207,55 @@ def _jsonable(obj: Any) -> Any:
     return obj if isinstance(obj, dict) else {"report": str(obj)}
 
 
-def _eval(cfg: KrillConfig, run_dir: Path, name: str, bank: SkillBank, adapter: str | None) -> dict[str, Any]:
+def eval_phase(
+    cfg: KrillConfig,
+    out: Path,
+    bank: SkillBank | None,
+    *,
+    adapter: str | None = None,
+    retriever: Any = None,
+) -> dict[str, Any]:
+    """The policy (+ `adapter`) on `cfg.train.eval_episodes` held-out games, skills from `bank` (or
+    `retriever`; none when `agent.use_skills` is off), into `out` (resumable)."""
     from krill.evaluate.eval import evaluate
 
-    out = run_dir / "eval" / f"{name}.json"
     result = evaluate(
         cfg.override({"model.policy.adapter": adapter}),
         policy="local",
         bank=bank,
         out=out,
         episodes=cfg.train.eval_episodes,
+        retriever=retriever,
     )
     return {"path": str(out), "success_rate": result.results["all"].success_rate}
 
 
-def _sft(cfg: KrillConfig, run_dir: Path, bank: SkillBank) -> dict[str, Any]:
+def sft_phase(cfg: KrillConfig, out_dir: Path, bank: SkillBank) -> dict[str, Any]:
+    """Skill-augmented SFT into `out_dir` (resumable; demos built before an interrupt are reused)."""
     from krill.train.sft import run_sft
 
-    demos = run_dir / "sft" / "demos.jsonl"  # built before an interrupt: reused, not rebuilt
-    result = run_sft(cfg, bank, run_dir / "sft", demos_path=demos if demos.exists() else None, resume=True)
+    demos = out_dir / "demos.jsonl"
+    result = run_sft(cfg, bank, out_dir, demos_path=demos if demos.exists() else None, resume=True)
     return {"adapter": str(result.adapter_dir), "examples": result.examples,
             "initial_loss": round(result.initial_loss, 4), "final_loss": round(result.final_loss, 4)}  # fmt: skip
 
 
-def _rl(cfg: KrillConfig, run_dir: Path, bank: SkillBank) -> dict[str, Any]:
+def evolve_hook_for(cfg: KrillConfig, rl_dir: Path, banks_dir: Path) -> Any:
+    """The recursive-evolution hook (banks saved in `banks_dir`), or None when evolution is off."""
     from krill.skills.evolve import make_evolve_hook
+
+    return make_evolve_hook(cfg, rl_dir, banks_dir=banks_dir) if cfg.evolution.enabled else None
+
+
+def rl_phase(
+    cfg: KrillConfig, out_dir: Path, bank: SkillBank, *, init: Path | None, evolve_hook: Any = None
+) -> dict[str, Any]:
+    """GRPO from `init` (an SFT adapter; None = the base model) into `out_dir` (resumable)."""
     from krill.train.rl import run_rl
 
-    hook = (
-        make_evolve_hook(cfg, run_dir / "rl", banks_dir=run_dir / "banks") if cfg.evolution.enabled else None
+    result = run_rl(
+        cfg, bank, out_dir, init=str(init) if init else None, resume=True, evolve_hook=evolve_hook
     )
-    result = run_rl(cfg, bank, run_dir / "rl", init=str(run_dir / "sft"), resume=True, evolve_hook=hook)
     return {
         "adapter": str(result.adapter_dir),
         "bank": str(result.bank_path),

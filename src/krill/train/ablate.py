@@ -1,0 +1,269 @@
+"""`run_ablation()`: SkillRL's ablation table (paper Table 3), every variant on the same tasks and budget.
+
+RUN/
+  config.yaml, state.json, metrics.jsonl, logs/    as `krill train` (`krill.train.pipeline`)
+  trajectories/, banks/cycle_0.json                shared: one collection, one distillation
+  sft/seed_S/                                      shared: one skill-augmented SFT per seed
+  variants/NAME/[seed_S/]eval.json                 each variant's held-out evaluation (+ rl/, banks/)
+  ablation.json, ablation.md, ablation.png         the table (`krill.evaluate.ablation_report`)
+
+Every phase is a named entry of state.json (`collect`, `sft/seed_S`, `rl/NAME/seed_S`,
+`eval/NAME[/seed_S]`), so a phase shared by several variants runs once and a re-run after a kill
+redoes nothing that finished (an interrupted SFT, RL or eval continues from its own checkpoint).
+Untrained variants do not depend on the seed and are evaluated once; trained ones once per seed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from krill.config import KrillConfig
+from krill.errors import KrillError
+from krill.evaluate.ablation_report import ABLATION_FORMAT, write_ablation_report
+from krill.io import read_json, write_json
+from krill.schema import SkillBank
+from krill.train.pipeline import (
+    Phases,
+    collect_phase,
+    distill_phase,
+    eval_phase,
+    evolve_hook_for,
+    log_to,
+    rl_phase,
+    sft_phase,
+    start_run_dir,
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: what the policy is trained with and what its prompt holds."""
+
+    description: str
+    context: Literal["skills", "none", "memory"] = "skills"  # skills, nothing, or raw trajectories
+    sft: bool = False  # skill-augmented SFT (cold start) first
+    rl: bool = False  # then GRPO
+    evolve: bool = False  # with recursive skill evolution during GRPO
+
+    @property
+    def trained(self) -> bool:
+        return self.sft or self.rl
+
+
+VARIANTS: dict[str, Variant] = {
+    "base": Variant("untrained policy, cycle-0 skills retrieved"),
+    "no-skills": Variant("untrained policy, no skills in the prompt", context="none"),
+    "memory": Variant("untrained policy, top-K raw successful trajectories retrieved instead of skills",
+                      context="memory"),
+    "sft": Variant("skill-augmented SFT (cold start) only", sft=True),
+    "grpo": Variant("GRPO from the base model, no skills anywhere", context="none", rl=True),
+    "skillrl-no-evolution": Variant("SFT + GRPO, cycle-0 bank frozen", sft=True, rl=True),
+    "skillrl": Variant("SFT + GRPO + recursive skill evolution (the full method)", sft=True, rl=True, evolve=True),
+    "skillrl-no-sft": Variant("GRPO with skills and evolution, no cold start", rl=True, evolve=True),
+}  # fmt: skip
+REFERENCE = "skillrl"
+
+
+def parse_variants(text: str | None) -> list[str]:
+    """`a,b,c` → variant names in table order (all of them for None/empty); an unknown name is an error."""
+    if not text:
+        return list(VARIANTS)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise KrillError(
+            f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}", where="--variants"
+        )
+    return [n for n in VARIANTS if n in names]
+
+
+def variant_overrides(name: str) -> dict[str, Any]:
+    """The config keys a variant changes (everything else is the run's config, shared by all)."""
+    v = VARIANTS[name]
+    out: dict[str, Any] = {}
+    if v.context == "none":
+        out["agent.use_skills"] = False
+    if v.rl:
+        out["evolution.enabled"] = v.evolve
+    return out
+
+
+def training_seed(seed: int) -> dict[str, int]:
+    """A training seed S: SFT's demo order and adapter init, and GRPO's task and rollout sampling."""
+    return {"sft.seed": seed, "rl.seed": seed}
+
+
+def variant_config(cfg: KrillConfig, name: str, seed: int | None = None) -> KrillConfig:
+    """The run's config with `name`'s overrides (and the training seed, for trained variants)."""
+    overrides = variant_overrides(name)
+    if seed is not None and VARIANTS[name].trained:
+        overrides.update(training_seed(seed))
+    return cfg.override(overrides) if overrides else cfg
+
+
+@dataclass
+class AblationResult:
+    run_dir: Path
+    data: dict[str, Any]  # what RUN/ablation.json holds
+    files: dict[str, Path]
+
+
+def run_ablation(
+    cfg: KrillConfig,
+    run_dir: str | Path,
+    *,
+    variants: list[str] | None = None,
+    seeds: int = 1,
+    on_phase: Callable[[str, dict[str, Any]], None] | None = None,
+) -> AblationResult:
+    """Run `variants` (default: all) with `seeds` training seeds into `run_dir`; resumable.
+
+    Writes RUN/ablation.json (+ .md, .png) after every finished variant, so a long run shows its
+    table as it goes."""
+    if seeds < 1:
+        raise KrillError("must be at least 1", where="--seeds")
+    run_dir = Path(run_dir)
+    _check_same_run(run_dir, cfg)
+    start_run_dir(cfg, run_dir)
+    names = variants or list(VARIANTS)
+    seed_list = [cfg.rl.seed + i for i in range(seeds)]
+    start = time.perf_counter()
+    with log_to(run_dir / "logs" / "ablate.log"):
+        runner = _Runner(cfg, run_dir, Phases(run_dir, on_phase))
+        runner.shared()
+        data = _table_data(cfg, names, seed_list)
+        for name in names:
+            data["variants"][name]["runs"] = [runner.variant(name, s) for s in _seeds_of(name, seed_list)]
+            data["variants"][name]["wall_time_s"] = _total_wall(runner.phase.state.done, name)
+            data["shared_wall_s"] = {k: v["wall_time_s"] for k, v in runner.phase.state.done.items()
+                                     if k in ("collect", "distill") or k.startswith("sft/")}  # fmt: skip
+            data["wall_time_s"] = _total_wall(runner.phase.state.done)
+            write_json(run_dir / "ablation.json", data)
+            files = write_ablation_report(data, run_dir)
+    data["wall_time_s"] = _total_wall(runner.phase.state.done)
+    data["this_process_s"] = round(time.perf_counter() - start, 1)
+    write_json(run_dir / "ablation.json", data)
+    return AblationResult(run_dir, data, files)
+
+
+def _seeds_of(name: str, seed_list: list[int]) -> list[int | None]:
+    return list(seed_list) if VARIANTS[name].trained else [None]
+
+
+def _table_data(cfg: KrillConfig, names: list[str], seed_list: list[int]) -> dict[str, Any]:
+    return {
+        "format": ABLATION_FORMAT,
+        "env": cfg.env.name,
+        "preset": cfg.preset,
+        "model": cfg.model.policy.model,
+        "split": cfg.eval.split,
+        "episodes": cfg.train.eval_episodes,
+        "seeds": seed_list,
+        "reference": REFERENCE,
+        "variants": {n: {"description": VARIANTS[n].description, "runs": []} for n in names},
+    }
+
+
+def _total_wall(done: dict[str, dict[str, Any]], variant: str | None = None) -> float:
+    """Seconds spent in finished phases (all, or one variant's own `rl/NAME/…` and `eval/NAME…`), over
+    every process that worked on this run."""
+
+    def owner(key: str) -> str | None:
+        kind, _, rest = key.partition("/")
+        return rest.split("/")[0] if kind in ("rl", "eval") else None
+
+    own = [info for key, info in done.items() if variant is None or owner(key) == variant]
+    return round(sum(float(info.get("wall_time_s", 0.0)) for info in own), 1)
+
+
+def _check_same_run(run_dir: Path, cfg: KrillConfig) -> None:
+    """A run folder resumes only the ablation it began (same env and eval size), never mixes two."""
+    old = run_dir / "ablation.json"
+    if not old.exists():
+        return
+    data = read_json(old)
+    for key, now in (
+        ("env", cfg.env.name),
+        ("episodes", cfg.train.eval_episodes),
+        ("model", cfg.model.policy.model),
+    ):
+        if data.get(key) != now:
+            raise KrillError(
+                f"this folder holds an ablation with {key}={data.get(key)!r}, not {now!r}: use another --out",
+                path=old,
+            )
+
+
+class _Runner:
+    """The phases of one ablation; each is run (or skipped as done) through `Phases`."""
+
+    def __init__(self, cfg: KrillConfig, run_dir: Path, phase: Phases):
+        self.cfg, self.run_dir, self.phase = cfg, run_dir, phase
+        self._bank0: SkillBank | None = None
+
+    def shared(self) -> None:
+        self.phase("collect", lambda: collect_phase(self.cfg, self.run_dir))
+        self.phase("distill", lambda: distill_phase(self.cfg, self.run_dir))
+
+    @property
+    def bank0(self) -> SkillBank:
+        from krill.formats.banks import load_bank
+
+        if self._bank0 is None:
+            self._bank0 = load_bank(self.run_dir / "banks" / "cycle_0.json")
+        return self._bank0
+
+    def variant(self, name: str, seed: int | None) -> dict[str, Any]:
+        """Train (as the variant says) and evaluate; the run's entry in ablation.json."""
+        v, cfg = VARIANTS[name], variant_config(self.cfg, name, seed)
+        vdir = self.run_dir / "variants" / name / (f"seed_{seed}" if seed is not None else "")
+        adapter, bank = None, (self.bank0 if v.context == "skills" else None)
+        if v.sft:
+            adapter = self.sft(seed)
+        if v.rl:
+            rl = self.phase(f"rl/{name}/seed_{seed}", lambda: self._rl(cfg, vdir, adapter))
+            adapter = rl["adapter"]
+            bank = self._final_bank(rl) if v.context == "skills" else None
+        key = f"eval/{name}" + (f"/seed_{seed}" if seed is not None else "")
+
+        def evaluate() -> dict[str, Any]:
+            retriever = self.memory(cfg) if v.context == "memory" else None
+            return eval_phase(cfg, vdir / "eval.json", bank, adapter=adapter, retriever=retriever)
+
+        ev = self.phase(key, evaluate)
+        return {"seed": seed, "eval": str(Path(ev["path"]).relative_to(self.run_dir)),
+                "results": read_json(ev["path"])["results"]}  # fmt: skip
+
+    def sft(self, seed: int | None) -> str:
+        """The skill-augmented SFT adapter of `seed`: trained once, shared by every variant that starts from it."""
+        cfg = self.cfg.override(training_seed(seed)) if seed is not None else self.cfg
+        out = self.run_dir / "sft" / f"seed_{seed}"
+        return self.phase(f"sft/seed_{seed}", lambda: sft_phase(cfg, out, self.bank0))["adapter"]
+
+    def _rl(self, cfg: KrillConfig, vdir: Path, adapter: str | None) -> dict[str, Any]:
+        hook = evolve_hook_for(cfg, vdir / "rl", vdir / "banks")
+        init = Path(adapter) if adapter else None
+        return rl_phase(cfg, vdir / "rl", self.bank0, init=init, evolve_hook=hook)
+
+    def _final_bank(self, rl: dict[str, Any]) -> SkillBank:
+        from krill.formats.banks import load_bank
+
+        return load_bank(rl["bank"])
+
+    def memory(self, cfg: KrillConfig) -> Any:
+        """The raw-trajectory memory over this run's collection (the trajectories distillation read)."""
+        from krill.formats.trajectories import load_trajectories
+        from krill.skills.memory import build_memory_retriever
+
+        tdir = self.run_dir / "trajectories"
+        trajs = [
+            t
+            for f in ("expert.jsonl", "policy.jsonl")
+            if (tdir / f).exists()
+            for t in load_trajectories(tdir / f)
+        ]
+        return build_memory_retriever(trajs, cfg)

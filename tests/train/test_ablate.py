@@ -1,0 +1,190 @@
+"""`krill ablate`: each variant's config and phases, shared phases once, resume after a kill.
+
+The wiring tests replace the phases (collect, distill, SFT, RL, eval) with recorders, so they check
+what runs with what in milliseconds; `test_tiny_ablation_end_to_end` runs the real thing on the tiny
+model, then resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from krill.config import KrillConfig, load_config
+from krill.errors import KrillError
+from krill.evaluate.stats import GroupStats
+from krill.formats.banks import save_bank
+from krill.io import write_json
+from krill.schema import SkillBank
+from krill.train import ablate
+from krill.train.ablate import VARIANTS, parse_variants, run_ablation, variant_config
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def changed_keys(cfg: KrillConfig, other: KrillConfig) -> dict:
+    a, b = _flat(cfg.model_dump()), _flat(other.model_dump())
+    return {k: b[k] for k in a if a[k] != b[k]}
+
+
+# The paper's Table 3 rows as config changes: nothing else may differ between variants.
+EXPECTED_CHANGES = {
+    "base": {},
+    "no-skills": {"agent.use_skills": False},
+    "memory": {},  # the memory replaces the retriever, not a config key
+    "sft": {"sft.seed": 7, "rl.seed": 7},
+    "grpo": {"agent.use_skills": False, "evolution.enabled": False, "sft.seed": 7, "rl.seed": 7},
+    "skillrl-no-evolution": {"evolution.enabled": False, "sft.seed": 7, "rl.seed": 7},
+    "skillrl": {"sft.seed": 7, "rl.seed": 7},  # evolution.enabled is already the default
+    "skillrl-no-sft": {"sft.seed": 7, "rl.seed": 7},
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_each_variant_changes_only_its_own_keys(name):
+    cfg = KrillConfig()
+    assert changed_keys(cfg, variant_config(cfg, name, seed=7)) == EXPECTED_CHANGES[name]
+
+
+def test_variants_flag_keeps_table_order_and_rejects_unknown_names():
+    assert parse_variants("skillrl, base") == ["base", "skillrl"]
+    assert parse_variants("") == list(VARIANTS)
+    with pytest.raises(KrillError, match="unknown variant 'skilrl'; choose from base, no-skills"):
+        parse_variants("base,skilrl")
+
+
+class Recorder:
+    """Stands in for the pipeline phases; records every call with what it was given."""
+
+    def __init__(self, fail_on: str | None = None):
+        self.calls: list[tuple] = []
+        self.fail_on = fail_on
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(ablate, "collect_phase", self.collect)
+        monkeypatch.setattr(ablate, "distill_phase", self.distill)
+        monkeypatch.setattr(ablate, "sft_phase", self.sft)
+        monkeypatch.setattr(ablate, "rl_phase", self.rl)
+        monkeypatch.setattr(ablate, "eval_phase", self.eval)
+        monkeypatch.setattr(ablate, "evolve_hook_for", self.hook)
+        monkeypatch.setattr(ablate._Runner, "memory", lambda self, cfg: "MEMORY")
+
+    def hook(self, cfg, rl_dir, banks_dir):  # as the real one: None when the config turns evolution off
+        return f"hook→{banks_dir.relative_to(banks_dir.parents[2])}" if cfg.evolution.enabled else None
+
+    def collect(self, cfg, run_dir):
+        self.calls.append(("collect",))
+        return {}
+
+    def distill(self, cfg, run_dir):
+        self.calls.append(("distill",))
+        save_bank(SkillBank(), run_dir / "banks" / "cycle_0.json")
+        return {}
+
+    def sft(self, cfg, out_dir, bank):
+        self.calls.append(("sft", out_dir.name, cfg.sft.seed))
+        return {"adapter": str(out_dir)}
+
+    def rl(self, cfg, out_dir, bank, *, init, evolve_hook):
+        self.calls.append(
+            ("rl", out_dir.parent.parent.name, out_dir.parent.name, init and Path(init).name, evolve_hook)
+        )
+        save_bank(SkillBank(), out_dir / "bank.json")
+        return {"adapter": str(out_dir), "bank": str(out_dir / "bank.json")}
+
+    def eval(self, cfg, out, bank, *, adapter=None, retriever=None):
+        variant = out.parent.name if out.parent.name.startswith("seed_") is False else out.parent.parent.name
+        if variant == self.fail_on:
+            raise KeyboardInterrupt  # the run is killed during this variant's evaluation
+        self.calls.append(("eval", variant, adapter and Path(adapter).name, bank is not None,
+                           retriever, cfg.agent.use_skills))  # fmt: skip
+        stats = GroupStats(10, 3, 0.3, 0.1, 0.6, 0.3, 5.0, 0.0, 100.0, 2.0).to_dict()
+        write_json(out, {"format": "krill-eval/1", "results": {"all": stats}})
+        return {"path": str(out)}
+
+
+def test_shared_phases_run_once_and_each_variant_gets_its_inputs(tmp_path, monkeypatch):
+    rec = Recorder()
+    rec.install(monkeypatch)
+    result = run_ablation(KrillConfig(), tmp_path, seeds=2)
+    calls = Counter(c[0] for c in rec.calls)
+    # one collection and distillation; one SFT per seed (shared by sft, skillrl, skillrl-no-evolution);
+    # 4 RL variants × 2 seeds; 3 untrained evals + 5 trained variants × 2 seeds
+    assert calls == {"collect": 1, "distill": 1, "sft": 2, "rl": 8, "eval": 13}
+    assert [c for c in rec.calls if c[0] == "sft"] == [("sft", "seed_0", 0), ("sft", "seed_1", 1)]
+    rl = {c[1:3]: c[3:] for c in rec.calls if c[0] == "rl"}
+    assert rl == {  # (variant, seed) → (initial adapter: that seed's SFT or none, evolution hook → its banks)
+        ("skillrl-no-evolution", "seed_0"): ("seed_0", None), ("skillrl-no-evolution", "seed_1"): ("seed_1", None),
+        ("skillrl", "seed_0"): ("seed_0", "hook→skillrl/seed_0/banks"),
+        ("skillrl", "seed_1"): ("seed_1", "hook→skillrl/seed_1/banks"),
+        ("grpo", "seed_0"): (None, None), ("grpo", "seed_1"): (None, None),
+        ("skillrl-no-sft", "seed_0"): (None, "hook→skillrl-no-sft/seed_0/banks"),
+        ("skillrl-no-sft", "seed_1"): (None, "hook→skillrl-no-sft/seed_1/banks"),
+    }  # fmt: skip
+    evals = {c[1]: c[2:] for c in rec.calls if c[0] == "eval"}  # (adapter, has bank, retriever, use_skills)
+    assert evals["base"] == (None, True, None, True)
+    assert evals["no-skills"] == (None, False, None, False)
+    assert evals["memory"] == (None, False, "MEMORY", True)
+    assert evals["sft"] == ("seed_1", True, None, True)  # the SFT adapter itself
+    assert evals["grpo"] == ("rl", False, None, False)
+    assert evals["skillrl"] == ("rl", True, None, True)
+    data = json.loads((tmp_path / "ablation.json").read_text())
+    assert [len(data["variants"][n]["runs"]) for n in VARIANTS] == [1, 1, 1, 2, 2, 2, 2, 2]
+    assert data["seeds"] == [0, 1] and result.files["markdown"].exists() and result.files["plot"].exists()
+
+
+def test_resume_after_a_kill_redoes_no_finished_variant(tmp_path, monkeypatch):
+    killed = Recorder(fail_on="sft")
+    killed.install(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run_ablation(KrillConfig(), tmp_path)
+    assert [c[1] for c in killed.calls if c[0] == "eval"] == ["base", "no-skills", "memory"]
+    again = Recorder()
+    again.install(monkeypatch)
+    run_ablation(KrillConfig(), tmp_path)
+    redone = [c[:2] for c in again.calls]
+    # the SFT finished before the kill: only the sft variant's eval and what follows run
+    assert redone[0] == ("eval", "sft") and ("collect",) not in redone and ("sft", "seed_0") not in redone
+    assert [c[1] for c in again.calls if c[0] == "eval"] == [n for n in VARIANTS][3:]
+    rows = [json.loads(line)["phase"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == len(set(rows))  # every phase logged once over both processes
+
+
+def test_a_folder_of_another_ablation_is_an_error(tmp_path, monkeypatch):
+    Recorder().install(monkeypatch)
+    run_ablation(KrillConfig(), tmp_path, variants=["base"])
+    with pytest.raises(KrillError, match="holds an ablation with episodes=60, not 30: use another --out"):
+        run_ablation(KrillConfig().override({"train.eval_episodes": 30}), tmp_path, variants=["base"])
+
+
+@pytest.mark.slow
+def test_tiny_ablation_end_to_end(tmp_path):
+    """The real phases on the tiny model: every variant evaluated on the same games; a re-run redoes nothing."""
+    cfg = load_config(preset="tiny")
+    out = tmp_path / "abl"
+    result = run_ablation(cfg, out, variants=["base", "memory", "sft", "skillrl"])
+    data = result.data
+    tasks = {
+        name: sorted(json.loads(line)["id"] for line in (out / run["eval"]).with_suffix("").with_suffix(
+            ".trajectories.jsonl").read_text().splitlines())
+        for name, v in data["variants"].items() for run in v["runs"]
+    }  # fmt: skip
+    assert len({tuple(t) for t in tasks.values()}) == 1 and len(tasks["base"]) == cfg.train.eval_episodes
+    memory_meta = json.loads((out / "variants/memory/eval.json").read_text())
+    assert memory_meta["memory"] is True and memory_meta["use_skills"] is True
+    table = (out / "ablation.md").read_text()
+    assert "| skillrl |" in table and "reference" in table and (out / "ablation.png").stat().st_size > 1000
+    done = json.loads((out / "state.json").read_text())["done"]
+    assert set(done) == {"collect", "distill", "eval/base", "eval/memory", "sft/seed_0", "eval/sft/seed_0",
+                         "rl/skillrl/seed_0", "eval/skillrl/seed_0"}  # fmt: skip
+    before = (out / "metrics.jsonl").read_text()
+    run_ablation(cfg, out, variants=["base", "memory", "sft", "skillrl"])
+    assert (out / "metrics.jsonl").read_text() == before  # nothing ran again
