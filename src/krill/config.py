@@ -21,7 +21,7 @@ from krill.errors import KrillError
 from krill.schema import format_loc
 from krill.secrets import mask_urls
 
-PRESETS = ("tiny", "quick", "paper")
+PRESETS = ("tiny", "quick", "gpu-small", "paper")
 Phase = Literal["collect", "eval", "validation", "rollout"]
 
 
@@ -254,6 +254,21 @@ class RlConfig(_Section):
         description="server path that loads a saved LoRA adapter (vLLM's) after each update",
     )
     seed: int = Field(0, description="task sampling and rollout sampling seeds")
+    advantage: Literal["grpo", "gigpo"] = Field(
+        "grpo",
+        description="grpo: one advantage per episode (the paper); gigpo: + step-level credit from steps that "
+        "share an anchor state (Feng et al. 2025, GiGPO)",
+    )
+    step_advantage_weight: float = Field(1.0, ge=0, description="GiGPO's ω in A = A_episode + ω·A_step")
+    gamma: float = Field(0.95, ge=0, le=1, description="GiGPO: discount of the step-level returns")
+    dynamic_sampling: bool = Field(
+        False,
+        description="DAPO's dynamic sampling: replace zero-variance groups (all won / all lost) by new tasks' "
+        "groups until the batch is full",
+    )
+    max_resample_rounds: int = Field(
+        3, ge=0, description="dynamic sampling: extra rollout rounds per iteration at most"
+    )
 
     @model_validator(mode="after")
     def _whole_groups(self) -> RlConfig:
@@ -277,6 +292,18 @@ class EvolutionConfig(_Section):
     validation_episodes: int = Field(24, ge=1, description="validation episodes per evaluation")
     dedup_threshold: float = Field(
         0.9, ge=0, le=1, description="new skills this close to an existing one are dropped"
+    )
+
+
+class SkillsConfig(_Section):
+    curriculum: Literal["none", "linear", "success"] = Field(
+        "none",
+        description="withdraw skills during GRPO so the policy internalizes them (Skill0, arXiv 2604.02268): "
+        "linear: shows the share 1 − (t+1)/T of each retrieved list at iteration t of T; success: a "
+        "category's skills go once its rollout success reaches curriculum_threshold",
+    )
+    curriculum_threshold: float = Field(
+        0.6, ge=0, le=1, description="skills.curriculum=success: rollout success that withdraws a category"
     )
 
 
@@ -316,6 +343,7 @@ class KrillConfig(_Section):
     sft: SftConfig = Field(default_factory=SftConfig)
     rl: RlConfig = Field(default_factory=RlConfig)
     evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
+    skills: SkillsConfig = Field(default_factory=SkillsConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 

@@ -45,6 +45,9 @@ EXPECTED_CHANGES = {
     "skillrl-no-evolution": {"evolution.enabled": False, "sft.seed": 7, "rl.seed": 7},
     "skillrl": {"sft.seed": 7, "rl.seed": 7},  # evolution.enabled is already the default
     "skillrl-no-sft": {"sft.seed": 7, "rl.seed": 7},
+    "skillrl-gigpo": {"rl.advantage": "gigpo", "sft.seed": 7, "rl.seed": 7},
+    "skillrl-dynamic": {"rl.dynamic_sampling": True, "sft.seed": 7, "rl.seed": 7},
+    "skillrl-curriculum": {"skills.curriculum": "linear", "sft.seed": 7, "rl.seed": 7},
 }
 
 
@@ -56,7 +59,8 @@ def test_each_variant_changes_only_its_own_keys(name):
 
 def test_variants_flag_keeps_table_order_and_rejects_unknown_names():
     assert parse_variants("skillrl, base") == ["base", "skillrl"]
-    assert parse_variants("") == list(VARIANTS)
+    assert parse_variants("") == list(VARIANTS)[:8]  # the paper's table; the options beyond it are opt-in
+    assert parse_variants("all") == list(VARIANTS)
     with pytest.raises(KrillError, match="unknown variant 'skilrl'; choose from base, no-skills"):
         parse_variants("base,skilrl")
 
@@ -137,7 +141,7 @@ def test_shared_phases_run_once_and_each_variant_gets_its_inputs(tmp_path, monke
     assert evals["grpo"] == ("rl", False, None, False)
     assert evals["skillrl"] == ("rl", True, None, True)
     data = json.loads((tmp_path / "ablation.json").read_text())
-    assert [len(data["variants"][n]["runs"]) for n in VARIANTS] == [1, 1, 1, 2, 2, 2, 2, 2]
+    assert [len(data["variants"][n]["runs"]) for n in data["variants"]] == [1, 1, 1, 2, 2, 2, 2, 2]
     assert data["seeds"] == [0, 1] and result.files["markdown"].exists() and result.files["plot"].exists()
 
 
@@ -153,9 +157,20 @@ def test_resume_after_a_kill_redoes_no_finished_variant(tmp_path, monkeypatch):
     redone = [c[:2] for c in again.calls]
     # the SFT finished before the kill: only the sft variant's eval and what follows run
     assert redone[0] == ("eval", "sft") and ("collect",) not in redone and ("sft", "seed_0") not in redone
-    assert [c[1] for c in again.calls if c[0] == "eval"] == [n for n in VARIANTS][3:]
+    assert [c[1] for c in again.calls if c[0] == "eval"] == list(VARIANTS)[3:8]
     rows = [json.loads(line)["phase"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == len(set(rows))  # every phase logged once over both processes
+
+
+def test_the_curriculum_variant_is_evaluated_with_and_without_skills(tmp_path, monkeypatch):
+    rec = Recorder()
+    rec.install(monkeypatch)
+    run_ablation(KrillConfig(), tmp_path, variants=["skillrl", "skillrl-curriculum"])
+    evals = [c for c in rec.calls if c[0] == "eval" and c[1] == "skillrl-curriculum"]
+    assert [(e[3], e[5]) for e in evals] == [(True, True), (False, False)]  # (bank given, use_skills)
+    data = json.loads((tmp_path / "ablation.json").read_text())
+    assert list(data["variants"]) == ["skillrl", "skillrl-curriculum", "skillrl-curriculum without skills"]
+    assert "| skillrl-curriculum without skills |" in (tmp_path / "ablation.md").read_text()
 
 
 def test_a_folder_of_another_ablation_is_an_error(tmp_path, monkeypatch):
@@ -166,11 +181,12 @@ def test_a_folder_of_another_ablation_is_an_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_tiny_ablation_end_to_end(tmp_path):
+@pytest.mark.parametrize("env", ["alfworld", "webshop"])
+def test_tiny_ablation_end_to_end(tmp_path, env):
     """The real phases on the tiny model: every variant evaluated on the same games; a re-run redoes nothing."""
-    cfg = load_config(preset="tiny")
-    out = tmp_path / "abl"
-    result = run_ablation(cfg, out, variants=["base", "memory", "sft", "skillrl"])
+    cfg = load_config(preset="tiny").override({"env.name": env})
+    out, names = tmp_path / "abl", ["base", "memory", "sft", "skillrl"]
+    result = run_ablation(cfg, out, variants=names)
     data = result.data
     tasks = {
         name: sorted(json.loads(line)["id"] for line in (out / run["eval"]).with_suffix("").with_suffix(
@@ -182,9 +198,10 @@ def test_tiny_ablation_end_to_end(tmp_path):
     assert memory_meta["memory"] is True and memory_meta["use_skills"] is True
     table = (out / "ablation.md").read_text()
     assert "| skillrl |" in table and "reference" in table and (out / "ablation.png").stat().st_size > 1000
+    assert ("| score |" in table) == (env == "webshop")  # WebShop's graded score beside success
     done = json.loads((out / "state.json").read_text())["done"]
     assert set(done) == {"collect", "distill", "eval/base", "eval/memory", "sft/seed_0", "eval/sft/seed_0",
                          "rl/skillrl/seed_0", "eval/skillrl/seed_0"}  # fmt: skip
     before = (out / "metrics.jsonl").read_text()
-    run_ablation(cfg, out, variants=["base", "memory", "sft", "skillrl"])
+    run_ablation(cfg, out, variants=names)
     assert (out / "metrics.jsonl").read_text() == before  # nothing ran again

@@ -15,8 +15,9 @@ def ablate(
     variants: str = typer.Option(
         "",
         "--variants",
-        help="Comma-separated variants (default: all): base, no-skills, memory, sft, grpo, "
-        "skillrl-no-evolution, skillrl, skillrl-no-sft.",
+        help="Comma-separated variants (default: the paper's eight): base, no-skills, memory, sft, grpo, "
+        "skillrl-no-evolution, skillrl, skillrl-no-sft; beyond the paper: skillrl-gigpo, skillrl-dynamic, "
+        "skillrl-curriculum; or all.",
     ),
     seeds: int = typer.Option(
         1, "--seeds", min=1, help="Training seeds per trained variant (mean ± sd reported)."

@@ -48,6 +48,9 @@ class Variant:
     sft: bool = False  # skill-augmented SFT (cold start) first
     rl: bool = False  # then GRPO
     evolve: bool = False  # with recursive skill evolution during GRPO
+    overrides: tuple[tuple[str, Any], ...] = ()  # further config keys (the options beyond the paper)
+    paper: bool = True  # a row of the paper's table (run by default); else opt-in with --variants
+    without_skills: bool = False  # also evaluate the trained policy with no skills in the prompt
 
     @property
     def trained(self) -> bool:
@@ -64,13 +67,25 @@ VARIANTS: dict[str, Variant] = {
     "skillrl-no-evolution": Variant("SFT + GRPO, cycle-0 bank frozen", sft=True, rl=True),
     "skillrl": Variant("SFT + GRPO + recursive skill evolution (the full method)", sft=True, rl=True, evolve=True),
     "skillrl-no-sft": Variant("GRPO with skills and evolution, no cold start", rl=True, evolve=True),
+    # beyond the paper (README: configuration): opt-in, `--variants all` or by name
+    "skillrl-gigpo": Variant("skillrl with GiGPO's step-level credit (rl.advantage=gigpo)", sft=True, rl=True,
+                             evolve=True, overrides=(("rl.advantage", "gigpo"),), paper=False),
+    "skillrl-dynamic": Variant("skillrl with DAPO's dynamic sampling (rl.dynamic_sampling)", sft=True, rl=True,
+                               evolve=True, overrides=(("rl.dynamic_sampling", True),), paper=False),
+    "skillrl-curriculum": Variant("skillrl with skills withdrawn over GRPO (skills.curriculum=linear), "
+                                  "evaluated with skills", sft=True, rl=True, evolve=True,
+                                  overrides=(("skills.curriculum", "linear"),), paper=False, without_skills=True),
 }  # fmt: skip
+PAPER_VARIANTS = [name for name, v in VARIANTS.items() if v.paper]
 REFERENCE = "skillrl"
 
 
 def parse_variants(text: str | None) -> list[str]:
-    """`a,b,c` → variant names in table order (all of them for None/empty); an unknown name is an error."""
+    """`a,b,c` → variant names in table order (the paper's for None/empty, every one for `all`); an
+    unknown name is an error."""
     if not text:
+        return list(PAPER_VARIANTS)
+    if text.strip() == "all":
         return list(VARIANTS)
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
@@ -89,7 +104,7 @@ def variant_overrides(name: str) -> dict[str, Any]:
         out["agent.use_skills"] = False
     if v.rl:
         out["evolution.enabled"] = v.evolve
-    return out
+    return out | dict(v.overrides)
 
 
 def training_seed(seed: int) -> dict[str, int]:
@@ -120,7 +135,7 @@ def run_ablation(
     seeds: int = 1,
     on_phase: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> AblationResult:
-    """Run `variants` (default: all) with `seeds` training seeds into `run_dir`; resumable.
+    """Run `variants` (default: the paper's) with `seeds` training seeds into `run_dir`; resumable.
 
     Writes RUN/ablation.json (+ .md, .png) after every finished variant, so a long run shows its
     table as it goes."""
@@ -129,7 +144,7 @@ def run_ablation(
     run_dir = Path(run_dir)
     _check_same_run(run_dir, cfg)
     start_run_dir(cfg, run_dir)
-    names = variants or list(VARIANTS)
+    names = variants or list(PAPER_VARIANTS)
     seed_list = [cfg.rl.seed + i for i in range(seeds)]
     start = time.perf_counter()
     with log_to(run_dir / "logs" / "ablate.log"):
@@ -137,11 +152,10 @@ def run_ablation(
         runner.shared()
         data = _table_data(cfg, names, seed_list)
         for name in names:
-            data["variants"][name]["runs"] = [runner.variant(name, s) for s in _seeds_of(name, seed_list)]
-            data["variants"][name]["wall_time_s"] = _total_wall(runner.phase.state.done, name)
-            data["shared_wall_s"] = {k: v["wall_time_s"] for k, v in runner.phase.state.done.items()
-                                     if k in ("collect", "distill") or k.startswith("sft/")}  # fmt: skip
-            data["wall_time_s"] = _total_wall(runner.phase.state.done)
+            for seed in _seeds_of(name, seed_list):
+                for row, run in runner.variant(name, seed):
+                    data["variants"][row]["runs"].append(run)
+            _note_wall_times(data, runner.phase.state.done, name)
             write_json(run_dir / "ablation.json", data)
             files = write_ablation_report(data, run_dir)
     data["wall_time_s"] = _total_wall(runner.phase.state.done)
@@ -164,8 +178,24 @@ def _table_data(cfg: KrillConfig, names: list[str], seed_list: list[int]) -> dic
         "episodes": cfg.train.eval_episodes,
         "seeds": seed_list,
         "reference": REFERENCE,
-        "variants": {n: {"description": VARIANTS[n].description, "runs": []} for n in names},
+        "variants": {row: {"description": text, "runs": []} for n in names for row, text in _rows_of(n)},
     }
+
+
+def _rows_of(name: str) -> list[tuple[str, str]]:
+    """A variant's table rows: itself, and its policy without skills when it is evaluated so too."""
+    rows = [(name, VARIANTS[name].description)]
+    if VARIANTS[name].without_skills:
+        rows.append((f"{name} without skills", "the same policy, no skills in the prompt at evaluation"))
+    return rows
+
+
+def _note_wall_times(data: dict[str, Any], done: dict[str, dict[str, Any]], name: str) -> None:
+    """The variant's own phases, the shared ones (collection, distillation, SFT) and the total."""
+    data["variants"][name]["wall_time_s"] = _total_wall(done, name)
+    data["shared_wall_s"] = {key: info["wall_time_s"] for key, info in done.items()
+                             if key in ("collect", "distill") or key.startswith("sft/")}  # fmt: skip
+    data["wall_time_s"] = _total_wall(done)
 
 
 def _total_wall(done: dict[str, dict[str, Any]], variant: str | None = None) -> float:
@@ -217,8 +247,8 @@ class _Runner:
             self._bank0 = load_bank(self.run_dir / "banks" / "cycle_0.json")
         return self._bank0
 
-    def variant(self, name: str, seed: int | None) -> dict[str, Any]:
-        """Train (as the variant says) and evaluate; the run's entry in ablation.json."""
+    def variant(self, name: str, seed: int | None) -> list[tuple[str, dict[str, Any]]]:
+        """Train (as the variant says) and evaluate; (table row, the run's entry in ablation.json) pairs."""
         v, cfg = VARIANTS[name], variant_config(self.cfg, name, seed)
         vdir = self.run_dir / "variants" / name / (f"seed_{seed}" if seed is not None else "")
         adapter, bank = None, (self.bank0 if v.context == "skills" else None)
@@ -234,7 +264,14 @@ class _Runner:
             retriever = self.memory(cfg) if v.context == "memory" else None
             return eval_phase(cfg, vdir / "eval.json", bank, adapter=adapter, retriever=retriever)
 
-        ev = self.phase(key, evaluate)
+        rows = [(name, self._run_entry(seed, self.phase(key, evaluate)))]
+        if v.without_skills:
+            bare = cfg.override({"agent.use_skills": False})
+            ev = self.phase(f"{key}/no-skills", lambda: eval_phase(bare, vdir / "eval_no_skills.json", None, adapter=adapter))  # fmt: skip
+            rows.append((f"{name} without skills", self._run_entry(seed, ev)))
+        return rows
+
+    def _run_entry(self, seed: int | None, ev: dict[str, Any]) -> dict[str, Any]:
         return {"seed": seed, "eval": str(Path(ev["path"]).relative_to(self.run_dir)),
                 "results": read_json(ev["path"])["results"]}  # fmt: skip
 

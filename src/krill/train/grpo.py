@@ -1,9 +1,18 @@
-"""GRPO math as pure functions: group-relative advantages and the clipped surrogate + k3 KL loss.
+"""GRPO math as pure functions: group-relative advantages, GiGPO's step-level credit, and the clipped
+surrogate + k3 KL loss.
 
-Both follow design.md's equation term by term (verl-agent / SkillRL):
+They follow design.md's equations term by term (verl-agent / SkillRL):
 
     A_i = (R_i − mean_G) / (std_G + ε)                       shared by every action token of trajectory i
     L   = mean_tokens[ max(−A·ρ, −A·clip(ρ, 1−ε_c, 1+ε_c)) + β·KL_k3(π‖π_ref) ]
+
+and, with `rl.advantage: gigpo` (Feng et al. 2025, "Group-in-Group Policy Optimization for LLM Agent
+Training"), per step t of trajectory i:
+
+    R_{i,t}   = Σ_{k≥t} γ^{k−t} r_{i,k}                                   discounted return-to-go
+    A^S_{i,t} = (R_{i,t} − mean_S) / (std_S + ε)                         S: the steps of i's group that
+                                                                          start from the same anchor state
+    A_{i,t}   = A^E_i + ω · A^S_{i,t}                                     A^E_i: the episode-level A_i above
 
 No model, no optimizer, no I/O here: the RL loop (`krill.train.rl`) feeds tensors in and the tests
 check the numbers by hand.
@@ -45,6 +54,54 @@ def group_advantages(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> T
     # the explicit mask also guards against float noise in the mean.
     informative = (count[inverse] > 1) & (std[inverse] > 0)  # [B*G]
     return torch.where(informative, adv, torch.zeros_like(adv))
+
+
+def discounted_returns(rewards: list[float], gamma: float) -> list[float]:
+    """R_t = Σ_{k≥t} γ^{k−t} r_k: each step's discounted return-to-go.
+
+    >>> discounted_returns([0.0, 0.0, 1.0], 0.5)
+    [0.25, 0.5, 1.0]
+    """
+    out, acc = [0.0] * len(rewards), 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = rewards[t] + gamma * acc
+        out[t] = acc
+    return out
+
+
+def anchor_state(observation: str) -> str:
+    """GiGPO's anchor-state key: the observation text the step started from, case and spacing normalised."""
+    return " ".join(observation.lower().split())
+
+
+def step_advantages(
+    returns: list[list[float]], anchors: list[list[str]], group_ids: list[int], eps: float = 1e-6
+) -> list[list[float]]:
+    """A^S_{i,t}: R_{i,t} normalised within its anchor group S = the steps (j, k) of i's episode group
+    with anchor_{j,k} = anchor_{i,t} (the same trajectory may visit a state twice).
+
+    A state seen once in its group, or whose returns are all equal, gets 0: there is nothing to compare.
+    `returns[i][t]` and `anchors[i][t]` are per trajectory i and step t; std is Bessel-corrected, as
+    in `group_advantages`.
+    """
+    members: dict[tuple[int, str], list[tuple[int, int]]] = {}
+    for i, (g, keys) in enumerate(zip(group_ids, anchors, strict=True)):
+        for t, key in enumerate(keys):
+            members.setdefault((g, key), []).append((i, t))
+    out = [[0.0] * len(r) for r in returns]
+    for steps in members.values():
+        vals = torch.tensor([returns[i][t] for i, t in steps], dtype=torch.float64)  # [|S|]
+        if len(steps) < 2 or bool((vals == vals[0]).all()):
+            continue
+        adv = (vals - vals.mean()) / (vals.std() + eps)  # [|S|]
+        for (i, t), a in zip(steps, adv.tolist(), strict=True):
+            out[i][t] = a
+    return out
+
+
+def gigpo_advantages(episode_adv: Tensor, step_adv: list[list[float]], omega: float) -> list[list[float]]:
+    """A_{i,t} = A^E_i + ω · A^S_{i,t}; with ω = 0 every step of i carries GRPO's A_i exactly."""
+    return [[a + omega * s for s in steps] for a, steps in zip(episode_adv.tolist(), step_adv, strict=True)]
 
 
 def zero_variance_groups(rewards: Tensor, group_ids: Tensor) -> int:

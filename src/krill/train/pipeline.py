@@ -7,7 +7,7 @@ RUN/
   banks/                 cycle_0.json (distill), cycle_K.json (evolution), distill_report.json
   sft/                   adapter + tokenizer + demos.jsonl
   rl/                    checkpoints, metrics.jsonl, tb/
-  eval/                  before.json, after.json (+ their trajectories)
+  eval/                  before.json, after.json (+ after_no_skills.json under skills.curriculum; + trajectories)
   metrics.jsonl          one line per finished phase (wall time, headline numbers)
   logs/
 """
@@ -131,6 +131,9 @@ def _run_phases(cfg: KrillConfig, run_dir: Path, phase: Phases, start: float) ->
                                       evolve_hook=evolve_hook_for(cfg, run_dir / "rl", run_dir / "banks")))  # fmt: skip
     final_bank = load_bank(rl["bank"])
     after = phase("eval_after", lambda: eval_phase(cfg, run_dir / "eval" / "after.json", final_bank, adapter=rl["adapter"]))  # fmt: skip
+    if cfg.skills.curriculum != "none":  # trained to do without skills: measured without them too
+        bare = cfg.override({"agent.use_skills": False})
+        phase("eval_after_no_skills", lambda: eval_phase(bare, run_dir / "eval" / "after_no_skills.json", None, adapter=rl["adapter"]))  # fmt: skip
     return PipelineResult(
         run_dir=run_dir,
         before=read_json(before["path"]) if before.get("path") else None,

@@ -3,9 +3,11 @@
 One iteration:
 1. pick `rl.batch_size / rl.group_size` train tasks (seeded by iteration), G copies each;
 2. roll out with `LLMActor` at `cfg.sampling("rollout")` (`rl.temperature`), skills retrieved from
-   the current bank;
+   the current bank (fewer as iterations pass under `skills.curriculum`);
 3. reward R_i = episode return − invalid_action_penalty × #invalid actions; A_i = group z-score
-   (`krill.train.grpo.group_advantages`);
+   (`krill.train.grpo.group_advantages`); with `rl.advantage: gigpo`, plus ω × each step's z-score
+   among the group's steps from the same anchor state (`krill.train.grpo.step_advantages`);
+   with `rl.dynamic_sampling`, zero-variance groups are replaced by new tasks' groups first (DAPO);
 4. samples (`krill.train.samples`): every LLM step of trajectory i carries A_i (window mode), or the
    whole trajectory is one sample scored in one pass (conversation mode);
 5. `krill.train.update.grpo_update`: π_old/π_ref recomputed, clipped surrogate + KL over
@@ -34,13 +36,14 @@ import torch
 
 from krill.config import KrillConfig
 from krill.errors import KrillError
+from krill.io import read_jsonl
 from krill.progress import progress_bar
 from krill.schema import SkillBank, Trajectory
 from krill.train import checkpoint as ckpt_io
 from krill.train.demos import make_retriever
 from krill.train.grpo import group_advantages, zero_variance_groups
 from krill.train.metrics import MetricsLogger, iteration_metrics
-from krill.train.samples import build_samples, shaped_rewards
+from krill.train.samples import build_samples, gigpo_step_advantages, shaped_rewards
 from krill.train.setup import (
     load_training_policy,
     make_accelerator,
@@ -88,10 +91,17 @@ def _train_tasks(available: list[str], cfg: KrillConfig) -> list[str]:
     return list(cfg.rl.tasks)
 
 
-def pick_tasks(task_ids: list[str], iteration: int, n: int, seed: int) -> list[str]:
-    """The tasks of one iteration: a seeded sample, the same whether the run was resumed or not."""
-    rng = random.Random(f"krill-rl:{seed}:{iteration}")
+def pick_tasks(task_ids: list[str], iteration: int, n: int, seed: int, round_: int = 0) -> list[str]:
+    """The tasks of one iteration (or of its dynamic-sampling round `round_`): a seeded sample, the
+    same whether the run was resumed or not."""
+    rng = random.Random(f"krill-rl:{seed}:{iteration}" + (f":{round_}" if round_ else ""))
     return rng.sample(task_ids, min(n, len(task_ids)))
+
+
+def _informative(group: list[Trajectory], penalty: float) -> bool:
+    """Do the group's shaped rewards differ (so its advantages are not all 0)?"""
+    rewards = shaped_rewards(group, penalty)
+    return len(group) > 1 and not bool((rewards == rewards[0]).all())
 
 
 class GrpoRecipe:
@@ -106,6 +116,7 @@ class GrpoRecipe:
         self.cfg, self.bank, self.out_dir, self.init, self.resume = cfg, bank, Path(out_dir), init, resume
         self.evolve_hook, self.policy, self.pool, self.own_pool = evolve_hook, policy, pool, pool is None
         self.start = 0
+        self.history: list[dict[str, Any]] = []  # metrics rows of the iterations run so far
 
     # -- setup / load / save ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -124,6 +135,9 @@ class GrpoRecipe:
         self.tok, self.pad_id = self.policy.tokenizer, pad_id(self.policy.tokenizer)
         self.start = self.load()
         trim_metrics(self.out_dir / "metrics.jsonl", "iteration", self.start)
+        # earlier iterations' rows: skills.curriculum=success withdraws categories that already succeeded
+        metrics_path = self.out_dir / "metrics.jsonl"
+        self.history = list(read_jsonl(metrics_path)) if self.start and metrics_path.exists() else []
         self.logger = MetricsLogger(self.out_dir, enabled=self.accel.is_main_process)
         self.rollout_policy = self._rollout_policy(self.start)
         if self.accel.is_main_process:
@@ -185,6 +199,7 @@ class GrpoRecipe:
                     row = self.iteration(it)
                     self.logger.log(it + 1, row)
                     rows.append(row)
+                    self.history.append(row)
                     if row.get("update/skipped"):
                         log.info(
                             "rl: iteration %d: update skipped: every group's rollouts got the same reward "
@@ -205,16 +220,17 @@ class GrpoRecipe:
         """Roll out this process's share of the iteration's groups, update, maybe evolve; the metrics row."""
         rl = self.cfg.rl
         t0 = time.perf_counter()
-        tasks = pick_tasks(self.train_tasks, it, self.n_tasks, rl.seed)[
-            self.accel.process_index :: self.accel.num_processes
-        ]
-        task_list = [t for t in tasks for _ in range(rl.group_size)]
-        group_ids = torch.tensor([i // rl.group_size for i in range(len(task_list))])
-        trajs = self.rollout(it, task_list)
+        groups = self.rollout_groups(it, self.tasks_for(it))
+        resampling: dict[str, float] = {}
+        if rl.dynamic_sampling:
+            groups, resampling = self.refill(it, groups)
+        trajs = [t for g in groups for t in g]
+        group_ids = torch.tensor([i for i, g in enumerate(groups) for _ in g])
         t1 = time.perf_counter()
         rewards = shaped_rewards(trajs, rl.invalid_action_penalty)
         adv = group_advantages(rewards, group_ids) if trajs else torch.zeros(0)
-        samples = build_samples(trajs, adv, self.tok)
+        per_step = gigpo_step_advantages(trajs, adv, group_ids, rl) if rl.advantage == "gigpo" else None
+        samples = build_samples(trajs, adv, self.tok, per_step)
         upd = grpo_update(
             self.model, self.optimizer, samples, self.cfg, self.accel, self.pad_id, self.reference
         )
@@ -222,7 +238,7 @@ class GrpoRecipe:
             self.rollout_policy.reset_prefix_cache()  # cached prompt KV states belong to the old weights
         t2 = time.perf_counter()
         zero_var = zero_variance_groups(rewards, group_ids) if trajs else 0
-        row = {**iteration_metrics(trajs, rewards, adv, zero_var, self.accel), **upd}
+        row = {**iteration_metrics(trajs, rewards, adv, zero_var, self.accel), **upd, **resampling}
         row.update({"time/rollout_s": t1 - t0, "time/update_s": t2 - t1, "time/iteration_s": t2 - t0})
         if self.evolve_hook is not None and (it + 1) % self.cfg.evolution.validation_interval == 0:
             self.bank = self.evolve_hook(it + 1, self.policy, self.bank, trajs) or self.bank
@@ -232,21 +248,55 @@ class GrpoRecipe:
             self.rollout_policy = self._rollout_policy(it + 1)
         return row
 
-    def rollout(self, it: int, task_list: list[str]) -> list[Trajectory]:
+    def tasks_for(self, it: int, round_: int = 0) -> list[str]:
+        """This process's share of the iteration's tasks (or of a dynamic-sampling round's)."""
+        tasks = pick_tasks(self.train_tasks, it, self.n_tasks, self.cfg.rl.seed, round_)
+        return tasks[self.accel.process_index :: self.accel.num_processes]
+
+    def rollout_groups(self, it: int, tasks: list[str], round_: int = 0) -> list[list[Trajectory]]:
+        """G episodes of each task, as one list per task (a GRPO group)."""
+        G = self.cfg.rl.group_size
+        trajs = self.rollout(it, [t for t in tasks for _ in range(G)], round_)
+        return [trajs[i * G : (i + 1) * G] for i in range(len(trajs) // G)]
+
+    def refill(
+        self, it: int, groups: list[list[Trajectory]]
+    ) -> tuple[list[list[Trajectory]], dict[str, float]]:
+        """DAPO's dynamic sampling: keep the groups whose rewards differ and roll out new tasks' groups
+        (at most `rl.max_resample_rounds` more rounds) until there are as many as the batch had.
+
+        With no informative group at all, the first round's groups stay (the update is then skipped)."""
+        rl = self.cfg.rl
+        want, drawn, rounds = len(groups), len(groups), 0
+        keep = [g for g in groups if _informative(g, rl.invalid_action_penalty)]
+        while len(keep) < want and rounds < rl.max_resample_rounds:
+            rounds += 1
+            more = self.rollout_groups(it, self.tasks_for(it, rounds), rounds)
+            drawn += len(more)
+            keep += [g for g in more if _informative(g, rl.invalid_action_penalty)]
+        stats = {"sampling/groups_drawn": float(drawn), "sampling/groups_dropped": float(drawn - len(keep)),
+                 "sampling/rounds": float(rounds), "sampling/groups_kept": float(min(len(keep), want))}  # fmt: skip
+        return (keep[:want] or groups), stats
+
+    def rollout(self, it: int, task_list: list[str], round_: int = 0) -> list[Trajectory]:
         """G sampled episodes per task, log-probs recorded (GRPO re-scores them; they are checked equal)."""
         from krill.agent.actors import LLMActor
         from krill.agent.rollout import run_episodes
+        from krill.skills.curriculum import curriculum_retriever
 
         if not task_list:
             return []
         rl = self.cfg.rl
-        seed = (rl.seed * 1_000_003 + it) * 64 + self.accel.process_index
-        actor = LLMActor(self.rollout_policy, self.retriever, self.cfg, self.cfg.sampling("rollout"),
+        # round 0 keeps the seeds runs had before dynamic sampling; each later round gets its own
+        seed = (rl.seed * 1_000_003 + it) * 64 + self.accel.process_index + 1_000_000_007 * round_
+        retriever = curriculum_retriever(self.retriever, self.cfg, it, self.history)
+        actor = LLMActor(self.rollout_policy, retriever, self.cfg, self.cfg.sampling("rollout"),
                          want_logprobs=True, seed=seed)  # fmt: skip
         self.model.eval()
         return run_episodes(
-            actor, self.pool, task_list, self.cfg, max_steps=rl.max_steps, seed=rl.seed + it, split="train"
-        )
+            actor, self.pool, task_list, self.cfg, max_steps=rl.max_steps, seed=rl.seed + it + 7919 * round_,
+            split="train",
+        )  # fmt: skip
 
     def close(self) -> None:
         if self.own_pool and self.pool is not None:

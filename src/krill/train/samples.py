@@ -3,6 +3,7 @@
 Window mode (`agent.context: window`): every LLM step is one sample, its prompt → its response.
 Conversation mode: a whole episode is one sample (its contexts and replies as the decoder saw them,
 built by appending, never re-tokenized), every reply's tokens carrying the trajectory's A_i.
+With GiGPO (`rl.advantage: gigpo`) each step's reply carries its own A_{i,t} instead of A_i.
 Log-probs come from `krill.models.logprobs`, the one implementation rollout scoring and SFT share.
 """
 
@@ -29,9 +30,15 @@ class Sample:
     ids: list[int]
     action_mask: list[int]
     advantage: float
+    token_advantages: list[float] | None = None  # per position (GiGPO: each reply its step's A_{i,t})
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def advantage_row(self, width: int) -> list[float]:
+        """The advantage of the last `width` positions (left-padded with 0), as `sequence_logprobs` scores them."""
+        per = self.token_advantages or [self.advantage] * len(self.ids)
+        return ([0.0] * width + per)[-width:]
 
     @property
     def scored_span(self) -> int:
@@ -44,41 +51,76 @@ def shaped_rewards(trajs: list[Trajectory], penalty: float) -> torch.Tensor:
     return torch.tensor([t.total_reward - penalty * t.num_invalid for t in trajs], dtype=torch.float32)
 
 
-def build_samples(trajs: list[Trajectory], advantages: torch.Tensor, tokenizer: Any) -> list[Sample]:
-    """Samples of every trajectory with A_i ≠ 0: one per episode segment when its steps recorded
-    appended context ids (conversation mode), else one per step from its prompt text."""
+def step_rewards(traj: Trajectory, penalty: float) -> list[float]:
+    """r_t = the step's reward − penalty if its action was invalid (they sum to the shaped R_i)."""
+    return [s.reward - penalty * (s.valid is False) for s in traj.steps]
+
+
+def gigpo_step_advantages(
+    trajs: list[Trajectory], episode_adv: torch.Tensor, group_ids: torch.Tensor, rl: Any
+) -> list[list[float]]:
+    """GiGPO's A_{i,t} = A^E_i + ω·A^S_{i,t} for every step (`krill.train.grpo`), from `rl.gamma`,
+    `rl.step_advantage_weight` and the invalid-action penalty."""
+    from krill.train.grpo import anchor_state, discounted_returns, gigpo_advantages, step_advantages
+
+    returns = [discounted_returns(step_rewards(t, rl.invalid_action_penalty), rl.gamma) for t in trajs]
+    anchors = [[anchor_state(s.observation) for s in t.steps] for t in trajs]
+    a_step = step_advantages(returns, anchors, group_ids.tolist())
+    return gigpo_advantages(episode_adv, a_step, rl.step_advantage_weight)
+
+
+def build_samples(
+    trajs: list[Trajectory],
+    advantages: torch.Tensor,
+    tokenizer: Any,
+    step_advantages: list[list[float]] | None = None,
+) -> list[Sample]:
+    """Samples of every trajectory with a non-zero advantage (A_i, or any A_{i,t} when per-step
+    `step_advantages` are given): one per episode segment when its steps recorded appended context
+    ids (conversation mode), else one per step from its prompt text."""
     out = []
-    for traj, adv in zip(trajs, advantages.tolist(), strict=True):
-        if adv != 0.0:
-            out.extend(trajectory_samples(traj, adv, tokenizer))
+    for i, (traj, adv) in enumerate(zip(trajs, advantages.tolist(), strict=True)):
+        per_step = step_advantages[i] if step_advantages is not None else None
+        if adv != 0.0 or any(per_step or ()):
+            out.extend(trajectory_samples(traj, adv, tokenizer, per_step))
     return out
 
 
-def trajectory_samples(traj: Trajectory, advantage: float, tokenizer: Any) -> list[Sample]:
-    """The sequences of one trajectory: its steps' contexts followed by their responses."""
+def trajectory_samples(
+    traj: Trajectory, advantage: float, tokenizer: Any, step_advantages: list[float] | None = None
+) -> list[Sample]:
+    """The sequences of one trajectory: its steps' contexts followed by their responses, each
+    response's tokens carrying its step's advantage (`step_advantages[t]`, else `advantage`)."""
     out: list[Sample] = []
     ids: list[int] = []
     mask: list[int] = []
-    for step in traj.steps:
+    advs: list[float] = []
+
+    def sample(ids: list[int], mask: list[int], advs: list[float]) -> Sample:
+        return Sample(ids, mask, advantage, advs if step_advantages is not None else None)
+
+    for t, step in enumerate(traj.steps):
+        a_t = step_advantages[t] if step_advantages is not None else advantage
         extra = step.model_extra or {}
         resp = list(extra.get("response_token_ids") or [])
         if extra.get("error"):
             continue
         if "context_ids" in extra:  # conversation: the context grows by appending, until a rebuild
             if extra.get("context_reset") and ids:
-                out.append(Sample(ids, mask, advantage))
-                ids, mask = [], []
+                out.append(sample(ids, mask, advs))
+                ids, mask, advs = [], [], []
             context = list(extra["context_ids"])
         elif resp and extra.get("prompt_text"):  # window (or a remote server): one prompt per step
             context = tokenizer(extra["prompt_text"], add_special_tokens=False)["input_ids"]
-            out.append(Sample([*context, *resp], [0] * len(context) + [1] * len(resp), advantage))
+            out.append(Sample([*context, *resp], [0] * len(context) + [1] * len(resp), a_t))
             continue
         else:
             continue
         ids += [*context, *resp]
         mask += [0] * len(context) + [1] * len(resp)
+        advs += [0.0] * len(context) + [a_t] * len(resp)
     if ids:
-        out.append(Sample(ids, mask, advantage))
+        out.append(sample(ids, mask, advs))
     return [s for s in out if 1 in s.action_mask]
 
 

@@ -129,7 +129,7 @@ def _accumulate(sums, model, batch, old, ref, cfg, accel, pad_id, total_tokens) 
         accel.backward(sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0)
         return
     logp, mask, ent = sequence_logprobs(model, batch, pad_id, accel.device, entropy=True)
-    adv = torch.tensor([s.advantage for s in batch], device=accel.device)  # [b]
+    adv = torch.tensor([s.advantage_row(mask.shape[1]) for s in batch], device=accel.device)  # [b, R]
     loss, st = grpo_loss(logp, old, ref, adv, mask, rl.clip_ratio, rl.kl_coef)
     weight = st.tokens.item() / max(total_tokens, 1)  # micro-batch token mean → iteration token mean
     accel.backward(loss * weight)
