@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sizing the gpu-small preset on one GPU: the two costs that set the ablation's wall time, measured
 # with random weights of Qwen2.5-0.5B's shape (the model packages do not travel to the GPU machine):
-#   1. a greedy evaluation of 64 WebShop episodes (the ablation runs 10 evaluations of 134 games);
+#   1. a greedy evaluation of 64 WebShop episodes (the ablation runs 8 evaluations of 134 games);
 #   2. one GRPO iteration (8 tasks × G=8 rollouts + the update; the ablation runs 4 × 20 of them).
 # Random weights never win, so every episode runs to the step cap: an upper bound per episode.
 # Usage: bash benchmarks/gpu_small_sizing.sh OUT_DIR      (the device: run(... carry=[".whl"]))

@@ -182,10 +182,10 @@ def plot_ablation(data: dict, path: str | Path) -> Path:
     ]
     fig, ax = plt.subplots(figsize=(6.4, 0.8 + 0.5 * max(1, len(rows))))
     ys = range(len(rows))
-    bars = ax.barh(ys, rates, xerr=[lo, hi], capsize=3, color="tab:blue")
-    # a label on every bar: a 0 % bar has no length, but it must still be seen
-    labels = [f"{rate:.1f}%" if r["episodes"] else "not run" for rate, r in zip(rates, rows, strict=True)]
-    ax.bar_label(bars, labels=labels, fontsize=8, padding=4)
+    ax.barh(ys, rates, xerr=[lo, hi], capsize=3, color="tab:blue")
+    # a label on every bar (a 0 % bar has no length, but it must still be seen), past its error bar
+    for y, rate, up, r in zip(ys, rates, hi, rows, strict=True):
+        ax.text(rate + up + 1.5, y, f"{rate:.1f}%" if r["episodes"] else "not run", va="center", fontsize=8)
     ax.set_yticks(list(ys), [_plain(r["name"]) for r in rows])
     ax.invert_yaxis()  # the first variant on top, as in the table
     ax.set_xlim(0, 115)
