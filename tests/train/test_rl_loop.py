@@ -134,3 +134,24 @@ def test_rl_tasks_limits_training_to_the_listed_tasks(rl_env, tmp_path, monkeypa
     assert seen and set(seen) == {"t4", "t5"}
     with pytest.raises(KrillError, match=r"^rl.tasks\[1\]: 't9' is not a task of the \w+ train split$"):
         run_rl(_cfg(1, **{"rl.tasks": "[t4, t9]"}), _bank(), tmp_path / "bad", pool=_pool())
+
+
+def test_gigpo_runs_the_real_update_and_omega_zero_matches_grpo(rl_env, tmp_path):
+    """rl.advantage=gigpo through the whole loop: a real update; with ω = 0 the weights equal GRPO's."""
+    runs = {}
+    for name, extra in {"grpo": {}, "gigpo0": {"rl.advantage": "gigpo", "rl.step_advantage_weight": 0.0},
+                        "gigpo": {"rl.advantage": "gigpo"}}.items():  # fmt: skip
+        res = run_rl(_cfg(1, **extra), _bank(), tmp_path / name, pool=_pool())
+        assert res.updates == 1, name
+        runs[name] = load_file(tmp_path / name / "adapter" / "adapter_model.safetensors")
+    assert all(torch.equal(runs["grpo"][k], runs["gigpo0"][k]) for k in runs["grpo"])
+    # ParityEnv's first observation is shared by every rollout of a group: A_step moves the update
+    assert any(not torch.equal(runs["grpo"][k], runs["gigpo"][k]) for k in runs["grpo"])
+
+
+def test_curriculum_withdraws_the_skills_from_later_iterations(rl_env, tmp_path):
+    res = run_rl(_cfg(2, **{"skills.curriculum": "linear"}), _bank(), tmp_path / "rl", pool=_pool())
+    first, last = (m["tokens/prompt"] for m in res.metrics)
+    plain = run_rl(_cfg(2), _bank(), tmp_path / "plain", pool=_pool()).metrics
+    assert first == plain[0]["tokens/prompt"]  # iteration 1 of 2 keeps half of one skill: rounded up, it
+    assert last < plain[1]["tokens/prompt"]  # the last shows none: the same prompts, shorter
