@@ -29,6 +29,7 @@ from krill.schema import SkillBank
 from krill.train.pipeline import (
     Phases,
     collect_phase,
+    collected_trajectories,
     distill_phase,
     eval_phase,
     evolve_hook_for,
@@ -293,14 +294,6 @@ class _Runner:
 
     def memory(self, cfg: KrillConfig) -> Any:
         """The raw-trajectory memory over this run's collection (the trajectories distillation read)."""
-        from krill.formats.trajectories import load_trajectories
         from krill.skills.memory import build_memory_retriever
 
-        tdir = self.run_dir / "trajectories"
-        trajs = [
-            t
-            for f in ("expert.jsonl", "policy.jsonl")
-            if (tdir / f).exists()
-            for t in load_trajectories(tdir / f)
-        ]
-        return build_memory_retriever(trajs, cfg)
+        return build_memory_retriever(collected_trajectories(self.run_dir), cfg)

@@ -181,17 +181,24 @@ def _rate(name: str, trajs: list) -> dict[str, Any]:
     }
 
 
-def distill_phase(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
-    from krill.formats.banks import save_bank
+def collected_trajectories(run_dir: Path) -> list:
+    """What the collect phase wrote: the expert's episodes, then the untrained policy's (if any)."""
     from krill.formats.trajectories import load_trajectories
-    from krill.models import build_embedder
-    from krill.skills.distill import distill
-    from krill.skills.teachers import make_teacher
 
     tdir = run_dir / "trajectories"
     trajs = [*load_trajectories(tdir / "expert.jsonl")]
     if (tdir / "policy.jsonl").exists():
         trajs += load_trajectories(tdir / "policy.jsonl")
+    return trajs
+
+
+def distill_phase(cfg: KrillConfig, run_dir: Path) -> dict[str, Any]:
+    from krill.formats.banks import save_bank
+    from krill.models import build_embedder
+    from krill.skills.distill import distill
+    from krill.skills.teachers import make_teacher
+
+    trajs = collected_trajectories(run_dir)
     out = run_dir / "banks" / "cycle_0.json"
     teacher = make_teacher(cfg, work_dir=run_dir / "banks" / "cycle_0.work")
     bank, report = distill(trajs, teacher, build_embedder(cfg), cfg)

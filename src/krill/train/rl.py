@@ -100,8 +100,7 @@ def pick_tasks(task_ids: list[str], iteration: int, n: int, seed: int, round_: i
 
 def _informative(group: list[Trajectory], penalty: float) -> bool:
     """Do the group's shaped rewards differ (so its advantages are not all 0)?"""
-    rewards = shaped_rewards(group, penalty)
-    return len(group) > 1 and not bool((rewards == rewards[0]).all())
+    return zero_variance_groups(shaped_rewards(group, penalty), torch.zeros(len(group))) == 0
 
 
 class GrpoRecipe:
