@@ -41,6 +41,7 @@ class Episode:
     total_reward: float = 0.0
     won: bool = False
     score: float | None = None
+    progress: float | None = None  # the env's last info["progress"] (ALFWorld subgoals), if it reports one
     tokens: int = 0
     error: str | None = None
     retrieved: Retrieved | None = None
@@ -124,6 +125,7 @@ def _fill(pool: Pool, queue: list, free: list[int], live: dict[int, Episode]) ->
             turns=[Turn(obs, list(info.get("admissible_actions") or []))],
             env_name=getattr(pool, "name", None) or info.get("environment") or "",
             error=str(info["error"]) if info.get("error") else None,
+            progress=float(info["progress"]) if info.get("progress") is not None else None,
         )
         if live[slot].error:
             failed.append(live[slot])
@@ -149,6 +151,8 @@ def _record(ep: Episode, dec: Any, res: tuple[str, float, bool, dict]) -> bool:
     ep.won = bool(info.get("won", ep.won))
     if "score" in info:
         ep.score = float(info["score"])
+    if info.get("progress") is not None:
+        ep.progress = float(info["progress"])
     if info.get("error"):
         ep.error = str(info["error"])
         return True
@@ -171,6 +175,8 @@ def to_trajectory(ep: Episode, actor: Any, *, split: str, seed: int) -> Trajecto
     }
     if ep.score is not None:
         meta["score"] = ep.score
+    if ep.progress is not None:
+        meta["progress"] = ep.progress
     if ep.error:
         meta["error"] = ep.error
     return Trajectory(

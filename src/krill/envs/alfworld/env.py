@@ -3,8 +3,12 @@
 Games come from real ALFWorld data when present (`env.alfworld.data_dir`, else `$ALFWORLD_DATA`,
 holding `json_2.1.1/<split>/<task>/<trial>/game.tw-pddl`), else from the generated set (`games_dir`,
 `env.alfworld.games_dir`, or the default set generated into the cache on first use).
-Observations, admissible commands and "Nothing happens." are the engine's own; reward is 10 at the
-step the game is won; an episode ends when won or after `env.alfworld.max_steps` (50) steps.
+Observations, admissible commands and "Nothing happens." are the engine's own; an episode ends when
+won or after `env.alfworld.max_steps` (50) steps. Reward (`env.alfworld.reward`): `success` pays 10 at
+the step the game is won (the benchmark's); `progress` pays 10 × each rise of the running maximum of
+subgoal progress (`progress.py`, read from the game's facts), so an episode returns 10 × its best
+progress and a won game still 10. `info["progress"]` (that running maximum, in [0, 1]) comes in both
+modes, so rollouts can log it; `won`, and so success, is the game's own bit in both.
 """
 
 from __future__ import annotations
@@ -16,11 +20,10 @@ from typing import Any
 
 from krill.categories import ALFWORLD_TASK_TYPES
 from krill.envs.alfworld.expert import Goal, next_action, observed
+from krill.envs.alfworld.progress import REWARD_WON, progress_reward, subgoals
 from krill.envs.base import INVALID_OBSERVATION, register_env
 from krill.errors import KrillError
 from krill.io import read_json
-
-REWARD_WON = 10.0
 
 
 def real_data_split(cfg, split: str) -> Path | None:
@@ -71,6 +74,7 @@ class AlfworldEnv:
         self.split = split
         self.max_steps = cfg.env.alfworld.max_steps
         self.expert = expert or cfg.env.alfworld.expert
+        self.reward_mode = cfg.env.alfworld.reward
         if self.expert not in ("oracle", "search"):
             raise KrillError(f"unknown ALFWorld expert {self.expert!r}; choose oracle or search")
         self.root = self._find_games(cfg, split, games_dir)
@@ -135,6 +139,7 @@ class AlfworldEnv:
         self.description = self._state.feedback.split("Your task is to: ", 1)[-1].strip().rstrip(".")
         self.steps, self.won, self.done = 0, False, False
         self._seen: set[str] = set()
+        self._best, self._total = self._subgoals()  # 0: nothing looked into, nothing held yet
         return self._state.feedback, self._info(valid=True)
 
     def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
@@ -152,8 +157,13 @@ class AlfworldEnv:
         won_now = bool(self._state["won"]) and not self.won
         self.won = self.won or won_now
         self.done = self.won or self.steps >= self.max_steps
+        best_before, self._best = self._best, max(self._best, self._subgoals()[0])
+        if self.reward_mode == "progress":
+            reward = progress_reward(best_before, self._best, self._total)
+        else:
+            reward = REWARD_WON if won_now else 0.0
         obs = self._state.feedback if valid else INVALID_OBSERVATION
-        return obs, REWARD_WON if won_now else 0.0, self.done, self._info(valid=valid)
+        return obs, reward, self.done, self._info(valid=valid)
 
     def expert_action(self) -> str | None:
         """The expert's next command from the current state (None when finished)."""
@@ -165,6 +175,10 @@ class AlfworldEnv:
             return next_action(
                 self._state["facts"], self.goal, self._seen if self.expert == "search" else None
             )
+
+    def _subgoals(self) -> tuple[int, int]:
+        """(reached, total) subgoals in the current state (facts only: Propositions already built, no parse)."""
+        return subgoals(self._state["facts"], self.goal, self._seen, self.won)
 
     def admissible_actions(self) -> list[str]:
         return list(self._state.admissible_commands) if self._state is not None else []
@@ -184,6 +198,7 @@ class AlfworldEnv:
             "won": self.won,
             "valid": valid,
             "step": self.steps,
+            "progress": self._best / self._total,
         }
 
 
