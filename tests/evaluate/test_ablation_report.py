@@ -168,6 +168,48 @@ def test_memory_line_needs_both_runs():
     assert "memory uses 25% fewer prompt tokens per step than base." in ablation_markdown(data)
 
 
+def _skills(episodes: int, evolved: int, in_bank: int) -> dict:
+    """An eval's `skills` block: `evolved` of `episodes` prompts carried one of the bank's `in_bank` evolved skills."""
+    return {"episodes": episodes, "with_skills": episodes, "distinct_used": 4, "evolved_in_bank": in_bank,
+            "with_evolved": evolved, "evolved_share": evolved / episodes, "evolved_used": ["e1"] * bool(evolved)}  # fmt: skip
+
+
+def _trained_data() -> dict:
+    """`_data` with the training facts: skillrl (RL + evolution, 2 seeds), no_evolution (RL, frozen bank)."""
+    data = _data()
+    v = data["variants"]
+    for run in v["base"]["runs"]:
+        run["skills"] = _skills(60, 0, 0)  # cycle-0 bank: nothing evolved
+    seed42, seed7 = v["skillrl"]["runs"]
+    seed42 |= {"rl": {"updates": 3, "iterations": 3}, "skills": _skills(60, 12, 2)}
+    seed7 |= {"rl": {"updates": 1, "iterations": 3}, "skills": _skills(60, 6, 1)}
+    v["no_evolution"]["runs"] = [
+        _run(42, 3, 3) | {"rl": {"updates": 0, "iterations": 3}, "skills": _skills(60, 0, 0)}
+    ]
+    return data
+
+
+def test_rows_carry_rl_updates_and_evolved_prompts_pooled_over_seeds():
+    rows = {r["name"]: r for r in ablation_rows(_trained_data())}
+    assert (rows["skillrl"]["rl_updates"], rows["skillrl"]["rl_iterations"]) == (4, 6)
+    assert (rows["skillrl"]["evolved_prompts"], rows["skillrl"]["evolved_episodes"]) == (18, 120)
+    assert rows["no_evolution"]["rl_updates"] == 0 and rows["no_evolution"]["evolved_prompts"] is None
+    assert rows["base"]["rl_updates"] is None and rows["base"]["evolved_prompts"] is None
+    assert rows["memory"]["evolved_prompts"] is None  # runs from before the `skills` block
+
+
+def test_markdown_rl_updates_and_evolved_prompt_columns():
+    md = ablation_markdown(_trained_data())
+    assert "| p vs skillrl | seeds mean ± sd | RL updates | evolved-skill prompts |" in md
+    assert "| reference | 20.0 ± 7.1% | 4/6 | 15.0% (18/120) |" in md  # (12 + 6)/(60 + 60) over the seeds
+    # no_evolution: RL never updated the weights, and its frozen bank holds no evolved skill
+    assert "| no_evolution | 10.0% [4.7–20.1] (6/60) |" in md and "| 0/3 | — |" in md
+    assert md.count("| — | — |\n") == 2  # base, memory: no RL, nothing evolved
+    unfinished = ablation_markdown(_data()).splitlines()
+    row = next(line for line in unfinished if line.startswith("| no_evolution |"))
+    assert row.count("|") == unfinished[2].count("|")  # a variant not run yet fills the new columns too
+
+
 def test_plot_and_report_files(tmp_path):
     png = plot_ablation(_data(), tmp_path / "a.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from krill.config import load_config
+from krill.evaluate import report_rl
 from krill.evaluate.eval import EVAL_FORMAT
 from krill.evaluate.report import build_report, evolution_steps, load_run, skipped_iterations
-from krill.evaluate.stats import summarize
-from krill.io import append_jsonl, write_json
+from krill.evaluate.report_rl import missing_keys, rl_curve, success_interval, update_counts
+from krill.evaluate.stats import summarize, wilson_interval
+from krill.io import append_jsonl, read_json, write_json
 from krill.schema import Skill, SkillBank, Step, Trajectory
 from krill.train.checkpoint import write_run_config
 
@@ -85,6 +87,123 @@ def test_report_data_skipped_updates_and_evolution_from_the_first_bank(tmp_path)
     assert [c for c, _ in run["banks"]] == [0, 1]
     assert evolution_steps(run["banks"]) == [(1, {"Heat": [XSS]})]
     assert run["facts"]["tasks"] == "alfworld, the whole train split"
+
+
+def _new_rows(run: Path) -> None:
+    """Three iterations with the keys GRPO logs now; the second skipped its update (no informative group)."""
+    (run / "rl" / "metrics.jsonl").unlink()
+    for it, (wins, informative) in enumerate([(2, 2.0), (2, 0.0), (6, 3.0)], start=1):
+        append_jsonl(run / "rl" / "metrics.jsonl", {
+            "iteration": it, "rollout/reward": float(wins), "charts/success_rate": wins / 8, "rollout/episodes": 8.0,
+            "rollout/progress": 0.3 + it / 10, "update/skipped": float(informative == 0), "groups/total": 4.0,
+            "groups/informative": informative, "groups/with_win": 2.0, "guide/share": 0.5 - it / 10,
+            "guide/fraction": 0.5 - it / 10, "skills/evolved_share": 0.25 * (it - 1), "time/rollout_s": 10.0,
+            "time/old_ref_s": 2.0, "time/update_s": 4.0, "losses/loss": 0.1,
+        })  # fmt: skip
+
+
+def _evolved_block(run: Path) -> None:
+    """eval/after.json's `skills` block: 3 of its 10 episodes carried the one evolved skill (cycle 1)."""
+    ev = read_json(run / "eval" / "after.json")
+    evolved = read_json(run / "banks" / "cycle_1.json")["history"][-1]["skill_id"]
+    ev["skills"] = {"episodes": 10, "with_skills": 8, "distinct_used": 2, "evolved_in_bank": 1,
+                    "with_evolved": 3, "evolved_share": 0.3, "evolved_used": [evolved]}  # fmt: skip
+    write_json(run / "eval" / "after.json", ev)
+
+
+def test_rl_learning_curve_and_its_summary(tmp_path):
+    run = make_run(tmp_path)
+    _new_rows(run)
+    _evolved_block(run)
+    text = build_report(run, tmp_path / "out").read_text()
+    assert (tmp_path / "out" / "rl_curve.png").stat().st_size > 2000
+    assert '<h2>RL learning curve</h2><figure><img alt="RL learning curve"' in text
+    assert (
+        "the weights changed in 2 of 3 iterations (1 skipped: every group's rollouts had the same reward)"
+        in text
+    )
+    assert (
+        "informative groups (rewards differ, so GRPO has an advantage): 5 of 12 (42%); groups with a win: 6 of 12 (50%)"
+        in text
+    )
+    assert (
+        "guided rollouts (after an expert prefix, or expert trajectories added): 30% on average; expert-prefix fraction 0.40 → 0.20"
+        in text
+    )
+    # the evolved skill's name is the XSS string: escaped here as everywhere
+    assert ("evolved-skill prompts: held-out after training, 3 of 10 episodes (30%) carried one (1 of the bank's 1 "
+            "evolved skills: &lt;script&gt;alert(1)&lt;/script&gt;); 8 of 10 episodes (80%) carried any skill, 2 distinct "
+            "skills in all; during RL: 25% of rollouts on average, 50% in the last iteration") in text  # fmt: skip
+    assert "mean time per iteration: rollout 10.0 s · π_old/π_ref log-probs 2.0 s · update 4.0 s" in text
+    assert "not logged" not in text and XSS not in text
+
+
+def test_old_rows_without_the_new_keys_still_render(tmp_path):
+    """`make_run`'s rows predate the new keys: the curve draws the success rate alone (no interval
+    without episode counts) and the summary says what was not logged."""
+    run = make_run(tmp_path)
+    text = build_report(run, tmp_path / "out").read_text()
+    assert (tmp_path / "out" / "rl_curve.png").stat().st_size > 2000
+    assert "the weights changed in 3 of 4 iterations (1 skipped" in text
+    assert "informative groups: not logged in this run (no groups/informative, groups/total)" in text
+    assert "guided rollouts: not logged in this run (no guide/share)" in text
+    assert "evolved-skill prompts: not recorded" in text and "mean time per iteration" not in text
+    metrics = load_run(run)["metrics"]
+    assert missing_keys(metrics) == ["rollout/progress", "guide/share", "skills/evolved_share",
+                                     "groups/informative", "rollout/episodes"]  # fmt: skip
+    assert success_interval(metrics) == ([], [], [])
+
+
+def test_success_interval_counts_wins_from_the_rate_and_the_episodes():
+    # 0.25 × 8 = 2 wins of 8: Wilson by hand, denom 1 + z²/8 = 1.48018, centre 0.33110, half 0.25962
+    its, lo, hi = success_interval([{"iteration": 1, "charts/success_rate": 0.25, "rollout/episodes": 8.0}])
+    assert (
+        its == [1] and lo[0] == pytest.approx(0.07148, abs=1e-4) and hi[0] == pytest.approx(0.59072, abs=1e-4)
+    )
+    thirds = success_interval([{"iteration": 1, "charts/success_rate": 1 / 3, "rollout/episodes": 3.0}])
+    assert thirds[1][0] == pytest.approx(wilson_interval(1, 3)[0])  # 0.333… × 3 rounds to 1 win
+
+
+def test_update_counts_take_each_iteration_once():
+    rows = [{"iteration": 1, "update/skipped": 0.0}, {"iteration": 2, "update/skipped": 1.0},
+            {"iteration": 2, "update/skipped": 0.0}, {"iteration": 3}]  # fmt: skip
+    assert update_counts(rows) == (2, 2)  # iteration 2 re-run after a resume: its last row counts
+    assert update_counts([{"iteration": 1}]) is None
+
+
+def _drawn(monkeypatch, metrics: list[dict], path: Path):
+    """The figure `rl_curve` draws, kept open to read its axes."""
+    figs = []
+    monkeypatch.setattr(report_rl, "_save", lambda fig, p: figs.append(fig) or p)
+    assert rl_curve(metrics, path) == path
+    return figs[0]
+
+
+def _visible_ticks(ax) -> list[float]:
+    lo, hi = ax.get_xlim()
+    return [t for t in ax.get_xticks() if lo <= t <= hi]
+
+
+def test_one_iteration_has_one_integer_tick_and_an_error_bar(monkeypatch, tmp_path):
+    row = {"iteration": 1, "charts/success_rate": 0.25, "rollout/episodes": 8.0, "update/skipped": 0.0}
+    fig = _drawn(monkeypatch, [row], tmp_path / "c.png")
+    (ax,) = fig.axes
+    assert _visible_ticks(ax) == [1.0] and ax.get_ylim() == (-3, 103)
+    assert ax.containers, "one iteration's interval is an error bar, not an invisible band"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["success (95% Wilson CI)"]
+
+
+def test_a_panel_without_any_of_its_keys_is_not_drawn(monkeypatch, tmp_path):
+    rows = [{"iteration": it, "charts/success_rate": 0.5, "update/skipped": 0.0} for it in (1, 2, 3)]
+    fig = _drawn(monkeypatch, rows, tmp_path / "c.png")
+    assert [ax.get_title() for ax in fig.axes] == ["Rollouts: success and progress"]  # no empty second panel
+    assert _visible_ticks(fig.axes[0]) == [1.0, 2.0, 3.0]
+    note = [t.get_text() for t in fig.texts]
+    assert note == ["not logged in this run: rollout/progress, guide/share, skills/evolved_share, "
+                    "groups/informative, rollout/episodes"]  # fmt: skip
+    bare = _drawn(monkeypatch, [{"iteration": 1, "losses/loss": 0.3}], tmp_path / "d.png")
+    assert not bare.axes[0].axison  # nothing to draw: the panel says what is missing, with no empty axis
+    assert bare.axes[0].texts[0].get_text().startswith("not logged in this run:\ncharts/success_rate\n")
 
 
 def test_a_folder_that_is_not_a_run_is_an_error(tmp_path):

@@ -17,7 +17,7 @@ from krill.config import KrillConfig, load_config
 from krill.errors import KrillError
 from krill.evaluate.stats import GroupStats
 from krill.formats.banks import save_bank
-from krill.io import write_json
+from krill.io import append_jsonl, write_json
 from krill.schema import SkillBank
 from krill.train import ablate
 from krill.train.ablate import VARIANTS, parse_variants, run_ablation, variant_config
@@ -171,6 +171,41 @@ def test_the_curriculum_variant_is_evaluated_with_and_without_skills(tmp_path, m
     data = json.loads((tmp_path / "ablation.json").read_text())
     assert list(data["variants"]) == ["skillrl", "skillrl-curriculum", "skillrl-curriculum without skills"]
     assert "| skillrl-curriculum without skills |" in (tmp_path / "ablation.md").read_text()
+
+
+class TrainingRecorder(Recorder):
+    """As Recorder, but GRPO logs 3 iterations (the 2nd skipped its update, then re-ran after a resume
+    and updated) and each eval writes a `skills` block, as the real phases do."""
+
+    def rl(self, cfg, out_dir, bank, *, init, evolve_hook):
+        rows = [(1, 0.0), (2, 1.0), (3, 1.0), (2, 0.0)]  # iteration 2's last row: the re-run after the resume
+        for it, skipped in rows:
+            append_jsonl(out_dir / "metrics.jsonl", {"iteration": it, "update/skipped": skipped})
+        done = super().rl(cfg, out_dir, bank, init=init, evolve_hook=evolve_hook)
+        return done | {"updates": 1, "iterations": 3}  # the phase's count: this process's iterations only
+
+    def eval(self, cfg, out, bank, *, adapter=None, retriever=None):
+        done = super().eval(cfg, out, bank, adapter=adapter, retriever=retriever)
+        result = json.loads(out.read_text())
+        result["skills"] = {"episodes": 10, "with_skills": 10, "distinct_used": 3, "evolved_in_bank": 2,
+                            "with_evolved": 4, "evolved_share": 0.4, "evolved_used": ["e1"]}  # fmt: skip
+        write_json(out, result)
+        return done
+
+
+def test_rl_variant_rows_carry_their_weight_updates_and_evolved_prompts(tmp_path, monkeypatch):
+    TrainingRecorder().install(monkeypatch)
+    run_ablation(KrillConfig(), tmp_path, variants=["base", "skillrl"])
+    data = json.loads((tmp_path / "ablation.json").read_text())
+    (base,), (skillrl,) = data["variants"]["base"]["runs"], data["variants"]["skillrl"]["runs"]
+    assert "rl" not in base and base["skills"]["with_evolved"] == 4
+    # counted from the RL log, one row per iteration: not the phase's own count of 1 (this process only)
+    assert skillrl["rl"] == {"updates": 2, "iterations": 3}
+    assert "| 2/3 | 40.0% (4/10) |" in (tmp_path / "ablation.md").read_text()
+
+
+def test_rl_updates_fall_back_on_the_phase_without_a_log(tmp_path):
+    assert ablate.rl_updates({"updates": 1, "iterations": 3}, tmp_path) == {"updates": 1, "iterations": 3}
 
 
 def test_a_folder_of_another_ablation_is_an_error(tmp_path, monkeypatch):

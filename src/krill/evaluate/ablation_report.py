@@ -8,13 +8,17 @@ Reads the result `krill ablate` writes as `RUN/ablation.json`:
      "variants": {
         "base": {"description": "untrained policy, cycle-0 skills retrieved",
                  "runs": [{"seed": 42, "eval": "variants/base/eval.json",
-                           "results": {"Clean": {GroupStats dict}, ..., "all": {GroupStats dict}}}],
+                           "results": {"Clean": {GroupStats dict}, ..., "all": {GroupStats dict}},
+                           "skills": {the eval's `skills` block, `krill.evaluate.eval.skill_usage`}}],
                  "wall_time_s": 300.0},
+        "skillrl": {..., "runs": [{..., "rl": {"updates": 3, "iterations": 3}}]},
         ...}}
 
 A variant's figures pool its runs (one per seed): counts are summed, so the Wilson interval and
 Fisher's test see every episode; per-episode means are weighted by episodes, per-step means by steps.
-A variant whose `runs` is empty has not finished and shows "—".
+A variant whose `runs` is empty has not finished and shows "—". "RL updates" counts the GRPO
+iterations that changed the weights (`—` without RL), "evolved-skill prompts" the held-out episodes
+whose prompt carried a skill evolution added (`—` when no bank evaluated held one); both pool the seeds.
 """
 
 from __future__ import annotations
@@ -74,6 +78,31 @@ def _pooled(runs: list[dict]) -> dict:
     }
 
 
+def _rl_updates(runs: list[dict]) -> dict:
+    """GRPO iterations that changed the weights, of all iterations, summed over the runs that
+    recorded both (None for a variant without RL, or whose runs predate the count)."""
+    rl = [
+        r["rl"]
+        for r in runs
+        if r.get("rl") and None not in (r["rl"].get("updates"), r["rl"].get("iterations"))
+    ]
+    if not rl:
+        return {"rl_updates": None, "rl_iterations": None}
+    return {"rl_updates": sum(x["updates"] for x in rl), "rl_iterations": sum(x["iterations"] for x in rl)}
+
+
+def _evolved_prompts(runs: list[dict]) -> dict:
+    """Held-out episodes whose prompt carried an evolved skill, of all episodes, over the runs with a
+    `skills` block; None when no run's bank held an evolved skill (nothing could be carried)."""
+    blocks = [r["skills"] for r in runs if r.get("skills")]
+    if not any(b.get("evolved_in_bank") for b in blocks):
+        return {"evolved_prompts": None, "evolved_episodes": None}
+    return {
+        "evolved_prompts": sum(b.get("with_evolved", 0) for b in blocks),
+        "evolved_episodes": sum(b.get("episodes", 0) for b in blocks),
+    }
+
+
 FIGURES = ("episodes", "successes", "success_rate", "ci_low", "ci_high", "mean_score", "mean_steps",
            "invalid_action_rate", "mean_prompt_tokens", "categories", "seed_mean", "seed_std")  # fmt: skip
 
@@ -88,6 +117,7 @@ def ablation_rows(data: dict) -> list[dict]:
         runs = v.get("runs") or []
         row = {"name": name, "description": v.get("description", ""), "seeds": len(runs)}
         row |= _pooled(runs) if runs else dict.fromkeys(FIGURES)
+        row |= _rl_updates(runs) | _evolved_prompts(runs)
         rows.append(row)
     ref = next((r for r in rows if r["name"] == data.get("reference") and r["episodes"]), None)
     for row in rows:
@@ -112,7 +142,7 @@ def _success_cell(r: dict) -> str:
 
 def _table_row(r: dict, cats: list[str], webshop: bool, multi_seed: bool, ref: str) -> list[str]:
     if r["episodes"] is None:
-        return [_cell(r["name"]), f"{DASH} (not run)"] + [DASH] * (len(cats) + webshop + 4 + multi_seed)
+        return [_cell(r["name"]), f"{DASH} (not run)"] + [DASH] * (len(cats) + webshop + 6 + multi_seed)
     cells = [_cell(r["name"]), _success_cell(r)]
     cells += [f"{100 * r['categories'][c]:.1f}%" if c in r["categories"] else DASH for c in cats]
     cells += [f"{r['mean_score']:.3f}"] if webshop else []
@@ -125,7 +155,15 @@ def _table_row(r: dict, cats: list[str], webshop: bool, multi_seed: bool, ref: s
     cells.append("reference" if r["name"] == ref else DASH if p is None else f"{p:.2g}")
     if multi_seed:
         cells.append(f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f}%")
-    return cells
+    return cells + _training_cells(r)
+
+
+def _training_cells(r: dict) -> list[str]:
+    """`3/3` GRPO iterations that updated the weights; the share of evolved-skill prompts (k/n)."""
+    updates = DASH if r["rl_updates"] is None else f"{r['rl_updates']}/{r['rl_iterations']}"
+    k, n = r["evolved_prompts"], r["evolved_episodes"]
+    evolved = DASH if k is None or not n else f"{100 * k / n:.1f}% ({k}/{n})"
+    return [updates, evolved]
 
 
 def _token_line(rows: list[dict]) -> str | None:
@@ -149,6 +187,7 @@ def ablation_markdown(data: dict) -> str:
     head += ["score"] if webshop else []
     head += ["steps", "invalid %", "prompt tok/step", f"p vs {_cell(ref)}"]
     head += ["seeds mean ± sd"] if multi_seed else []
+    head += ["RL updates", "evolved-skill prompts"]
     lines = [
         f"**{data.get('env', '?')}** ablation · model {data.get('model', '?')} · "
         f"preset {data.get('preset', '?')} · "
@@ -161,6 +200,8 @@ def ablation_markdown(data: dict) -> str:
         *("| " + " | ".join(_table_row(r, cats, webshop, multi_seed, ref)) + " |" for r in rows),
         "",
         f"p: Fisher's exact test, two-sided, on pooled successes vs {_cell(ref)}.",
+        "RL updates: GRPO iterations that changed the weights (in the others every group's rewards were "
+        "equal). Evolved-skill prompts: held-out episodes whose prompt carried a skill evolution added.",
         "",
         *(f"- **{_cell(r['name'])}**: {_cell(r['description'])}" for r in rows),
     ]

@@ -19,6 +19,7 @@ from krill.errors import KrillError
 from krill.evaluate.stats import GroupStats, summarize
 from krill.io import read_json, write_json
 from krill.schema import SkillBank, Trajectory
+from krill.skills.evolved import evolved_skill_ids
 
 if TYPE_CHECKING:
     from krill.envs.base import Pool
@@ -140,10 +141,29 @@ def evaluate(
             # what the actor decoded with (a caller's own actor reports its own)
             **asdict(getattr(actor, "sampling", None) or sampling),
             "wall_time_s": round(time.perf_counter() - start, 2),
+            "skills": skill_usage(trajs, bank),
         },
     )
     write_json(out, result.to_dict())
     return result
+
+
+def skill_usage(trajs: list[Trajectory], bank: SkillBank | None) -> dict[str, Any]:
+    """Which skills the episodes' prompts carried (`metadata["skills_used"]`), and how many episodes
+    carried one that evolution added to `bank` (`evolved_share`, of all episodes)."""
+    evolved = evolved_skill_ids(bank) if bank is not None else set()
+    used = [set(t.metadata.get("skills_used") or []) for t in trajs]
+    distinct = set().union(*used)
+    with_evolved = sum(1 for u in used if u & evolved)
+    return {
+        "episodes": len(trajs),
+        "with_skills": sum(1 for u in used if u),
+        "distinct_used": len(distinct),
+        "evolved_in_bank": len(evolved),  # 0: no evolved skill could be retrieved (no bank, or none evolved)
+        "with_evolved": with_evolved,
+        "evolved_share": with_evolved / len(trajs) if trajs else 0.0,
+        "evolved_used": sorted(distinct & evolved),
+    }
 
 
 def _eval_tasks(cfg: KrillConfig, split: str, episodes: int | None, pool: Pool | None) -> list[str]:
@@ -205,6 +225,8 @@ def load_eval(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != EVAL_FORMAT or "results" not in data:
         raise KrillError(f'not a krill eval result (expected "format": "{EVAL_FORMAT}")', path=path)
     _check_results(data["results"], path)
+    if "skills" in data:  # older results have no `skills` block: nothing to check
+        _check_skills(data["skills"], path)
     return data
 
 
@@ -220,6 +242,26 @@ def _check_results(results: Any, path: str | Path) -> None:
             if name not in stats:
                 raise KrillError("missing field", path=path, where=f"results.{cat}.{name}")
             _check_type(stats[name], int | float, "a finite number", path, f"results.{cat}.{name}")
+
+
+_SKILL_COUNTS = (
+    "episodes",
+    "with_skills",
+    "distinct_used",
+    "evolved_in_bank",
+    "with_evolved",
+    "evolved_share",
+)
+
+
+def _check_skills(skills: Any, path: str | Path) -> None:
+    """The `skills` block holds the counts of `skill_usage` (what the report reads) and a list of ids."""
+    _check_type(skills, dict, "an object", path, "skills")
+    for name in _SKILL_COUNTS:
+        if name not in skills:
+            raise KrillError("missing field", path=path, where=f"skills.{name}")
+        _check_type(skills[name], int | float, "a finite number", path, f"skills.{name}")
+    _check_type(skills.get("evolved_used", []), list, "a list", path, "skills.evolved_used")
 
 
 def _check_type(value: Any, kind: Any, expected: str, path: str | Path, where: str) -> None:

@@ -4,6 +4,7 @@ Reads what `krill train` writes: `config.yaml` (what ran), `rl/metrics.jsonl` (p
 `banks/cycle_K.json` (bank versions), `eval/before.json` + `eval/after.json`; or what `krill rl` writes
 (`metrics.jsonl`, `banks/`) in its output folder. Every string from banks and trajectories is
 HTML-escaped; figures are inlined as data URIs, so the page opens with no server and no internet.
+The RL learning curve and the lines beside it are `krill.evaluate.report_rl`.
 """
 
 from __future__ import annotations
@@ -121,6 +122,14 @@ def skipped_iterations(metrics: list[dict]) -> list[int]:
     return [int(m["iteration"]) for m in metrics if m.get("update/skipped")]
 
 
+def iteration_axis(ax, iterations: list[int]) -> None:
+    """An x axis of whole RL iterations: integer ticks, half an iteration of margin, so a run of one
+    iteration shows the tick `1`, not a span of fractions around it."""
+    ax.set_xlim(min(iterations) - 0.5, max(iterations) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("RL iteration")
+
+
 def _line_plot(series: dict, title: str, ylabel: str, path: Path, skipped: list[int] = ()) -> Path | None:
     if not series and not skipped:
         return None
@@ -133,8 +142,11 @@ def _line_plot(series: dict, title: str, ylabel: str, path: Path, skipped: list[
     for k, it in enumerate(skipped):
         ax.axvline(it, color="0.6", ls=":", lw=1, label="update skipped (equal rewards)" if k == 0 else None)
     ax.set_title(title)
-    ax.set_xlabel("RL iteration")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    iteration_axis(ax, [x for xs, _ in series.values() for x in xs] + list(skipped))
+    ys = [y for _, vals in series.values() for y in vals]
+    if ys and max(ys) == min(ys):  # one dot (or a flat line): a round span around it, not ±0.01 ticks
+        half = abs(ys[0]) or 1.0
+        ax.set_ylim(ys[0] - half, ys[0] + half)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -195,9 +207,12 @@ CURVES = {
 
 
 def make_figures(run: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    from krill.evaluate.report_rl import rl_curve  # it draws with this module's helpers
+
     m, skipped = run["metrics"], skipped_iterations(run["metrics"])
     figs = {name: _line_plot(_series(m, pattern), title, ylabel, out_dir / f"{name}.png", skipped)
             for name, (pattern, title, ylabel) in CURVES.items()}  # fmt: skip
+    figs["rl"] = rl_curve(m, out_dir / "rl_curve.png")
     figs["bank"] = _bank_plot(run["banks"], out_dir / "bank_size.png")
     figs["eval"] = _eval_plot(run["evals"], out_dir / "eval.png")
     return {k: v for k, v in figs.items() if v is not None}
@@ -256,6 +271,7 @@ th{{background:#f3f3f3}} #q{{width:40%;padding:6px;margin:.5em 0}}
 <h1>krill run report: {title}</h1>
 <p class="facts">{facts}</p>
 <h2>Held-out evaluation</h2>{eval_fig}{eval_table}
+<h2>RL learning curve</h2>{rl_curve}{rl_summary}
 <h2>Learning curves</h2>{curves}
 <h2>Skill bank evolution</h2>{bank_fig}{evolution}
 <h2>Skill bank ({n_skills} skills)</h2>
@@ -290,6 +306,8 @@ def _eval_table(evals: dict[str, dict]) -> str:
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write `out_dir/index.html` (+ PNGs) for `run_dir`; returns the HTML path."""
+    from krill.evaluate.report_rl import rl_summary_html
+
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "report"
     run = load_run(run_dir)
@@ -302,6 +320,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         facts=" · ".join(f"<b>{k}</b>: {html.escape(v)}" for k, v in run["facts"].items()),
         eval_fig=_img(figs["eval"], "eval") if "eval" in figs else "",
         eval_table=_eval_table(run["evals"]),
+        rl_curve=_img(figs["rl"], "RL learning curve") if "rl" in figs else "<p>No RL metrics.</p>",
+        rl_summary=rl_summary_html(run["metrics"], run["evals"], bank),
         curves=curves,
         bank_fig=_img(figs["bank"], "bank size") if "bank" in figs else "",
         evolution=_evolution_list(run["banks"]),

@@ -211,6 +211,20 @@ def _total_wall(done: dict[str, dict[str, Any]], variant: str | None = None) -> 
     return round(sum(float(info.get("wall_time_s", 0.0)) for info in own), 1)
 
 
+def rl_updates(rl: dict[str, Any], rl_dir: Path) -> dict[str, Any]:
+    """{"updates", "iterations"} of a finished RL phase: counted from its metrics log, which a resume
+    trims to the checkpoint (so every process's iterations count once), else the phase's own figures
+    (whose `updates` counts only the iterations of the process that finished it)."""
+    from krill.evaluate.report_rl import update_counts
+    from krill.io import read_jsonl
+
+    log = rl_dir / "metrics.jsonl"
+    counts = update_counts(list(read_jsonl(log, repair_tail=True))) if log.exists() else None
+    if counts is not None:
+        return {"updates": counts[0], "iterations": counts[1]}
+    return {"updates": rl.get("updates"), "iterations": rl.get("iterations")}
+
+
 def _check_same_run(run_dir: Path, cfg: KrillConfig) -> None:
     """A run folder resumes only the ablation it began (same env and eval size), never mixes two."""
     old = run_dir / "ablation.json"
@@ -252,12 +266,12 @@ class _Runner:
         """Train (as the variant says) and evaluate; (table row, the run's entry in ablation.json) pairs."""
         v, cfg = VARIANTS[name], variant_config(self.cfg, name, seed)
         vdir = self.run_dir / "variants" / name / (f"seed_{seed}" if seed is not None else "")
-        adapter, bank = None, (self.bank0 if v.context == "skills" else None)
+        adapter, bank, updates = None, (self.bank0 if v.context == "skills" else None), None
         if v.sft:
             adapter = self.sft(seed)
         if v.rl:
             rl = self.phase(f"rl/{name}/seed_{seed}", lambda: self._rl(cfg, vdir, adapter))
-            adapter = rl["adapter"]
+            adapter, updates = rl["adapter"], rl_updates(rl, vdir / "rl")
             bank = self._final_bank(rl) if v.context == "skills" else None
         key = f"eval/{name}" + (f"/seed_{seed}" if seed is not None else "")
 
@@ -265,16 +279,27 @@ class _Runner:
             retriever = self.memory(cfg) if v.context == "memory" else None
             return eval_phase(cfg, vdir / "eval.json", bank, adapter=adapter, retriever=retriever)
 
-        rows = [(name, self._run_entry(seed, self.phase(key, evaluate)))]
+        rows = [(name, self._run_entry(seed, self.phase(key, evaluate), updates))]
         if v.without_skills:
             bare = cfg.override({"agent.use_skills": False})
             ev = self.phase(f"{key}/no-skills", lambda: eval_phase(bare, vdir / "eval_no_skills.json", None, adapter=adapter))  # fmt: skip
-            rows.append((f"{name} without skills", self._run_entry(seed, ev)))
+            rows.append((f"{name} without skills", self._run_entry(seed, ev, updates)))
         return rows
 
-    def _run_entry(self, seed: int | None, ev: dict[str, Any]) -> dict[str, Any]:
-        return {"seed": seed, "eval": str(Path(ev["path"]).relative_to(self.run_dir)),
-                "results": read_json(ev["path"])["results"]}  # fmt: skip
+    def _run_entry(
+        self, seed: int | None, ev: dict[str, Any], updates: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The run's entry in ablation.json: its eval's results and `skills` block (what the prompts
+        carried), and for an RL variant its weight updates (`rl_updates`)."""
+        result = read_json(ev["path"])
+        entry = {
+            "seed": seed,
+            "eval": str(Path(ev["path"]).relative_to(self.run_dir)),
+            "results": result["results"],
+        }
+        if "skills" in result:  # evals written before the block have none
+            entry["skills"] = result["skills"]
+        return entry | ({"rl": updates} if updates is not None else {})
 
     def sft(self, seed: int | None) -> str:
         """The skill-augmented SFT adapter of `seed`: trained once, shared by every variant that starts from it."""
