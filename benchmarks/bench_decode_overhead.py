@@ -37,9 +37,9 @@ def hf_loop(model, ids: torch.Tensor, tokens: int, with_mask: bool) -> None:
     """Greedy decoding with a bare model call per token (the token never leaves the device)."""
     from transformers import DynamicCache
 
-    from krill.models.decoding import _cache_kwarg
+    from krill.models.decoding import cache_kwarg
 
-    kw = _cache_kwarg(model)
+    kw = cache_kwarg(model)
     cache = DynamicCache(config=model.config)
     mask = torch.ones_like(ids)
     pos = torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)

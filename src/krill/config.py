@@ -115,6 +115,13 @@ class AlfworldConfig(_Section):
         description="oracle: shortest plans from the true state; search: looks into receptacles it has not seen "
         "(like ALFWorld's hand-coded expert; longer, more learnable demos)",
     )
+    reward: Literal["success", "progress"] = Field(
+        "success",
+        description="success: 10 at the step the game is won (the benchmark's reward). progress: 10 × the "
+        "share of the task type's subgoals reached (object seen, taken, cleaned/heated/cooled, placed), read "
+        "from the game's PDDL facts, paid as it first rises (RetroAgent arXiv:2603.08561, SPA-RL "
+        "arXiv:2505.20732); a won game still totals 10 and success is still the won bit",
+    )
 
 
 class WebshopConfig(_Section):
@@ -161,6 +168,12 @@ class AgentConfig(_Section):
         description="decode only admissible actions (local policy, bare actions): a small model cannot "
         "invent a receptacle that is not in the room; WebShop's search box is offered as queries written "
         "from the instruction's own words",
+    )
+    choice_score: Literal["sum", "mean"] = Field(
+        "sum",
+        description="constrain_actions: an action's score is the sum of its tokens' log-probs (+ end-of-turn), "
+        "or their mean (TWOSOME's length normalisation, arXiv:2401.14151). The policy is the softmax of the "
+        "scores over the admissible actions at the sampling temperature; GRPO trains exactly that",
     )
 
 
@@ -268,6 +281,32 @@ class RlConfig(_Section):
     )
     max_resample_rounds: int = Field(
         3, ge=0, description="dynamic sampling: extra rollout rounds per iteration at most"
+    )
+    guidance: Literal["none", "prefix", "mixed"] = Field(
+        "none",
+        description="expert help for groups that rarely win. prefix: guided_rollouts of each group start after "
+        "the first k steps of the env's expert (k = guide_fraction × its length, shrinking as guided rollouts win; "
+        "BREAD arXiv:2506.17211, R3 arXiv:2402.05808); the expert's steps are context, never trained as the "
+        "policy's. mixed: prefix, and a group whose rollouts all failed gets the expert's whole episode as an "
+        "off-policy member, trained with LUFFY's shaped weight π/(π+γ) (arXiv:2504.14945)",
+    )
+    guided_rollouts: int = Field(
+        2, ge=0, description="guidance: rollouts per group that start after an expert prefix (≤ group_size)"
+    )
+    guide_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="guidance: the expert prefix's share of the expert's episode at the start",
+    )
+    guide_decay: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="guidance: the prefix share drops by this after an iteration whose guided rollouts won ≥ half",
+    )
+    off_policy_gamma: float = Field(
+        0.1, gt=0, description="mixed guidance: γ of LUFFY's shaping f(π) = π/(π+γ) for the expert's actions"
     )
 
     @model_validator(mode="after")

@@ -55,6 +55,8 @@ class LLMActor:
     `sampling` comes from the phase that runs the actor (`cfg.sampling("eval")`, `"rollout"`, ...;
     default `"collect"`): G copies of one task in a batch sampled at `rl.temperature` are independent
     samples (GRPO groups). `use_skills` (default `agent.use_skills`) turns the skills off for an ablation.
+    `guides` (RL's `rl.guidance`): episode index → expert actions played before the policy acts; they
+    are recorded in the chat exactly as the policy's own replies would be, with `guided: True`.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class LLMActor:
         want_logprobs: bool = False,
         seed: int = 0,
         use_skills: bool | None = None,
+        guides: dict[int, list[str]] | None = None,
     ):
         self.policy, self.retriever, self.cfg = policy, retriever, cfg
         self.sampling = sampling or cfg.sampling("collect")
@@ -73,6 +76,7 @@ class LLMActor:
             cfg.agent.use_skills if use_skills is None else use_skills
         ) and retriever is not None
         self.want_logprobs, self.seed = want_logprobs, seed
+        self.guides = guides or {}
         self.name = getattr(policy, "name", type(policy).__name__)
         self.count_tokens = getattr(policy, "count_tokens", None) or _tokenizer_counter(policy)
         self._calls = 0
@@ -110,20 +114,33 @@ class LLMActor:
 
     def act(self, episodes: list[Episode], pool: Pool) -> list[Decision]:
         batch = [self.prompt_for(ep) for ep in episodes]
-        temperature = self.sampling.temperature
-        extra: dict[str, Any] = {}
-        if (
-            self.cfg.agent.constrain_actions
-        ):  # checked here, where decoding happens (prompt_for needs no policy)
+        constrain = self.cfg.agent.constrain_actions
+        if constrain:  # checked here, where decoding happens (prompt_for needs no policy)
             _check_constrainable(self.policy, self.cfg)
-            extra["choices"] = [_choices(ep) for ep in episodes]
-        contexts = None
+        choices = [_choices(ep) for ep in episodes] if constrain else [None] * len(episodes)
+        contexts: list[Any] = [None] * len(episodes)
         if self.chat is not None:
             contexts = [self._context(ep, msgs) for ep, msgs in zip(episodes, batch, strict=True)]
-            extra["prompt_ids"] = [ep.scratch["chat_ids"] for ep in episodes]
+        gens = {i: self._guided(ep, batch[i], choices[i]) for i, ep in enumerate(episodes) if self._guide(ep)}
+        todo = [i for i in range(len(episodes)) if i not in gens]
+        if todo:
+            gens.update(zip(todo, self._generate(episodes, batch, choices, todo), strict=True))
+        return [
+            self._decide(ep, batch[i], gens[i], contexts[i], choices[i] if self.want_logprobs else None)
+            for i, ep in enumerate(episodes)
+        ]
+
+    def _generate(self, episodes: list[Episode], batch, choices, todo: list[int]) -> list[Any]:
+        """One batched `policy.generate` for the rows the policy answers."""
+        temperature = self.sampling.temperature
+        extra: dict[str, Any] = {}
+        if self.cfg.agent.constrain_actions:
+            extra["choices"] = [choices[i] for i in todo]
+        if self.chat is not None:
+            extra["prompt_ids"] = [episodes[i].scratch["chat_ids"] for i in todo]
         self._calls += 1
-        gens = self.policy.generate(
-            batch,
+        return self.policy.generate(
+            [batch[i] for i in todo],
             max_new_tokens=self.sampling.max_new_tokens,
             temperature=temperature,
             top_p=self.sampling.top_p,
@@ -134,8 +151,25 @@ class LLMActor:
             seed=self.seed * 100_003 + self._calls if temperature > 0 else None,
             **extra,
         )
-        contexts = contexts or [None] * len(episodes)
-        return [self._decide(ep, msgs, gen, ctx) for ep, msgs, gen, ctx in zip(episodes, batch, gens, contexts, strict=True)]  # fmt: skip
+
+    def _guide(self, ep: Episode) -> str | None:
+        """The expert action this episode plays at this step, while its guide lasts."""
+        guide = self.guides.get(ep.index) or []
+        return guide[len(ep.steps)] if len(ep.steps) < len(guide) else None
+
+    def _guided(self, ep: Episode, messages, choices: list[str] | None) -> Any:
+        """The expert's action as the policy would have written it: the same reply ids a choice
+        decoder produces for it (its tokens, then end-of-turn), so the chat goes on exactly."""
+        from krill.models.base import Generation
+
+        action = self._guide(ep) or ""
+        tok = self.policy.tokenizer
+        ids = [*tok(action, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+        template = getattr(self.policy, "prompt_text", None)
+        prompt_text = template(messages) if callable(template) else _flatten(messages)
+        index = choices.index(action) if choices and action in choices else None
+        return Generation(text=action, prompt_tokens=0, response_tokens=len(ids), prompt_text=prompt_text,
+                          token_ids=ids, choice_index=index)  # fmt: skip
 
     def _context(self, ep: Episode, messages) -> tuple[list[int], bool]:
         """This step's context as appended ids: (the ids new since the last step, whether rebuilt).
@@ -153,7 +187,7 @@ class LLMActor:
         ep.scratch["chat_ids"] = [*previous, *reply, *new]
         return new, False
 
-    def _decide(self, ep: Episode, messages, gen, context=None) -> Decision:
+    def _decide(self, ep: Episode, messages, gen, context=None, choices: list[str] | None = None) -> Decision:
         skills = ep.retrieved.skill_ids() if (ep.retrieved is not None and self.use_skills) else []
         if context is not None:  # conversation: this step's new ids, not the (growing) whole prompt
             where = {"context_ids": list(context[0]), "context_reset": context[1]}
@@ -169,6 +203,11 @@ class LLMActor:
         }
         if self.want_logprobs:
             extras["response_logprobs"] = list(gen.logprobs) if gen.logprobs is not None else None
+        if choices is not None and gen.choice_index is not None:  # what GRPO's choice policy re-scores
+            extras.update(choices=list(choices), choice_index=gen.choice_index,
+                          choice_logprob=gen.choice_logprob)  # fmt: skip
+        if self._guide(ep) is not None:
+            extras["guided"] = True
         tokens = gen.prompt_tokens + gen.response_tokens
         if gen.error:
             extras["error"] = gen.error

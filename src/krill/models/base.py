@@ -22,6 +22,8 @@ class Generation:
     logprobs: list[float] | None = None
     finish_reason: str = "stop"
     error: str | None = None  # set when a remote call failed for good; the step counts as invalid
+    choice_index: int | None = None  # answered from given choices: the one taken (krill.models.choices)
+    choice_logprob: float | None = None  # log π_T of that choice (the choice policy GRPO trains)
 
 
 @runtime_checkable

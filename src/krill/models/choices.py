@@ -11,8 +11,19 @@ docs/results.md: most wrong `take`s came from there).
 All choices are scored in ONE forward pass per batch: the choices of a row form a token trie, its
 nodes are appended after the prompt's cached states, and a tree attention mask lets each node see
 the prompt and its own ancestors only (positions = prompt length + depth). The appended states are
-cropped afterwards. Recorded log-probs are the model's own per-token log-probs of the chosen action,
-the same numbers teacher-forced scoring (`LocalPolicy.score`, GRPO) recomputes.
+cropped afterwards.
+
+The choice policy (GLAM, arXiv:2302.02662; TWOSOME, arXiv:2401.14151) is the distribution the
+decoder samples from, written with C_s the admissible actions of state s:
+
+    score(a) = log p(a's tokens, end-of-turn | s)            (agent.choice_score: sum)
+             = that / (|a's tokens| + 1)                       (mean: TWOSOME's length normalisation)
+    π_T(a|s) = exp(score(a)/T) / Σ_{c ∈ C_s} exp(score(c)/T)
+
+A rollout records log π_T of the action it took (`choice_logprob`); GRPO (`krill.train.samples`)
+recomputes it teacher-forced with `step_choice_scores`, which runs the same trie pass for every step
+of an episode at once over the episode's own KV states, so the update trains the policy that acted.
+The per-token log-probs of the chosen action are recorded too (token-level GRPO still reads them).
 """
 
 from __future__ import annotations
@@ -58,6 +69,40 @@ class ChoiceTrie:
         return seen
 
 
+def choice_scores(trie: ChoiceTrie, first_logits: torch.Tensor, node_logits: torch.Tensor, end: int,
+                  mode: str = "sum") -> torch.Tensor:  # fmt: skip
+    """score(c) of every choice [C] from raw logits: `first_logits` [V] after the prompt, `node_logits`
+    [n, V] after each trie node. Differentiable: GRPO calls it on logits that carry gradients."""
+    first = torch.log_softmax(first_logits.float(), dim=-1)  # [V]
+    nodes = torch.log_softmax(node_logits.float(), dim=-1)  # [n, V]
+    after = torch.cat([first[None], nodes])  # [n+1, V]: row 0 follows the prompt, row i+1 node i
+    parents = torch.tensor(trie.parents, device=after.device)  # [n]
+    token_lp = after[parents + 1, torch.tensor(trie.tokens, device=after.device)]  # [n] log p(node | parent)
+    path = trie.ancestry().to(after.device, after.dtype) @ token_lp  # [n] summed along each node's path
+    ends = torch.tensor(trie.ends, device=after.device)  # [C]
+    scores = path[ends] + nodes[ends, end]  # [C] + log p(end-of-turn | the whole action)
+    if mode == "mean":  # TWOSOME: long actions are not penalised for their length
+        scores = scores / torch.tensor([len(c) + 1 for c in trie.choices], device=after.device)
+    return scores
+
+
+def choice_logprobs(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log π_T(c|s) of every choice [C]: a log-softmax of the scores at temperature T (T ≤ 0: greedy
+    decoding, recorded at T = 1)."""
+    return torch.log_softmax(scores / (temperature if temperature > 0 else 1.0), dim=-1)
+
+
+@dataclass
+class Pick:
+    """A row's chosen action: its token ids (ending with end-of-turn), their per-token log-probs, its
+    index among the choices and log π_T of that choice."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    index: int
+    choice_logprob: float
+
+
 def pick_choices(
     model,
     cache,
@@ -69,9 +114,10 @@ def pick_choices(
     cache_kw: str,
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
-) -> list[tuple[list[int], list[float]] | None]:
-    """(token ids ending with `end_of_turn`, their log-probs) of the chosen action of each row with a
-    trie (None for rows without). `cache` holds the prompts' states (left as it was on return);
+    mode: str = "sum",
+) -> list[Pick | None]:
+    """The chosen action of each row with a trie (None for rows without): the best (greedy) or one
+    sampled from π_T. `cache` holds the prompts' states (left as it was on return);
     `attention_mask` [B, K] and `positions` [B, S] are the prefill's; `first_logits` [B, V] its last."""
     B, K = attention_mask.shape
     T = max(len(t.tokens) if t else 1 for t in tries)
@@ -96,32 +142,95 @@ def pick_choices(
         **{cache_kw: cache},
     )
     cache.crop(-T)
-    node_logp = torch.log_softmax(out.logits.float(), dim=-1).cpu()  # [B, T, V]: after each node
-    first_logp = torch.log_softmax(first_logits.float(), dim=-1).cpu()  # [B, V]: after the prompt
+    node_logits = out.logits.float().cpu()  # [B, T, V]: after each node
+    first = first_logits.float().cpu()  # [B, V]: after the prompt
     return [
-        _pick(t, first_logp[b], node_logp[b], end_of_turn, temperature, generator) if t else None
+        _pick(t, first[b], node_logits[b, : len(t.tokens)], end_of_turn, temperature, generator, mode)
+        if t
+        else None
         for b, t in enumerate(tries)
     ]
 
 
-def _pick(trie: ChoiceTrie, first_logp, node_logp, end: int, temperature: float, generator):
-    """Score every choice (its tokens, then end-of-turn) and take the best or sample one."""
-    token_lp = [
-        float((first_logp if p < 0 else node_logp[p])[tok])
-        for tok, p in zip(trie.tokens, trie.parents, strict=True)
-    ]
-    path = [0.0] * len(token_lp)  # nodes come after their parents: one pass sums each path
-    for i, (lp, p) in enumerate(zip(token_lp, trie.parents, strict=True)):
-        path[i] = lp + (path[p] if p >= 0 else 0.0)
-    scores = torch.tensor([path[e] + float(node_logp[e][end]) for e in trie.ends])
+def _pick(trie: ChoiceTrie, first_logits, node_logits, end: int, temperature: float, generator, mode) -> Pick:
+    """Score every choice (its tokens, then end-of-turn) and take the best or sample one from π_T."""
+    scores = choice_scores(trie, first_logits, node_logits, end, mode)  # [C]
+    logp = choice_logprobs(scores, temperature)  # [C]
     if temperature <= 0:
         k = int(scores.argmax())
     else:
-        probs = torch.softmax(scores / temperature, -1)
+        probs = logp.exp()
         k = int(torch.multinomial(probs.to(generator.device) if generator else probs, 1, generator=generator))
-    nodes, i = [], trie.ends[k]
+    first = torch.log_softmax(first_logits, -1)
+    nodes = torch.log_softmax(node_logits, -1)
+    path, i = [], trie.ends[k]
     while i >= 0:
-        nodes.append(i)
+        path.append(i)
         i = trie.parents[i]
-    nodes.reverse()
-    return [*trie.choices[k], end], [token_lp[i] for i in nodes] + [float(node_logp[trie.ends[k]][end])]
+    path.reverse()
+    token_lp = [
+        float((first if trie.parents[i] < 0 else nodes[trie.parents[i]])[trie.tokens[i]]) for i in path
+    ]
+    return Pick([*trie.choices[k], end], [*token_lp, float(nodes[trie.ends[k], end])], k, float(logp[k]))
+
+
+@dataclass
+class StepOptions:
+    """One decision inside a token row: the prompt is `row[:end]`; `options` are the admissible actions' ids."""
+
+    end: int
+    options: list[list[int]]
+
+
+def step_choice_scores(model, rows: list[list[int]], steps: list[list[StepOptions]], pad_id: int, end: int,
+                       cache_kw: str, mode: str = "sum") -> list[list[torch.Tensor]]:  # fmt: skip
+    """score(c) of every option [C] of every step of every row, teacher-forced, gradients kept.
+
+    Two forward passes for the whole batch, whatever the number of steps: the rows (left-padded) fill
+    a KV cache; then every step's block [root, trie nodes] is appended, where the root repeats the
+    last prompt token (its output is the first-token distribution) and each node sees its row up to
+    the root's position, the root and its own trie ancestors. One episode of 12 steps is one pass.
+    """
+    from transformers import DynamicCache
+
+    from krill.models.logprobs import left_pad
+
+    device = next(model.parameters()).device
+    ids, attn = left_pad(rows, pad_id, device)  # [B, L]
+    B, L = ids.shape
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)  # [B, L]
+    cache = DynamicCache(config=model.config)
+    model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1,
+          **{cache_kw: cache})  # fmt: skip
+    tries = [[ChoiceTrie.build(s.options) for s in row] for row in steps]
+    N = max([sum(1 + len(t.tokens) for t in row) for row in tries] + [1])
+    node_ids = torch.zeros((B, N), dtype=torch.long)
+    node_pos = torch.zeros((B, N), dtype=torch.long)
+    mask = torch.zeros((B, N, L + N), dtype=torch.bool)
+    mask[:, :, L:] = torch.eye(N, dtype=torch.bool)  # every node sees itself (padding nodes: only that)
+    ids_cpu, attn_cpu, pos_cpu = ids.cpu(), attn.cpu().bool(), positions.cpu()
+    roots: list[list[int]] = []
+    for b, (row, row_steps) in enumerate(zip(tries, steps, strict=True)):
+        at, pad, roots_b = 0, L - len(rows[b]), []
+        for trie, step in zip(row, row_steps, strict=True):
+            e, n = pad + step.end - 1, len(trie.tokens)  # e: the root's padded position
+            block = slice(at, at + 1 + n)
+            node_ids[b, at], node_pos[b, at] = ids_cpu[b, e], pos_cpu[b, e]
+            node_ids[b, at + 1 : at + 1 + n] = torch.tensor(trie.tokens, dtype=torch.long)
+            node_pos[b, at + 1 : at + 1 + n] = pos_cpu[b, e] + 1 + torch.tensor(trie.depths, dtype=torch.long)
+            mask[b, block, :e] = attn_cpu[b, :e]  # the prompt before the root
+            mask[b, block, L + at] = True  # the root
+            mask[b, at + 1 : at + 1 + n, L + at + 1 : L + at + 1 + n] = trie.ancestry()
+            roots_b.append(at)
+            at += 1 + n
+        roots.append(roots_b)
+    out = model(input_ids=node_ids.to(device), attention_mask=mask[:, None].to(device),
+                position_ids=node_pos.to(device), use_cache=True, **{cache_kw: cache})  # fmt: skip
+    logits = out.logits  # [B, N, V]
+    return [
+        [
+            choice_scores(t, logits[b, r], logits[b, r + 1 : r + 1 + len(t.tokens)], end, mode)
+            for t, r in zip(row, roots[b], strict=True)
+        ]  # fmt: skip
+        for b, row in enumerate(tries)
+    ]

@@ -31,6 +31,8 @@ class RowResult:
     logprobs: list[float] = field(default_factory=list)
     text: str = ""
     finish_reason: str = "length"
+    choice_index: int | None = None  # rows answered from given choices: which one (krill.models.choices)
+    choice_logprob: float | None = None  # and log π_T of it, the choice policy's own log-prob
 
 
 def find_stop(text: str, stops: list[str]) -> int:
@@ -90,6 +92,7 @@ def decode_batch(
     prefix_cache: PrefixCache | None = None,
     rowwise_prefill: bool = False,
     choices: list[list[list[int]] | None] | None = None,
+    choice_score: str = "sum",
 ) -> list[RowResult]:
     """Decode every prompt (token ids) together until EOS, a stop string, or `max_new_tokens`.
 
@@ -98,7 +101,8 @@ def decode_batch(
     (needs the cache) prefills one row at a time, so no compute goes to padding: on CPU prefill is
     compute-bound and gains nothing from batching, while decode (memory-bound) still runs batched.
     `choices[i]` (token-id sequences, or None): row i answers the most likely of them (or samples
-    one), then end-of-turn; all such rows are scored in one pass (`krill.models.choices`).
+    one from π_T), then end-of-turn; all such rows are scored in one pass (`krill.models.choices`,
+    `choice_score` sum | mean).
     """
     n = len(prompts)
     # row-wise only when every row's states fit in the cache at once (else the batch would recompute
@@ -123,14 +127,15 @@ def decode_batch(
     finally:
         if prefix_cache is not None:
             prefix_cache.paused = False
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_kwarg(model)
     device = attention_mask.device
     if any(tries):  # rows with choices are answered at once; the others decode below
         picks = pick_choices(model, cache, attention_mask, positions, logits, tries, end_of_turn, cache_kw,
-                             temperature, generator)  # fmt: skip
+                             temperature, generator, choice_score)  # fmt: skip
         for i, pick in enumerate(picks):
             if pick is not None:
-                rows[i].token_ids, rows[i].logprobs = pick
+                rows[i].token_ids, rows[i].logprobs = pick.token_ids, pick.logprobs
+                rows[i].choice_index, rows[i].choice_logprob = pick.index, pick.choice_logprob
                 rows[i].finish_reason = "stop"
         live = [i for i in range(n) if picks[i] is None]
         if not live:
@@ -196,7 +201,7 @@ def _prefill(model, tokenizer, prompts: list[list[int]], prefix_cache: PrefixCac
         position_ids=positions,
         use_cache=True,
         logits_to_keep=1,
-        **{_cache_kwarg(model): cache},
+        **{cache_kwarg(model): cache},
     )
     if prefix_cache is not None and not prefix_cache.paused:
         prefix_cache.reused_tokens += sum(reuse)
@@ -206,7 +211,7 @@ def _prefill(model, tokenizer, prompts: list[list[int]], prefix_cache: PrefixCac
     return cache, out.logits[:, -1, :], mask, positions
 
 
-def _cache_kwarg(model) -> str:
+def cache_kwarg(model) -> str:
     """transformers ≥ 5.2x names the KV cache argument `cache`; older versions `past_key_values`."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"

@@ -54,8 +54,10 @@ class LocalPolicy:
         seed: int = 0,
         prefix_cache_bytes: int | None = None,
         rowwise_prefill: bool | None = None,
+        choice_score: str = "sum",
     ):
         self.name = model_name_or_path if not adapter else f"{model_name_or_path}+{adapter}"
+        self.choice_score = choice_score  # how choices are scored: sum | mean (agent.choice_score)
         self.batch_size = batch_size  # rows per forward pass; bigger batches are split
         self.model, self.tokenizer, self.device = load_causal_lm(
             model_name_or_path,
@@ -138,6 +140,7 @@ class LocalPolicy:
                     prefix_cache=self.prefix_cache,
                     rowwise_prefill=self.rowwise_prefill,
                     choices=chunk_choices,
+                    choice_score=self.choice_score,
                 )
             for text, row, row_ids in zip(chunk, rows, ids, strict=True):
                 out.append(
@@ -149,6 +152,8 @@ class LocalPolicy:
                         token_ids=row.token_ids,
                         logprobs=row.logprobs if want_logprobs else None,
                         finish_reason=row.finish_reason,
+                        choice_index=row.choice_index,
+                        choice_logprob=row.choice_logprob,
                     )
                 )
         return out

@@ -5,6 +5,7 @@ They follow design.md's equations term by term (verl-agent / SkillRL):
 
     A_i = (R_i − mean_G) / (std_G + ε)                       shared by every action token of trajectory i
     L   = mean_tokens[ max(−A·ρ, −A·clip(ρ, 1−ε_c, 1+ε_c)) + β·KL_k3(π‖π_ref) ]
+    (an expert's off-policy action: −A·π/(π+γ) in place of the clipped term, LUFFY)
 
 and, with `rl.advantage: gigpo` (Feng et al. 2025, "Group-in-Group Policy Optimization for LLM Agent
 Training"), per step t of trajectory i:
@@ -139,6 +140,9 @@ def grpo_loss(
     mask: Tensor,
     clip_ratio: float = 0.2,
     kl_coef: float = 0.01,
+    *,
+    off_policy: Tensor | None = None,
+    shaping_gamma: float = 0.1,
 ) -> tuple[Tensor, GRPOStats]:
     """Clipped-surrogate GRPO loss with a k3 KL penalty to the reference, as a masked token mean.
 
@@ -148,6 +152,10 @@ def grpo_loss(
         T: response tokens (padded). logprobs: log π_θ(a_t|s) [N, T] (with grad);
         old_logprobs: log π_old at rollout time [N, T]; ref_logprobs: log π_ref (adapter off) [N, T];
         advantages: A of each sample's trajectory [N] or per token [N, T]; mask: 1 on the policy's own tokens [N, T].
+        In choice mode a "token" is one decision and logprobs are log π_T(a|s) over its admissible actions [S, 1].
+        off_policy: 1 where an expert chose the action [N, T] (LUFFY, arXiv:2504.14945): it has no behaviour
+        log-prob to divide by, so its term is −A·f(π_θ) with f(π) = π/(π+γ), unclipped, which keeps the
+        gradient large where the policy gives the expert's action little mass.
     """
     mask = mask.to(logprobs.dtype)  # [N, T]
     adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages  # [N, 1] or [N, T]
@@ -156,6 +164,10 @@ def grpo_loss(
     pg_loss1 = -adv * ratio  # [N, T]
     pg_loss2 = -adv * torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)  # [N, T]
     pg_loss = torch.max(pg_loss1, pg_loss2)  # [N, T]  = −min(ρA, clip(ρ)A)
+    if off_policy is not None:
+        prob = torch.exp(logprobs)  # [N, T]  π_θ(a|s)
+        shaped = -adv * prob / (prob + shaping_gamma)  # [N, T]  −A·f(π), f(π) = π/(π+γ)
+        pg_loss = torch.where(off_policy.bool(), shaped, pg_loss)  # [N, T]
     # k3 estimator of KL(π_θ ‖ π_ref), unbiased and always ≥ 0: http://joschu.net/blog/kl-approx.html
     ref_log_ratio = ref_logprobs - logprobs  # [N, T]
     kl = torch.exp(ref_log_ratio) - ref_log_ratio - 1.0  # [N, T]

@@ -43,6 +43,41 @@ def iteration_metrics(
     return out
 
 
+def group_metrics(groups: list[list[Trajectory]], penalty: float, evolved: set[str]) -> dict[str, float]:
+    """What the groups gave GRPO to learn from: how many differ in reward (informative), how many
+    won at all, the mean best progress (`info["progress"]`), the guided share (`rl.guidance`) and the
+    share of episodes whose prompt carried a skill added by evolution. This process's groups only."""
+    from krill.train.guidance import guided_steps
+    from krill.train.samples import shaped_rewards
+
+    trajs = [t for g in groups for t in g]
+    if not trajs:
+        return {"groups/total": 0.0, "groups/informative": 0.0}
+    informative = sum(len(set(shaped_rewards(g, penalty).tolist())) > 1 for g in groups)
+    expert = [t for t in trajs if t.metadata.get("guide") == "expert"]
+    guided = [t for t in trajs if guided_steps(t) and t not in expert]
+    plain = [t for t in trajs if not guided_steps(t)]
+    progress = [float(t.metadata["progress"]) for t in trajs if t.metadata.get("progress") is not None]
+    out = {
+        "groups/total": float(len(groups)),
+        "groups/informative": float(informative),
+        "groups/with_win": float(sum(any(t.success for t in g) for g in groups)),
+        "groups/wins_mean": _mean([float(sum(t.success for t in g)) for g in groups]),
+        "rollout/success_unguided": _mean(
+            [float(t.success) for t in plain]
+        ),  # the policy alone, from the start
+        "guide/share": (len(guided) + len(expert)) / len(trajs),
+        "guide/success": _mean([float(t.success) for t in guided]),
+        "guide/expert_members": float(len(expert)),
+        "skills/evolved_share": _mean(
+            [float(bool(evolved & set(t.metadata.get("skills_used") or []))) for t in trajs]
+        ),
+    }
+    if progress:
+        out["rollout/progress"] = _mean(progress)
+    return out
+
+
 def _summary(rows: list[tuple], suffix: str) -> dict[str, float]:
     return {
         f"rollout/reward{suffix}": _mean([r[1] for r in rows]),

@@ -39,10 +39,20 @@ from krill.errors import KrillError
 from krill.io import read_jsonl
 from krill.progress import progress_bar
 from krill.schema import SkillBank, Trajectory
+from krill.skills.evolved import evolved_skill_ids
 from krill.train import checkpoint as ckpt_io
 from krill.train.demos import make_retriever
 from krill.train.grpo import group_advantages, zero_variance_groups
-from krill.train.metrics import MetricsLogger, iteration_metrics
+from krill.train.guidance import (
+    Slot,
+    all_failed,
+    expert_actions,
+    group_by,
+    guided_steps,
+    next_fraction,
+    plan_slots,
+)
+from krill.train.metrics import MetricsLogger, group_metrics, iteration_metrics
 from krill.train.samples import build_samples, gigpo_step_advantages, shaped_rewards
 from krill.train.setup import (
     load_training_policy,
@@ -116,6 +126,8 @@ class GrpoRecipe:
         self.evolve_hook, self.policy, self.pool, self.own_pool = evolve_hook, policy, pool, pool is None
         self.start = 0
         self.history: list[dict[str, Any]] = []  # metrics rows of the iterations run so far
+        self.experts: dict[str, list[str] | None] = {}  # task → the expert's winning actions (guidance)
+        self.guide_fraction = cfg.rl.guide_fraction
 
     # -- setup / load / save ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -137,6 +149,8 @@ class GrpoRecipe:
         # earlier iterations' rows: skills.curriculum=success withdraws categories that already succeeded
         metrics_path = self.out_dir / "metrics.jsonl"
         self.history = list(read_jsonl(metrics_path)) if self.start and metrics_path.exists() else []
+        if self.history and "guide/fraction_next" in self.history[-1]:  # the prefix schedule goes on
+            self.guide_fraction = float(self.history[-1]["guide/fraction_next"])
         self.logger = MetricsLogger(self.out_dir, enabled=self.accel.is_main_process)
         self.rollout_policy = self._rollout_policy(self.start)
         if self.accel.is_main_process:
@@ -223,22 +237,37 @@ class GrpoRecipe:
         resampling: dict[str, float] = {}
         if rl.dynamic_sampling:
             groups, resampling = self.refill(it, groups)
+        if rl.guidance == "mixed":
+            groups = self.add_expert_members(it, groups)
         trajs = [t for g in groups for t in g]
         group_ids = torch.tensor([i for i, g in enumerate(groups) for _ in g])
         t1 = time.perf_counter()
         rewards = shaped_rewards(trajs, rl.invalid_action_penalty)
         adv = group_advantages(rewards, group_ids) if trajs else torch.zeros(0)
         per_step = gigpo_step_advantages(trajs, adv, group_ids, rl) if rl.advantage == "gigpo" else None
-        samples = build_samples(trajs, adv, self.tok, per_step)
-        upd = grpo_update(
-            self.model, self.optimizer, samples, self.cfg, self.accel, self.pad_id, self.reference
-        )
+        samples = build_samples(trajs, adv, self.tok, per_step, choice=self.cfg.agent.constrain_actions)
+        upd = grpo_update(self.model, self.optimizer, samples, self.cfg, self.accel, self.pad_id,
+                          self.reference, end_of_turn=self.tok.eos_token_id)  # fmt: skip
         if upd["update/skipped"] == 0.0 and hasattr(self.rollout_policy, "reset_prefix_cache"):
             self.rollout_policy.reset_prefix_cache()  # cached prompt KV states belong to the old weights
         t2 = time.perf_counter()
         zero_var = zero_variance_groups(rewards, group_ids) if trajs else 0
-        row = {**iteration_metrics(trajs, rewards, adv, zero_var, self.accel), **upd, **resampling}
+        own = torch.tensor([t.metadata.get("guide") != "expert" for t in trajs], dtype=torch.bool)
+        policy_trajs = [
+            t for t, o in zip(trajs, own.tolist(), strict=True) if o
+        ]  # expert members are not rollouts
+        row = {
+            **iteration_metrics(policy_trajs, rewards[own], adv[own], zero_var, self.accel),
+            **upd,
+            **resampling,
+        }
+        row.update(group_metrics(groups, rl.invalid_action_penalty, evolved_skill_ids(self.bank)))
         row.update({"time/rollout_s": t1 - t0, "time/update_s": t2 - t1, "time/iteration_s": t2 - t0})
+        if rl.guidance != "none":
+            row["guide/fraction"] = self.guide_fraction
+            self.guide_fraction = next_fraction(self.guide_fraction, trajs, rl.guide_decay)
+            row["guide/fraction_next"] = self.guide_fraction
+        self.save_rollouts(it + 1, groups, adv)
         if self.evolve_hook is not None and (it + 1) % self.cfg.evolution.validation_interval == 0:
             self.bank = self.evolve_hook(it + 1, self.policy, self.bank, trajs) or self.bank
             self.retriever = make_retriever(self.bank, self.cfg)
@@ -247,16 +276,62 @@ class GrpoRecipe:
             self.rollout_policy = self._rollout_policy(it + 1)
         return row
 
+    def save_rollouts(self, iteration: int, groups: list[list[Trajectory]], adv: torch.Tensor) -> None:
+        """This iteration's episodes, as trajectories with their group and advantage, in
+        `rl/rollouts/iter_K.jsonl` (rewritten whole, so a resumed iteration leaves one copy)."""
+        from krill.formats.trajectories import save_trajectories
+
+        trajs = [t.model_copy(update={"metadata": {**t.metadata, "group": g, "guided_steps": guided_steps(t)}})
+                 for g, group in enumerate(groups) for t in group]  # fmt: skip
+        for t, a in zip(trajs, adv.tolist(), strict=True):
+            t.metadata["advantage"] = round(a, 6)
+        suffix = f".rank{self.accel.process_index}" if self.accel.num_processes > 1 else ""
+        save_trajectories(self.out_dir / "rollouts" / f"iter_{iteration}{suffix}.jsonl", trajs)
+
     def tasks_for(self, it: int, round_: int = 0) -> list[str]:
         """This process's share of the iteration's tasks (or of a dynamic-sampling round's)."""
         tasks = pick_tasks(self.train_tasks, it, self.n_tasks, self.cfg.rl.seed, round_)
         return tasks[self.accel.process_index :: self.accel.num_processes]
 
     def rollout_groups(self, it: int, tasks: list[str], round_: int = 0) -> list[list[Trajectory]]:
-        """G episodes of each task, as one list per task (a GRPO group)."""
-        G = self.cfg.rl.group_size
-        trajs = self.rollout(it, [t for t in tasks for _ in range(G)], round_)
-        return [trajs[i * G : (i + 1) * G] for i in range(len(trajs) // G)]
+        """G episodes of each task as GRPO groups: one per task, or (`rl.guidance`) one of the
+        rollouts that start from the beginning and one of those that replay an expert prefix."""
+        rl = self.cfg.rl
+        if rl.guidance == "none":
+            slots = [Slot(t, i) for i, t in enumerate(tasks) for _ in range(rl.group_size)]
+        else:
+            experts = self.expert_runs(tasks)
+            slots = plan_slots(tasks, rl.group_size, rl.guided_rollouts, self.guide_fraction, experts)
+        guides = {i: list(s.guide) for i, s in enumerate(slots) if s.guide}
+        return group_by(self.rollout(it, [s.task for s in slots], round_, guides), slots)
+
+    def expert_runs(self, tasks: list[str]) -> dict[str, list[str] | None]:
+        """The env expert's actions on each task (None where it did not win within the RL step cap);
+        played once per task and kept: the expert and the games are deterministic."""
+        from krill.agent.actors import ExpertActor
+        from krill.agent.rollout import run_episodes
+
+        todo = [t for t in dict.fromkeys(tasks) if t not in self.experts]
+        if todo:
+            runs = run_episodes(ExpertActor(), self.pool, todo, self.cfg, max_steps=self.cfg.rl.max_steps,
+                                split="train")  # fmt: skip
+            self.experts.update({t: expert_actions(r) for t, r in zip(todo, runs, strict=True)})
+        return {t: self.experts[t] for t in tasks}
+
+    def add_expert_members(self, it: int, groups: list[list[Trajectory]]) -> list[list[Trajectory]]:
+        """`rl.guidance: mixed`: the expert's whole episode joins each unguided group that all failed."""
+        failed = [g for g in groups if all_failed(g)]
+        tasks = [g[0].metadata.get("task_id") for g in failed]
+        experts = self.expert_runs([t for t in tasks if t])
+        todo = [(g, t) for g, t in zip(failed, tasks, strict=True) if t and experts.get(t)]
+        if todo:
+            runs = self.rollout(
+                it, [t for _, t in todo], 0, {i: list(experts[t]) for i, (_, t) in enumerate(todo)}
+            )
+            for (group, _), run in zip(todo, runs, strict=True):
+                run.metadata["guide"] = "expert"  # off-policy: trained with LUFFY's shaped weight
+                group.append(run)
+        return groups
 
     def refill(
         self, it: int, groups: list[list[Trajectory]]
@@ -277,8 +352,10 @@ class GrpoRecipe:
                  "sampling/rounds": float(rounds), "sampling/groups_kept": float(min(len(keep), want))}  # fmt: skip
         return (keep[:want] or groups), stats
 
-    def rollout(self, it: int, task_list: list[str], round_: int = 0) -> list[Trajectory]:
-        """G sampled episodes per task, log-probs recorded (GRPO re-scores them; they are checked equal)."""
+    def rollout(self, it: int, task_list: list[str], round_: int = 0,
+                guides: dict[int, list[str]] | None = None) -> list[Trajectory]:  # fmt: skip
+        """Sampled episodes of `task_list`, log-probs recorded (GRPO re-scores them); `guides`: episode
+        index → expert actions it plays first."""
         from krill.agent.actors import LLMActor
         from krill.agent.rollout import run_episodes
         from krill.skills.curriculum import curriculum_retriever
@@ -290,7 +367,7 @@ class GrpoRecipe:
         seed = (rl.seed * 1_000_003 + it) * 64 + self.accel.process_index + 1_000_000_007 * round_
         retriever = curriculum_retriever(self.retriever, self.cfg, it, self.history)
         actor = LLMActor(self.rollout_policy, retriever, self.cfg, self.cfg.sampling("rollout"),
-                         want_logprobs=True, seed=seed)  # fmt: skip
+                         want_logprobs=True, seed=seed, guides=guides)  # fmt: skip
         self.model.eval()
         return run_episodes(
             actor, self.pool, task_list, self.cfg, max_steps=rl.max_steps, seed=rl.seed + it + 7919 * round_,

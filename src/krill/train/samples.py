@@ -5,6 +5,13 @@ Conversation mode: a whole episode is one sample (its contexts and replies as th
 built by appending, never re-tokenized), every reply's tokens carrying the trajectory's A_i.
 With GiGPO (`rl.advantage: gigpo`) each step's reply carries its own A_{i,t} instead of A_i.
 Log-probs come from `krill.models.logprobs`, the one implementation rollout scoring and SFT share.
+
+Choice mode (`agent.constrain_actions`): the policy that acted is the choice distribution π_T(a|s)
+over the admissible actions (`krill.models.choices`), so each decision is one `ChoiceStep` (where its
+prompt ends in the sample's ids, the options' ids, the one taken, its advantage) and the update
+scores all options of all steps teacher-forced (`choice_step_logprobs`). Steps the expert played as
+a guide prefix stay in the ids as context and carry no gradient; an expert episode added to a group
+(`rl.guidance: mixed`) carries gradient as off-policy steps.
 """
 
 from __future__ import annotations
@@ -14,8 +21,22 @@ from typing import Any
 
 import torch
 
+from krill.models.choices import StepOptions, choice_logprobs, step_choice_scores
+from krill.models.decoding import cache_kwarg
 from krill.models.logprobs import left_pad, trailing_logprobs
 from krill.schema import Trajectory
+
+
+@dataclass
+class ChoiceStep:
+    """One decision of a sample in choice mode: its prompt is `ids[:end]`."""
+
+    end: int
+    options: list[list[int]]  # the admissible actions' token ids, as the decoder scored them
+    chosen: int
+    advantage: float
+    recorded: float | None = None  # log π_T(chosen) the rollout recorded (None: the expert chose it)
+    off_policy: bool = False  # an expert episode's action (LUFFY): no behaviour log-prob to divide by
 
 
 @dataclass
@@ -31,9 +52,12 @@ class Sample:
     action_mask: list[int]
     advantage: float
     token_advantages: list[float] | None = None  # per position (GiGPO: each reply its step's A_{i,t})
+    choice_steps: list[ChoiceStep] | None = None  # choice mode: the decisions scored over their options
 
     def __len__(self) -> int:
-        return len(self.ids)
+        """Positions a forward pass computes: the ids, and in choice mode every option's tokens."""
+        extra = sum(len(o) + 1 for c in self.choice_steps for o in c.options) if self.choice_steps else 0
+        return len(self.ids) + extra
 
     def advantage_row(self, width: int) -> list[float]:
         """The advantage of the last `width` positions (left-padded with 0), as `sequence_logprobs` scores them."""
@@ -74,30 +98,46 @@ def build_samples(
     advantages: torch.Tensor,
     tokenizer: Any,
     step_advantages: list[list[float]] | None = None,
+    *,
+    choice: bool = False,
 ) -> list[Sample]:
     """Samples of every trajectory with a non-zero advantage (A_i, or any A_{i,t} when per-step
     `step_advantages` are given): one per episode segment when its steps recorded appended context
-    ids (conversation mode), else one per step from its prompt text."""
+    ids (conversation mode), else one per step from its prompt text. `choice`: decisions as
+    `ChoiceStep`s (steps that recorded their choices; others are context). A trajectory that recorded
+    no choices at all (an env without admissible actions decodes freely) is trained per token."""
     out = []
     for i, (traj, adv) in enumerate(zip(trajs, advantages.tolist(), strict=True)):
         per_step = step_advantages[i] if step_advantages is not None else None
         if adv != 0.0 or any(per_step or ()):
-            out.extend(trajectory_samples(traj, adv, tokenizer, per_step))
+            # an env with no admissible list was decoded freely: its tokens are the policy's own
+            chose = choice and any("choices" in (s.model_extra or {}) for s in traj.steps)
+            samples = trajectory_samples(traj, adv, tokenizer, per_step, choice=chose)
+            out.extend(s for s in samples if not chose or s.choice_steps)
     return out
 
 
 def trajectory_samples(
-    traj: Trajectory, advantage: float, tokenizer: Any, step_advantages: list[float] | None = None
+    traj: Trajectory,
+    advantage: float,
+    tokenizer: Any,
+    step_advantages: list[float] | None = None,
+    *,
+    choice: bool = False,
 ) -> list[Sample]:
     """The sequences of one trajectory: its steps' contexts followed by their responses, each
-    response's tokens carrying its step's advantage (`step_advantages[t]`, else `advantage`)."""
+    response's tokens carrying its step's advantage (`step_advantages[t]`, else `advantage`); in
+    `choice` mode each decision is also a `ChoiceStep` at the position where its prompt ends."""
     out: list[Sample] = []
     ids: list[int] = []
     mask: list[int] = []
     advs: list[float] = []
+    decisions: list[ChoiceStep] = []
+    expert = traj.metadata.get("guide") == "expert"
 
     def sample(ids: list[int], mask: list[int], advs: list[float]) -> Sample:
-        return Sample(ids, mask, advantage, advs if step_advantages is not None else None)
+        return Sample(ids, mask, advantage, advs if step_advantages is not None else None,
+                      decisions if choice else None)  # fmt: skip
 
     for t, step in enumerate(traj.steps):
         a_t = step_advantages[t] if step_advantages is not None else advantage
@@ -105,34 +145,55 @@ def trajectory_samples(
         resp = list(extra.get("response_token_ids") or [])
         if extra.get("error"):
             continue
+        trained = not extra.get("guided") or expert  # a guide prefix is context, not the policy's action
         if "context_ids" in extra:  # conversation: the context grows by appending, until a rebuild
             if extra.get("context_reset") and ids:
                 out.append(sample(ids, mask, advs))
-                ids, mask, advs = [], [], []
+                ids, mask, advs, decisions = [], [], [], []
             context = list(extra["context_ids"])
         elif resp and extra.get("prompt_text"):  # window (or a remote server): one prompt per step
             context = tokenizer(extra["prompt_text"], add_special_tokens=False)["input_ids"]
-            out.append(Sample([*context, *resp], [0] * len(context) + [1] * len(resp), a_t))
+            own = [*context, *resp]
+            step_choice = (
+                _choice_step(extra, len(context), a_t, tokenizer, expert) if choice and trained else None
+            )
+            decisions = [step_choice] if step_choice else []
+            out.append(Sample(own, [0] * len(context) + [int(trained)] * len(resp), a_t, None,
+                              decisions if choice else None))  # fmt: skip
             continue
         else:
             continue
-        ids += [*context, *resp]
-        mask += [0] * len(context) + [1] * len(resp)
+        ids += context
+        if choice and trained and (c := _choice_step(extra, len(ids), a_t, tokenizer, expert)):
+            decisions.append(c)
+        ids += resp
+        mask += [0] * len(context) + [int(trained)] * len(resp)
         advs += [0.0] * len(context) + [a_t] * len(resp)
     if ids:
         out.append(sample(ids, mask, advs))
     return [s for s in out if 1 in s.action_mask]
 
 
+def _choice_step(extra: dict, end: int, advantage: float, tokenizer: Any, expert: bool) -> ChoiceStep | None:
+    """The step's decision among its recorded choices; None when it had fewer than two (no decision)."""
+    choices, k = extra.get("choices"), extra.get("choice_index")
+    if not choices or k is None or len(choices) < 2:
+        return None
+    options = tokenizer(list(choices), add_special_tokens=False)["input_ids"]
+    return ChoiceStep(end, options, int(k), advantage, extra.get("choice_logprob"), off_policy=expert)
+
+
 def token_budget_batches(samples: list[Sample], budget: int) -> list[list[Sample]]:
     """Pack samples (sorted by length) into micro-batches with count × longest ≤ budget tokens.
 
-    A sample longer than the budget gets a micro-batch of its own (one sequence must always fit).
+    A sample longer than the budget gets a micro-batch of its own (one sequence must always fit);
+    token-mode and choice-mode samples never share one (they are scored differently).
     """
     batches: list[list[Sample]] = []
     cur: list[Sample] = []
-    for s in sorted(samples, key=len):
-        if cur and (len(cur) + 1) * len(s) > budget:
+    for s in sorted(samples, key=lambda s: (s.choice_steps is not None, len(s))):
+        kind_changes = cur and (cur[-1].choice_steps is None) != (s.choice_steps is None)
+        if cur and (kind_changes or (len(cur) + 1) * len(s) > budget):
             batches.append(cur)
             cur = []
         cur.append(s)
@@ -154,3 +215,39 @@ def sequence_logprobs(model: Any, batch: list[Sample], pad_id: int, device: Any,
     logp, ent = trailing_logprobs(model, ids, attn, R, entropy=entropy)  # [b, R]
     mask = torch.tensor([([0] * R + s.action_mask)[-R:] for s in batch], device=device).float()  # [b, R]
     return logp, mask, ent
+
+
+@dataclass
+class ChoiceScores:
+    """log π_T(chosen|s) of every decision of a micro-batch [S] (with grad when enabled) and what goes with it."""
+
+    logp: torch.Tensor  # [S]
+    entropy: torch.Tensor  # [S] of each step's choice distribution (detached)
+    advantages: torch.Tensor  # [S]
+    off_policy: torch.Tensor  # [S] 1 for an expert's action
+    recorded: torch.Tensor  # [S] the rollout's log π_T(chosen) (NaN where none)
+
+
+def choice_step_logprobs(model: Any, batch: list[Sample], pad_id: int, end: int, temperature: float,
+                         mode: str = "sum") -> ChoiceScores:  # fmt: skip
+    """π_T of every decision of the batch: all options of all steps scored teacher-forced in two
+    forward passes (`krill.models.choices.step_choice_scores`), then a log-softmax at temperature T."""
+    steps = [[StepOptions(c.end, c.options) for c in s.choice_steps or []] for s in batch]
+    scores = step_choice_scores(model, [s.ids for s in batch], steps, pad_id, end, cache_kwarg(model), mode)
+    logps, ents = [], []
+    for row, s in zip(scores, batch, strict=True):
+        for sc, c in zip(row, s.choice_steps or [], strict=True):
+            lp = choice_logprobs(sc, temperature)  # [C]
+            logps.append(lp[c.chosen])
+            ents.append(-(lp.exp() * lp).sum().detach())
+    decisions = [c for s in batch for c in s.choice_steps or []]
+    device = logps[0].device if logps else torch.device("cpu")
+    return ChoiceScores(
+        torch.stack(logps) if logps else torch.zeros(0, device=device),
+        torch.stack(ents) if ents else torch.zeros(0, device=device),
+        torch.tensor([c.advantage for c in decisions], device=device, dtype=torch.float32),
+        torch.tensor([float(c.off_policy) for c in decisions], device=device),
+        torch.tensor(
+            [c.recorded if c.recorded is not None else float("nan") for c in decisions], device=device
+        ),
+    )
