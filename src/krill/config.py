@@ -367,6 +367,15 @@ class TrainConfig(_Section):
     )
 
 
+class AblateConfig(_Section):
+    rl_iterations: int | None = Field(
+        None,
+        ge=1,
+        description="GRPO iterations of every RL variant of `krill ablate` (None = rl.iterations): the ablation "
+        "can afford a longer RL phase than `krill train`'s budget, and its RL rows only separate if RL runs long enough",
+    )
+
+
 class KrillConfig(_Section):
     preset: str | None = Field(None, description="preset this config started from")
     seed: int = Field(0, description="seed of `krill train`'s collection phase")
@@ -385,6 +394,7 @@ class KrillConfig(_Section):
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    ablate: AblateConfig = Field(default_factory=AblateConfig)
 
     def sampling(self, phase: Phase) -> Sampling:
         """How `phase` decodes: collect and eval read their own temperature, RL rollouts sample at

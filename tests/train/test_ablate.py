@@ -145,6 +145,19 @@ def test_shared_phases_run_once_and_each_variant_gets_its_inputs(tmp_path, monke
     assert data["seeds"] == [0, 1] and result.files["markdown"].exists() and result.files["plot"].exists()
 
 
+def test_rl_variants_train_for_ablate_rl_iterations(tmp_path, monkeypatch):
+    rec = Recorder()
+    rec.install(monkeypatch)
+    seen = []
+    real_rl = rec.rl
+    monkeypatch.setattr(
+        ablate, "rl_phase", lambda cfg, *a, **k: seen.append(cfg.rl.iterations) or real_rl(cfg, *a, **k)
+    )
+    run_ablation(KrillConfig().override({"rl.iterations": 3, "ablate.rl_iterations": 10}), tmp_path)
+    assert seen == [10, 10, 10, 10]  # every RL variant, not krill train's 3
+    assert "iterations: 10" in (tmp_path / "config.yaml").read_text()  # the record says what ran
+
+
 def test_resume_after_a_kill_redoes_no_finished_variant(tmp_path, monkeypatch):
     killed = Recorder(fail_on="sft")
     killed.install(monkeypatch)

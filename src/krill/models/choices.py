@@ -43,6 +43,7 @@ class ChoiceTrie:
     parents: list[int] = field(default_factory=list)
     depths: list[int] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)  # node of each choice's last token
+    _ancestry: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, choices: Sequence[Sequence[int]]) -> ChoiceTrie:
@@ -60,29 +61,41 @@ class ChoiceTrie:
         return trie
 
     def ancestry(self) -> torch.Tensor:
-        """[n, n] bool: node i may attend to node j (j is i or one of its ancestors)."""
-        n = len(self.tokens)
-        seen = torch.eye(n, dtype=torch.bool)
-        for i in range(n):
-            if self.parents[i] >= 0:
-                seen[i] |= seen[self.parents[i]]
-        return seen
+        """[n, n] bool: node i may attend to node j (j is i or one of its ancestors). Built once."""
+        if self._ancestry is None:
+            n = len(self.tokens)
+            seen = torch.eye(n, dtype=torch.bool)
+            for i in range(n):
+                if self.parents[i] >= 0:
+                    seen[i] |= seen[self.parents[i]]
+            self._ancestry = seen
+        return self._ancestry
 
 
-def choice_scores(trie: ChoiceTrie, first_logits: torch.Tensor, node_logits: torch.Tensor, end: int,
-                  mode: str = "sum") -> torch.Tensor:  # fmt: skip
-    """score(c) of every choice [C] from raw logits: `first_logits` [V] after the prompt, `node_logits`
-    [n, V] after each trie node. Differentiable: GRPO calls it on logits that carry gradients."""
+def trie_logprobs(trie: ChoiceTrie, first_logits: torch.Tensor, node_logits: torch.Tensor, end: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(log p(node's token | its parent) [n], log p(end-of-turn | each choice's last node) [C]) from raw
+    logits: `first_logits` [V] after the prompt, `node_logits` [n, V] after each trie node."""
     first = torch.log_softmax(first_logits.float(), dim=-1)  # [V]
     nodes = torch.log_softmax(node_logits.float(), dim=-1)  # [n, V]
     after = torch.cat([first[None], nodes])  # [n+1, V]: row 0 follows the prompt, row i+1 node i
     parents = torch.tensor(trie.parents, device=after.device)  # [n]
-    token_lp = after[parents + 1, torch.tensor(trie.tokens, device=after.device)]  # [n] log p(node | parent)
-    path = trie.ancestry().to(after.device, after.dtype) @ token_lp  # [n] summed along each node's path
-    ends = torch.tensor(trie.ends, device=after.device)  # [C]
-    scores = path[ends] + nodes[ends, end]  # [C] + log p(end-of-turn | the whole action)
+    token_lp = after[parents + 1, torch.tensor(trie.tokens, device=after.device)]  # [n]
+    return token_lp, nodes[torch.tensor(trie.ends, device=after.device), end]
+
+
+def choice_scores(trie: ChoiceTrie, first_logits: torch.Tensor, node_logits: torch.Tensor, end: int,
+                  mode: str = "sum") -> torch.Tensor:  # fmt: skip
+    """score(c) of every choice [C] from raw logits (see `trie_logprobs`). Differentiable: GRPO calls
+    it on logits that carry gradients."""
+    return _scores(trie, *trie_logprobs(trie, first_logits, node_logits, end), mode)
+
+
+def _scores(trie: ChoiceTrie, token_lp: torch.Tensor, end_lp: torch.Tensor, mode: str) -> torch.Tensor:
+    path = trie.ancestry().to(token_lp.device, token_lp.dtype) @ token_lp  # [n] summed along each node's path
+    scores = path[torch.tensor(trie.ends, device=token_lp.device)] + end_lp  # [C] + log p(end-of-turn)
     if mode == "mean":  # TWOSOME: long actions are not penalised for their length
-        scores = scores / torch.tensor([len(c) + 1 for c in trie.choices], device=after.device)
+        scores = scores / torch.tensor([len(c) + 1 for c in trie.choices], device=token_lp.device)
     return scores
 
 
@@ -154,24 +167,20 @@ def pick_choices(
 
 def _pick(trie: ChoiceTrie, first_logits, node_logits, end: int, temperature: float, generator, mode) -> Pick:
     """Score every choice (its tokens, then end-of-turn) and take the best or sample one from π_T."""
-    scores = choice_scores(trie, first_logits, node_logits, end, mode)  # [C]
+    token_lp, end_lp = trie_logprobs(trie, first_logits, node_logits, end)
+    scores = _scores(trie, token_lp, end_lp, mode)  # [C]
     logp = choice_logprobs(scores, temperature)  # [C]
     if temperature <= 0:
         k = int(scores.argmax())
     else:
         probs = logp.exp()
         k = int(torch.multinomial(probs.to(generator.device) if generator else probs, 1, generator=generator))
-    first = torch.log_softmax(first_logits, -1)
-    nodes = torch.log_softmax(node_logits, -1)
     path, i = [], trie.ends[k]
     while i >= 0:
         path.append(i)
         i = trie.parents[i]
-    path.reverse()
-    token_lp = [
-        float((first if trie.parents[i] < 0 else nodes[trie.parents[i]])[trie.tokens[i]]) for i in path
-    ]
-    return Pick([*trie.choices[k], end], [*token_lp, float(nodes[trie.ends[k], end])], k, float(logp[k]))
+    recorded = [float(token_lp[i]) for i in reversed(path)] + [float(end_lp[k])]
+    return Pick([*trie.choices[k], end], recorded, k, float(logp[k]))
 
 
 @dataclass

@@ -108,6 +108,12 @@ def variant_overrides(name: str) -> dict[str, Any]:
     return out | dict(v.overrides)
 
 
+def ablation_config(cfg: KrillConfig) -> KrillConfig:
+    """The run's config as the ablation trains it: `ablate.rl_iterations` GRPO iterations, when set."""
+    n = cfg.ablate.rl_iterations
+    return cfg.override({"rl.iterations": n}) if n and n != cfg.rl.iterations else cfg
+
+
 def training_seed(seed: int) -> dict[str, int]:
     """A training seed S: SFT's demo order and adapter init, and GRPO's task and rollout sampling."""
     return {"sft.seed": seed, "rl.seed": seed}
@@ -143,6 +149,7 @@ def run_ablation(
     if seeds < 1:
         raise KrillError("must be at least 1", where="--seeds")
     run_dir = Path(run_dir)
+    cfg = ablation_config(cfg)
     _check_same_run(run_dir, cfg)
     start_run_dir(cfg, run_dir)
     names = variants or list(PAPER_VARIANTS)
