@@ -56,15 +56,18 @@ def rl(
     last = result.metrics[-1] if result.metrics else {}
     if last:
         ran = len(result.metrics)
+        informative = sum(m.get("groups/informative", 0) for m in result.metrics)
+        groups = sum(m.get("groups/total", 0) for m in result.metrics)
         console.print(
             f"RL: iteration {result.iterations}: reward {last.get('rollout/reward', 0):.2f}, "
             f"success {last.get('charts/success_rate', 0):.2f}, kl {last.get('losses/kl', 0):.4f}; "
             f"{result.updates} of {ran} iterations updated the weights"
             + (" (the others: every group's rollouts had the same reward)" if result.updates < ran else "")
+            + (f"; {informative:.0f} of {groups:.0f} groups carried an advantage" if groups else "")
         )
     console.print(
         f"wrote {result.out_dir} (adapter: {result.adapter_dir}, bank: {result.bank_path}, "
-        f"metrics: {result.out_dir / 'metrics.jsonl'})"
+        f"metrics: {result.out_dir / 'metrics.jsonl'}, rollouts: {result.out_dir / 'rollouts'})"
     )
 
 

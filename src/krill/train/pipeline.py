@@ -6,7 +6,7 @@ RUN/
   trajectories/          expert.jsonl, policy.jsonl (collect)
   banks/                 cycle_0.json (distill), cycle_K.json (evolution), distill_report.json
   sft/                   adapter + tokenizer + demos.jsonl
-  rl/                    checkpoints, metrics.jsonl, tb/
+  rl/                    checkpoints, metrics.jsonl, tb/, rollouts/iter_K.jsonl (every iteration's episodes)
   eval/                  before.json, after.json (+ after_no_skills.json under skills.curriculum; + trajectories)
   metrics.jsonl          one line per finished phase (wall time, headline numbers)
   logs/
