@@ -40,7 +40,8 @@ def build_policy(cfg) -> Policy:
     from krill.models.local import LocalPolicy
 
     return LocalPolicy(pc.model, adapter=pc.adapter, dtype=pc.dtype, device=pc.device, cache_dir=cfg.cache_dir,
-                       batch_size=pc.batch_size, seed=cfg.seed, choice_score=cfg.agent.choice_score)  # fmt: skip
+                       batch_size=pc.batch_size, seed=cfg.seed, choice_score=cfg.agent.choice_score,
+                       max_prompt_tokens=cfg.rl.max_prompt_length)  # fmt: skip
 
 
 def build_embedder(cfg) -> Embedder:

@@ -55,6 +55,7 @@ class LocalPolicy:
         prefix_cache_bytes: int | None = None,
         rowwise_prefill: bool | None = None,
         choice_score: str = "sum",
+        max_prompt_tokens: int = 2048,
     ):
         self.name = model_name_or_path if not adapter else f"{model_name_or_path}+{adapter}"
         self.choice_score = choice_score  # how choices are scored: sum | mean (agent.choice_score)
@@ -68,9 +69,11 @@ class LocalPolicy:
             seed=seed,
         )
         # KV states of recent prompts, reused for their shared prefixes (0 disables; see kv_prefix.py).
-        # Default: 1 GiB, or room for every row of a batch at 2,048 tokens (a conversation per row).
+        # Default: 1 GiB, or room for every row of a batch at its longest prompt (a conversation per row,
+        # plus a group's shared first turns): a smaller cache evicts live chats and re-prefills them whole.
         if prefix_cache_bytes is None:
-            prefix_cache_bytes = max(1 << 30, batch_size * 2048 * kv_bytes_per_token(self.model))
+            rows = batch_size + batch_size // 2
+            prefix_cache_bytes = max(1 << 30, rows * max_prompt_tokens * kv_bytes_per_token(self.model))
         self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         # CPU prefill is compute-bound: one row at a time wastes nothing on padding (None = on CPU only)
         self.rowwise_prefill = self.device.type == "cpu" if rowwise_prefill is None else rowwise_prefill

@@ -154,17 +154,14 @@ def trajectory_samples(
         elif resp and extra.get("prompt_text"):  # window (or a remote server): one prompt per step
             context = tokenizer(extra["prompt_text"], add_special_tokens=False)["input_ids"]
             own = [*context, *resp]
-            step_choice = (
-                _choice_step(extra, len(context), a_t, tokenizer, expert) if choice and trained else None
-            )
-            decisions = [step_choice] if step_choice else []
+            decision = _choice_step(extra, len(context), a_t, tokenizer) if choice and trained else None
             out.append(Sample(own, [0] * len(context) + [int(trained)] * len(resp), a_t, None,
-                              decisions if choice else None))  # fmt: skip
+                              ([decision] if decision else []) if choice else None))  # fmt: skip
             continue
         else:
             continue
         ids += context
-        if choice and trained and (c := _choice_step(extra, len(ids), a_t, tokenizer, expert)):
+        if choice and trained and (c := _choice_step(extra, len(ids), a_t, tokenizer)):
             decisions.append(c)
         ids += resp
         mask += [0] * len(context) + [int(trained)] * len(resp)
@@ -174,13 +171,17 @@ def trajectory_samples(
     return [s for s in out if 1 in s.action_mask]
 
 
-def _choice_step(extra: dict, end: int, advantage: float, tokenizer: Any, expert: bool) -> ChoiceStep | None:
-    """The step's decision among its recorded choices; None when it had fewer than two (no decision)."""
+def _choice_step(extra: dict, end: int, advantage: float, tokenizer: Any) -> ChoiceStep | None:
+    """The step's decision among its recorded choices (off-policy when the expert played it); None
+    when it had fewer than two (no decision)."""
     choices, k = extra.get("choices"), extra.get("choice_index")
     if not choices or k is None or len(choices) < 2:
         return None
     options = tokenizer(list(choices), add_special_tokens=False)["input_ids"]
-    return ChoiceStep(end, options, int(k), advantage, extra.get("choice_logprob"), off_policy=expert)
+    guided = bool(extra.get("guided"))
+    return ChoiceStep(
+        end, options, int(k), advantage, None if guided else extra.get("choice_logprob"), guided
+    )
 
 
 def token_budget_batches(samples: list[Sample], budget: int) -> list[list[Sample]]:
