@@ -36,7 +36,9 @@ class Sampling:
 
 class _Section(BaseModel):
     # read-only once loaded: a phase that needs other settings derives its own (`KrillConfig.override`)
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False
+    )  # .inf/.nan are never settings
 
 
 class EndpointConfig(_Section):
@@ -214,7 +216,7 @@ class LoraConfig(_Section):
 
 
 class SftConfig(_Section):
-    learning_rate: float = Field(1e-4, gt=0, description="paper: 1e-4")
+    learning_rate: float = Field(1e-4, gt=0, le=1, description="paper: 1e-4")
     batch_size: int = Field(16, ge=1, description="effective batch (paper: 16)")
     micro_batch_size: int = Field(
         4,
@@ -222,7 +224,7 @@ class SftConfig(_Section):
         description="per forward pass; accumulation fills the batch. On CPU use 1: an unpadded row runs "
         "SDPA's flash kernel, a padded batch the math kernel that stores [b, heads, L, L] per layer",
     )
-    epochs: float = Field(3, gt=0, description="paper: 3")
+    epochs: float = Field(3, gt=0, le=1000, description="paper: 3")
     num_examples: int = Field(7500, ge=1, description="demo steps in the SFT set (original krill default)")
     max_length: int = Field(2048, ge=64, description="tokens per example (prompt + response)")
     checkpoint_every: int = Field(50, ge=1, description="optimizer steps between resumable checkpoints")
@@ -231,7 +233,7 @@ class SftConfig(_Section):
 
 
 class RlConfig(_Section):
-    learning_rate: float = Field(1e-6, gt=0, description="paper: 1e-6")
+    learning_rate: float = Field(1e-6, gt=0, le=1, description="paper: 1e-6")
     batch_size: int = Field(
         64, ge=1, description="trajectories per iteration = tasks_per_iteration × group_size"
     )
@@ -457,6 +459,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data = yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise KrillError(f"invalid config: {str(exc).splitlines()[0]}", path=path) from None
+    except RecursionError:  # a config nested thousands of levels deep is an attack or a bug
+        raise KrillError("invalid config: nested too deeply", path=path) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -514,7 +518,16 @@ def load_config(
         err = exc.errors()[0]
         raise KrillError(validation_message(err), path=source, where=format_loc(tuple(err["loc"]))) from None
     check_endpoints(cfg, source)
+    check_cache_dir(cfg, source)
     return cfg
+
+
+def check_cache_dir(cfg: KrillConfig, source: str) -> None:
+    """`cache_dir` (or KRILL_CACHE) must be a folder, or not exist yet: a file there fails every phase."""
+    path = Path(cfg.cache_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise KrillError("is not a folder: set cache_dir (or KRILL_CACHE) to a folder krill may write",
+                         path=path, where="cache_dir")  # fmt: skip
 
 
 # per role: the backend that ignores `api_base`, and the one that uses it

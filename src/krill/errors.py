@@ -13,6 +13,7 @@ class KrillError(Exception):
     def __init__(self, message: str, *, path: str | Path | None = None, where: str | None = None):
         self.path = str(path) if path is not None else None
         self.where = where
+        self.message = message  # without the path: what a server may tell a remote client
         parts = [p for p in (self.path, where) if p]
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)

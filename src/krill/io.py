@@ -152,17 +152,21 @@ def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
 def append_jsonl(path: str | Path, row: Any) -> None:
     """Append one line and fsync, so a kill -9 loses at most the line being written.
 
-    A torn last line (from a kill mid-write) is repaired by `read_jsonl(..., repair_tail=True)`.
+    A torn last line (from a kill mid-write) is repaired by `read_jsonl(..., repair_tail=True)`. A
+    symlink in the log's place is refused: a run's logs must not write outside the run.
     """
     path = Path(path)
     _make_parent(path)
     line = to_json(row, indent=None) + "\n"
     try:
-        with open(path, "ab") as fh:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        with os.fdopen(fd, "ab") as fh:
             fh.write(line.encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise KrillError("is a symbolic link; krill appends only to its own files", path=path) from None
         raise KrillError(f"cannot append ({exc.strerror or exc})", path=path) from exc
 
 

@@ -96,7 +96,7 @@ def test_a_planted_pickle_in_the_cache_never_runs(game_file, tmp_path):
     loaded.load(game_file)
     assert not marker.exists()
     assert loaded.reset().admissible_commands == clean.reset().admissible_commands
-    assert zlib.decompress((evil / f"{key}.sas.z").read_bytes()).startswith(b'{"format": 2')  # rebuilt
+    assert zlib.decompress((evil / f"{key}.sas.z").read_bytes()).startswith(b'{"format": 3')  # rebuilt
 
 
 @pytest.mark.slow

@@ -116,7 +116,7 @@ def test_make_env_and_make_pool_use_the_remote_url():
     with pytest.raises(KrillError, match="needs a server URL"):
         make_env("remote")
     with live_server(create_app("counter")) as url:
-        cfg = KrillConfig().override({"env.url": url})
+        cfg = KrillConfig().override({"env.url": url, "env.name": "counter"})
         assert make_env("remote", cfg=cfg).task_ids()[0] == "t0"
         serial = make_pool(cfg, "train", 3)
         assert isinstance(serial, SerialPool) and serial.name == "counter"
@@ -146,3 +146,16 @@ def test_remote_expert_episode_on_real_env(env_name):
     local = make_env(env_name, split, cfg=cfg)
     assert (won, total, seen) == _expert_episode(local, task)  # HTTP changes nothing
     local.close()
+
+
+def test_a_server_of_another_env_is_refused():
+    """Issue 31/33: `--env-url <alfworld server> --env webshop` used to record ALFWorld games as WebShop."""
+    from krill.envs.remote import make_remote_env
+
+    with live_server(create_app("counter")) as url:
+        with pytest.raises(KrillError, match="serves 'counter', but env.name is 'webshop'") as err:
+            make_remote_env(cfg=KrillConfig().override({"env.url": url, "env.name": "webshop"}))
+        assert err.value.where == "env.url"
+        env = make_remote_env(cfg=KrillConfig().override({"env.url": url, "env.name": "counter"}))
+        assert env.name == "counter"
+        env.close()

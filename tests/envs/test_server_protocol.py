@@ -268,7 +268,8 @@ def test_one_client_cannot_hold_more_than_its_share_of_connections():
 
     from krill.envs.http_guard import guarded_protocol
 
-    with live_server(create_app("counter", "train"), http=guarded_protocol(max_per_client=3)) as url:
+    protocol = guarded_protocol(max_per_client=3, cap_loopback=True)  # as a remote address is capped
+    with live_server(create_app("counter", "train"), http=protocol) as url:
         held = _slow_sockets(url, 3)
         (extra,) = _slow_sockets(url, 1)
         assert _closed_by_server(extra)  # over the share: closed at once
@@ -277,6 +278,22 @@ def test_one_client_cannot_hold_more_than_its_share_of_connections():
             assert not _closed_by_server(s)  # within the share: still open
             s.close()
         extra.close()
+
+
+def test_local_clients_share_no_cap_so_stalled_local_connections_do_not_starve_them():
+    """Issue 33: every local client is 127.0.0.1, so 40 stalled local connections reset the health
+    checks of another local client; loopback is not capped per address (the header timeout clears stalls)."""
+    import httpx
+    from counter_env import live_server
+
+    from krill.envs.http_guard import guarded_protocol
+
+    with live_server(create_app("counter", "train"), http=guarded_protocol(max_per_client=3)) as url:
+        stalled = _slow_sockets(url, 40)
+        ok = sum(httpx.get(f"{url}/health", timeout=5).status_code == 200 for _ in range(20))
+        for s in stalled:
+            s.close()
+    assert ok == 20
 
 
 @pytest.fixture
@@ -329,3 +346,28 @@ def test_remote_env_follows_its_handle_across_eviction():
         assert obs.startswith("You are in a room") and env.step("inc")[0] == "The counter shows 1."
         env.close()
         intruder.close()
+
+
+def test_a_bad_split_keeps_the_sessions_episode_and_names_no_server_path(client):
+    """Issue 33: a /reset with a bad split ended the session's episode; 422s named cache paths."""
+    client.post("/reset", json={"task_id": "t1"})
+    client.post("/step", json={"action": "inc"})
+    r = client.post("/reset", json={"split": "nope"})
+    _err(r, 422, "unknown split 'nope'")
+    assert "/" not in r.json()["error"].split("unknown split")[0]  # no file path before the message
+    s = client.post("/step", json={"action": "inc"}).json()  # the episode goes on
+    assert s["observation"] == "The counter shows 2."
+
+
+def test_health_shows_the_session_count_only_with_the_token():
+    with TestClient(create_app("counter", token="s3cret")) as c:
+        assert "sessions" not in c.get("/health").json()
+        assert c.get("/health", headers={"Authorization": "Bearer s3cret"}).json()["sessions"] == 0
+
+
+def test_a_blank_token_is_refused():
+    """Issue 33: `--token " "` bound 0.0.0.0 though no request could authenticate."""
+    with pytest.raises(KrillError, match="token is blank"):
+        check_bind("0.0.0.0", " ")
+    with pytest.raises(KrillError, match="token is blank"):
+        create_app("counter", token="  ")

@@ -82,3 +82,61 @@ def test_evaluate_writes_the_skills_block(tmp_path):
     skills = json.loads(out.read_text())["skills"]
     assert (skills["episodes"], skills["with_skills"], skills["with_evolved"]) == (6, 2, 1)
     assert skills["evolved_used"] == ["e1"] and skills["evolved_share"] == pytest.approx(1 / 6)
+
+
+def test_a_result_records_how_it_was_made_and_compare_warns_when_that_differs(tmp_path, capsys):
+    """Issue 31: `before.json` and `after.json` both said `"model": "smollm2"` and nothing else."""
+    from krill.cli.main import main
+
+    pool = EnvListPool([KitchenEnv() for _ in range(2)])
+    cfg = KrillConfig().override({"agent.context": "conversation", "eval.seed": 3})
+    evaluate(cfg, policy="skill-actor", bank=hand_bank(), out=tmp_path / "a" / "eval" / "after.json",
+             actor=SkillActor(), pool=pool)  # fmt: skip
+    prov = json.loads((tmp_path / "a" / "eval" / "after.json").read_text())["provenance"]
+    assert prov["prompt"]["context"] == "conversation" and prov["seed"] == 3 and prov["max_steps"] == 10
+    assert prov["bank_skills"] == len(hand_bank()) and len(prov["bank_sha256"]) == 16
+    assert prov["env"] == "alfworld" and prov["krill_version"] and len(prov["config_sha256"]) == 16
+    other = cfg.override({"agent.context": "window"})
+    evaluate(other, policy="skill-actor", bank=hand_bank(), out=tmp_path / "b" / "eval" / "after.json",
+             actor=SkillActor(), pool=EnvListPool([KitchenEnv() for _ in range(2)]))  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["eval", "--compare", str(tmp_path / "a" / "eval" / "after.json"),
+              str(tmp_path / "b" / "eval" / "after.json")])  # fmt: skip
+    got = capsys.readouterr()
+    assert "warning: the results were made differently: prompt:" in got.err and '"window"' in got.err
+    assert (
+        "a/eval/after" in got.out and "b/eval/after" in got.out
+    )  # columns named by run, not "after | after"
+    assert "Fisher's exact test p = 1 (two-sided)" in got.out
+
+
+@pytest.mark.slow
+def test_eval_of_a_run_folder_uses_the_runs_settings_adapter_and_bank(tmp_path, monkeypatch, capsys):
+    """Issue 31: `krill eval --model runs/quick/rl` ran with the paper's defaults (window prompt, 50 steps,
+    free decoding) although the adapter was trained in conversation mode with whole-action choice."""
+    from krill.cli.main import main
+    from krill.formats.banks import save_bank
+    from krill.models.tiny import build_tiny_model
+    from krill.runrecord import record_config
+    from krill.train.checkpoint import export_model, make_trainable
+
+    monkeypatch.setenv("KRILL_EMBEDDER", "hash")
+    monkeypatch.chdir(tmp_path)
+    cfg = KrillConfig().override({"model.policy.model": "tiny", "model.policy.device": "cpu",
+                                  "agent.context": "conversation", "agent.constrain_actions": True,
+                                  "env.alfworld.max_steps": 3, "env.alfworld.train_games": 6,
+                                  "env.alfworld.valid_seen_games": 6, "env.alfworld.valid_unseen_games": 6,
+                                  "cache_dir": str(tmp_path / "cache")})  # fmt: skip
+    run = tmp_path / "run"
+    record_config(cfg, run)
+    model, tok = build_tiny_model(0)
+    export_model(make_trainable(model, cfg.sft.lora), tok, run / "rl" / "adapter", cfg)
+    save_bank(hand_bank(), run / "rl" / "bank.json")
+    with pytest.raises(SystemExit) as done:
+        main(["eval", "--model", str(run), "--episodes", "2", "--out", "r.json"])
+    assert done.value.code == 0, capsys.readouterr().err
+    assert f"settings from {run / 'config.yaml'}" in " ".join(capsys.readouterr().err.split())
+    prov = json.loads((tmp_path / "r.json").read_text())["provenance"]
+    assert prov["prompt"]["context"] == "conversation" and prov["decoding"]["constrain_actions"] is True
+    assert prov["max_steps"] == 3 and prov["adapter"] == str(run / "rl" / "adapter")
+    assert prov["bank_skills"] == len(hand_bank())

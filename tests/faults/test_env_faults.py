@@ -101,7 +101,7 @@ class _OutageAt:
 
 def test_env_server_goes_away_mid_episode_and_comes_back(faults):
     server = _Server(create_app("flaky"))
-    cfg = KrillConfig().override({"env.url": server.url})
+    cfg = KrillConfig().override({"env.url": server.url, "env.name": "flaky"})
     pool = make_pool(cfg, "train", 1)  # a RemoteEnv talking to the server
     outage = _OutageAt(pool, server, at=5)  # episode 2, its second step
     seen = []

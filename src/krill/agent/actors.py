@@ -279,6 +279,15 @@ def make_actor(
     from krill.skills.retrieval import build_retriever
 
     backend = "local" if kind == "local" else "openai"
+    if backend == "openai" and cfg.agent.constrain_actions:
+        # a preset's setting (quick turns it on for the local policy): a served policy answers freely
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "agent.constrain_actions is off for the served policy: krill restricts decoding to the "
+            "admissible actions only in its local decoder"
+        )
+        cfg = cfg.override({"agent.constrain_actions": False})
     pcfg = cfg if cfg.model.policy.backend == backend else cfg.override({"model.policy.backend": backend})
     use = use_skills and (bank is not None or retriever is not None) and cfg.agent.use_skills
     retriever = (retriever or build_retriever(bank, cfg)) if use else None

@@ -72,6 +72,17 @@ def collect(
     The actor is `opts.policy`'s (`make_actor`), decoding at `cfg.sampling("collect")`, unless given."""
     if opts.episodes < 1:
         raise KrillError(f"--episodes must be at least 1, got {opts.episodes}")
+    from krill.runlock import run_lock
+    from krill.runrecord import record_config
+
+    with run_lock(opts.out, "collect"):
+        record_config(cfg, opts.out, check=opts.resume)
+        return _collect(cfg, opts, pool, actor, progress)
+
+
+def _collect(
+    cfg: KrillConfig, opts: CollectOptions, pool: Pool | None, actor: Any, progress: Any
+) -> CollectResult:
     bank = None
     if opts.skill_bank and cfg.agent.use_skills and opts.policy in ("local", "openai"):
         from krill.formats.banks import load_bank

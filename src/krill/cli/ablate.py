@@ -30,9 +30,10 @@ def ablate(
     `train.eval_episodes` stratified `eval.split` games; the table gives success with 95 % Wilson
     intervals, steps, invalid actions, prompt tokens per step and Fisher's exact test against
     `skillrl`. Re-running the same command resumes: nothing finished is redone."""
-    from krill.train.ablate import parse_variants, run_ablation
+    from krill.train.ablate import check_seeds, parse_variants, run_ablation
 
     names = parse_variants(variants)
+    check_seeds(seeds)  # inputs first: a mistake is the only line printed
     cfg = get_config(machine_default=True, announce=False)
     announce_run(cfg)
     console.rule(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -110,15 +111,18 @@ def get_config(
     *,
     machine_default: bool = False,
     announce: bool = True,
+    config_file: str | Path | None = None,
 ) -> KrillConfig:
     """The effective config for this invocation (global flags + a verb's own overrides).
 
     With `machine_default`, a run given no preset and no config file uses the preset that fits this
     machine (`quick` on CPU), so the original krill's verbatim commands finish in minutes; it says so
     now, or (`announce=False`) when the verb calls `announce_machine_preset` after checking its inputs.
+    `config_file` stands in for `--config` when the user gave none (`eval --model RUN`: the run's own).
     """
+    config_file = STATE.config_file or config_file
     chosen = preset or STATE.preset or os.environ.get("KRILL_PRESET")
-    if not chosen and machine_default and not STATE.config_file:
+    if not chosen and machine_default and not config_file:
         preset = STATE.machine_preset = machine_preset()
     extra: dict[str, Any] = {}
     env: dict[str, Any] = {}
@@ -129,7 +133,7 @@ def get_config(
     if env:
         extra["env"] = env
     cfg = load_config(
-        STATE.config_file,
+        config_file,
         overrides=[*STATE.overrides, *(extra_overrides or [])],
         preset=preset or STATE.preset,
         extra=extra,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from krill.cli.common import console, get_config, note_mock_once
+from krill.cli.common import console, err_console, get_config, note_mock_once
 from krill.errors import KrillError
 
 
@@ -17,10 +18,16 @@ def eval_(
     ),
     policy: str = typer.Option("local", "--policy", help="local | openai | expert | random"),
     model: str | None = typer.Option(
-        None, "--model", help="Model path/id, or a run's sft/rl dir (adapter). Default: model.policy.model."
+        None,
+        "--model",
+        help="Model path/id, an adapter folder, or a run folder (`krill train`/`rl`/`sft --out`): a run is "
+        "evaluated with its own recorded settings, adapter and final bank (flags and --set still win). "
+        "Default: model.policy.model.",
     ),
     skill_bank: str | None = typer.Option(
-        None, "--skill-bank", help="Bank to retrieve skills from. Default: none (no skills in the prompt)."
+        None,
+        "--skill-bank",
+        help="Bank to retrieve skills from. Default: a run's final bank with --model RUN, else none.",
     ),
     no_skills: bool = typer.Option(False, "--no-skills", help="Ablation: no retrieved skills in the prompt."),
     episodes: int | None = typer.Option(
@@ -45,8 +52,13 @@ def eval_(
         files = list(files or [])
         if len(files) < 2:
             raise KrillError("--compare needs at least two eval files")
+        from krill.evaluate.eval import provenance_differences
+
         results = [load_eval(p) for p in files]
-        _print_comparison(files, compare_results([r["results"] for r in results]))
+        for line in provenance_differences(results):
+            err_console.print(f"warning: the results were made differently: {line}")
+        _print_comparison(run_labels(files), compare_results([r["results"] for r in results]))
+        _print_fisher(run_labels(files), results)
         return
     note_mock_once()
     overrides = []
@@ -54,9 +66,15 @@ def eval_(
         overrides.append(f"eval.seed={seed}")
     if policy == "openai":  # the policy's backend, seen by the config check (an api_base is then used)
         overrides.append("model.policy.backend=openai")
+    run = run_setup(Path(model)) if model else None
     if model:
-        overrides.append(_model_override(model))
-    cfg = get_config(overrides)
+        overrides.append(f"model.policy.adapter={run.adapter}" if run else _model_override(model))
+    cfg = get_config(overrides, machine_default=policy in ("local", "openai"),
+                     config_file=run.config if run else None)  # fmt: skip
+    skill_bank = skill_bank or (str(run.bank) if run and run.bank else None)
+    if run:
+        err_console.print(f"evaluating run {model}: settings from {run.config}, adapter {run.adapter}, "
+                          f"bank {'none (--no-skills)' if no_skills else skill_bank or 'none'}")  # fmt: skip
     bank = None
     if skill_bank and not no_skills:
         from krill.formats.banks import load_bank
@@ -68,6 +86,28 @@ def eval_(
     )
     _print_result(result.to_dict())
     console.print(f"wrote {out} (trajectories: {result.trajectories_path})")
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What a run folder says about its trained policy: the recorded config, the adapter, the final bank."""
+
+    config: Path
+    adapter: Path
+    bank: Path | None
+
+
+def run_setup(folder: Path) -> RunSetup | None:
+    """A `krill train` run (RUN/rl/adapter), a `krill rl` folder (OUT/adapter) or an SFT folder (its
+    own adapter; the cycle-0 bank beside it), when `folder` holds a recorded config; else None."""
+    if not (folder / "config.yaml").is_file():
+        return None
+    layouts = ((folder / "rl" / "adapter", folder / "rl" / "bank.json"), (folder / "adapter", folder / "bank.json"),
+               (folder, folder.parent / "banks" / "cycle_0.json"))  # fmt: skip
+    for adapter, bank in layouts:
+        if (adapter / "adapter_config.json").is_file():
+            return RunSetup(folder / "config.yaml", adapter, bank if bank.is_file() else None)
+    return None
 
 
 def _model_override(model: str) -> str:
@@ -113,13 +153,39 @@ def _print_result(data: dict) -> None:
     console.print(t)
 
 
-def _print_comparison(files: list[str], rows) -> None:
-    if len(files) < 2:
+def run_labels(files: list[str]) -> list[str]:
+    """Column names: each file's stem, with as many parent folders as it takes to tell them apart
+    (two runs' `eval/after.json` → `quick/eval/after`, `quick2/eval/after`)."""
+    parts = [Path(f).with_suffix("").parts for f in files]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(f) for f in files]
+
+
+def _print_fisher(labels: list[str], results: list[dict]) -> None:
+    """Fisher's exact test of the last result against the first, on all episodes, both ways named."""
+    from krill.evaluate.stats import fisher_one_sided, fisher_two_sided
+
+    a, b = results[0]["results"].get("all"), results[-1]["results"].get("all")
+    if not a or not b:
+        return
+    counts = (a["successes"], a["episodes"], b["successes"], b["episodes"])
+    console.print(
+        f"{labels[-1]} {counts[2]}/{counts[3]} vs {labels[0]} {counts[0]}/{counts[1]}: Fisher's exact test "
+        f"p = {fisher_two_sided(*counts):.3g} (two-sided), p = {fisher_one_sided(*counts):.3g} "
+        f"(one-sided, {labels[-1]} better)"
+    )
+
+
+def _print_comparison(labels: list[str], rows) -> None:
+    if len(labels) < 2:
         raise KrillError("--compare needs at least two eval files")
     t = Table(title="comparison (success %, 95% CI)")
     t.add_column("category")
-    for f in files:
-        t.add_column(Path(f).stem, justify="right")
+    for label in labels:
+        t.add_column(label, justify="right")
     t.add_column("diff (last − first)", justify="right")
     t.add_column("CIs overlap", justify="center")
     for row in rows:

@@ -212,8 +212,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    # Plain write, not rich: messages quote user text that may contain [markup].
-    sys.stderr.write(f"error: {message}\n")
+    # Plain write, not rich: messages quote user text that may contain [markup]. Credentials in any
+    # URL the message quotes (an env server's, an API base's) are masked.
+    from krill.secrets import mask_url
+
+    sys.stderr.write(f"error: {mask_url(message)}\n")
     sys.exit(code)
 
 

@@ -5,9 +5,12 @@ Without them, connections that never finish their headers hold their slots forev
 connections made every request to `krill env serve` (health included) answer 503 for over a minute
 (`limit_concurrency` counts them). Here a connection whose request headers have not arrived within
 `header_timeout` seconds (counted from the connect, or from the end of the previous response) is
-closed, and one client address may hold at most `max_per_client` connections (further ones are
-closed at once), so one slow or hostile client cannot starve the others. Request *bodies* have
-their own timeout in the app (`server.BODY_TIMEOUT`).
+closed, and one remote client address may hold at most `max_per_client` connections (further ones
+are closed at once), so one slow or hostile client cannot starve the others. Loopback addresses are
+exempt from that cap: every local client shares 127.0.0.1, so a cap there let 40 stalled local
+connections reset 57 of 60 health checks of another local client; stalled connections cost almost
+nothing in asyncio, and the header timeout clears them. Request *bodies* have their own timeout in
+the app (`server.BODY_TIMEOUT`).
 
 `guarded_protocol()` builds the class `uvicorn.run(..., http=...)` takes. It hooks uvicorn's
 `H11Protocol` at `connection_made`, `handle_events`, `on_response_complete` and `connection_lost`.
@@ -24,12 +27,15 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from krill.errors import KrillError
 
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
-HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive
-MAX_PER_CLIENT = 32  # open connections per client address
+HEADER_TIMEOUT = 5.0  # seconds for a request's headers to arrive
+MAX_PER_CLIENT = 32  # open connections per remote client address (loopback: no cap)
+MAX_CONNECTIONS = 4096  # open connections in all (uvicorn's limit_concurrency); idle ones cost ~nothing
 
 
-def guarded_protocol(header_timeout: float = HEADER_TIMEOUT, max_per_client: int = MAX_PER_CLIENT) -> type:
-    """An `H11Protocol` subclass with the two guards; each call has its own per-client counts."""
+def guarded_protocol(header_timeout: float = HEADER_TIMEOUT, max_per_client: int = MAX_PER_CLIENT,
+                     cap_loopback: bool = False) -> type:  # fmt: skip
+    """An `H11Protocol` subclass with the two guards; each call has its own per-client counts
+    (`cap_loopback`: count 127.0.0.1 too, which every local client shares)."""
     open_by_client: Counter[str] = Counter()
 
     class GuardedH11(H11Protocol):
@@ -38,7 +44,8 @@ def guarded_protocol(header_timeout: float = HEADER_TIMEOUT, max_per_client: int
             self._guard_timer: asyncio.TimerHandle | None = None
             self._guard_host = self.client[0] if self.client else "?"
             open_by_client[self._guard_host] += 1
-            if open_by_client[self._guard_host] > max_per_client:
+            capped = cap_loopback or not is_loopback(self._guard_host)
+            if capped and open_by_client[self._guard_host] > max_per_client:
                 transport.close()  # over this client's share: the others keep theirs
                 return
             self._arm()
@@ -90,7 +97,9 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse to expose an env beyond this machine without a token."""
+    """Refuse to expose an env beyond this machine without a token, and a blank token anywhere."""
+    if token is not None and not token.strip():
+        raise KrillError("the env server's token is blank: no request could authenticate", where="--token")
     if not is_loopback(host) and not token:
         raise KrillError(
             f"refusing to bind the env server to non-loopback host {host!r} without a token; "

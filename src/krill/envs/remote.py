@@ -21,6 +21,7 @@ from krill.envs import wire
 from krill.envs.base import Obs, StepResult, register_env
 from krill.errors import KrillError
 from krill.retry import retrying as retry_policy
+from krill.secrets import mask_url
 
 _RETRY_STATUS = {429, 502, 503, 504}
 DEFAULT_MAX_STEPS = 50  # used only when a server has no /info (e.g. a Rust krill server)
@@ -206,4 +207,11 @@ def make_remote_env(split: str = "train", cfg: Any = None, url: str | None = Non
         raise KrillError("the remote env needs a server URL: pass --env-url or set env.url")
     if "token" not in kw:
         kw["token"] = os.environ.get(getattr(env_cfg, "token_env", "KRILL_ENV_TOKEN")) or None
-    return RemoteEnv(url, split=split, **kw)
+    env = RemoteEnv(url, split=split, **kw)
+    wanted = getattr(env_cfg, "name", None)
+    if wanted and wanted != "remote" and env.name not in ("remote", wanted):  # a Rust server names none
+        env.close()
+        raise KrillError(f"the env server at {mask_url(url)} serves {env.name!r}, but env.name is {wanted!r}: "
+                         "point --env-url at a server of that env, or pass --env to match it",
+                         where="env.url")  # fmt: skip
+    return env

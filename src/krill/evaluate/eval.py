@@ -100,11 +100,21 @@ def evaluate(
     `out`'s trajectories JSONL. `actor` replaces the one built from `policy` (validation passes its
     own), `pool` the env pool built from the config, `retriever` the one built from `bank` (e.g. the
     raw-trajectory memory, `krill.skills.memory`); `cfg` is not changed."""
+    from krill.runlock import run_lock
+    from krill.runrecord import record_config
+
+    with run_lock(out, "eval"):
+        record_config(cfg, out, check=resume)
+        return _evaluate(cfg, policy, bank, Path(out), split or cfg.eval.split, episodes, use_skills, actor, pool,
+                         resume, retriever)  # fmt: skip
+
+
+def _evaluate(
+    cfg, policy, bank, out, split, episodes, use_skills, actor, pool, resume, retriever
+) -> EvalResult:
     from krill.agent.actors import make_actor
     from krill.envs.pool import make_pool
 
-    split = split or cfg.eval.split
-    out = Path(out)
     sampling = cfg.sampling("eval")
     use_skills = use_skills and (bank is not None or retriever is not None) and cfg.agent.use_skills
     tasks = _eval_tasks(cfg, split, episodes, pool)
@@ -142,6 +152,7 @@ def evaluate(
             **asdict(getattr(actor, "sampling", None) or sampling),
             "wall_time_s": round(time.perf_counter() - start, 2),
             "skills": skill_usage(trajs, bank),
+            "provenance": provenance(cfg, bank if use_skills else None, split, pool.max_steps, policy),
         },
     )
     write_json(out, result.to_dict())
@@ -215,6 +226,92 @@ def _play(
     return [t for t in load_trajectories(traj_path) if t.id in wanted]
 
 
+def provenance(
+    cfg: KrillConfig, bank: SkillBank | None, split: str, max_steps: int, policy: str
+) -> dict[str, Any]:
+    """How a result was made, enough to tell two results apart and to rerun one: the policy (base
+    model, adapter and the hash of its weights), the bank's content hash, what the prompt held, how it
+    decoded, the step cap, split and seed, krill's version and a hash of the whole config."""
+    import hashlib
+    import json
+
+    import krill
+
+    pc, agent = cfg.model.policy, cfg.agent
+    # the settings, not where files lie: the adapter is named by its own hash below
+    public = json.dumps(cfg.override({"model.policy.adapter": None, "cache_dir": ""}).to_public_dict(),
+                        sort_keys=True, default=str)  # fmt: skip
+    return {
+        "krill_version": krill.__version__,
+        "config_sha256": hashlib.sha256(public.encode()).hexdigest()[:16],
+        "policy": policy,
+        "base_model": pc.model if policy in ("local", "openai") else None,
+        "adapter": pc.adapter,
+        "adapter_sha256": _file_hash(Path(pc.adapter) / "adapter_model.safetensors") if pc.adapter else None,
+        "bank_sha256": bank_hash(bank) if bank else None,
+        "bank_skills": len(bank) if bank else 0,
+        "prompt": {
+            "context": agent.context,
+            "use_skills": bank is not None,
+            "top_k": cfg.skill_retrieval.top_k,
+            "restate_task": agent.restate_task,
+            "show_admissible": agent.show_admissible,
+        },  # fmt: skip
+        "decoding": {
+            "constrain_actions": agent.constrain_actions,
+            "choice_score": agent.choice_score,
+            "temperature": cfg.eval.temperature,
+            "max_new_tokens": pc.max_new_tokens,
+        },  # fmt: skip
+        "env": cfg.env.name,
+        "split": split,
+        "max_steps": max_steps,
+        "seed": cfg.eval.seed,
+    }
+
+
+def bank_hash(bank: SkillBank) -> str:
+    """A hash of what a bank can put in a prompt (each skill's id, name, principle, when-to-apply and
+    category; the mistakes), not of its timestamps or provenance: equal banks hash equal."""
+    import hashlib
+    import json
+
+    skills = sorted([s.id, s.name, s.principle, s.when_to_apply, str(s.category)] for s in bank.all_skills())
+    mistakes = sorted(
+        [m.description, m.why_it_happens, m.how_to_avoid, str(m.category)] for m in bank.common_mistakes
+    )
+    return hashlib.sha256(json.dumps([skills, mistakes]).encode()).hexdigest()[:16]
+
+
+def _file_hash(path: Path) -> str | None:
+    import hashlib
+
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def provenance_differences(results: list[dict[str, Any]]) -> list[str]:
+    """What differs between results' provenance, as 'key: a | b' lines (the ones that change what a
+    number means; a model's adapter and bank are expected to differ between a before and an after)."""
+    keys = ("env", "split", "max_steps", "seed", "base_model", "prompt", "decoding", "krill_version")
+    provs = [r.get("provenance") or {} for r in results]
+    if not all(provs):
+        return ["some results record no provenance (written by an older krill): they may not be comparable"]
+    return [f"{k}: " + " | ".join(json_text(p.get(k)) for p in provs)
+            for k in keys if len({json_text(p.get(k)) for p in provs}) > 1]  # fmt: skip
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)
+
+
 def _episode_id(task_id: str) -> str:
     return f"eval::{task_id}" if not str(task_id).startswith("eval::") else str(task_id)
 
@@ -242,6 +339,23 @@ def _check_results(results: Any, path: str | Path) -> None:
             if name not in stats:
                 raise KrillError("missing field", path=path, where=f"results.{cat}.{name}")
             _check_type(stats[name], int | float, "a finite number", path, f"results.{cat}.{name}")
+        _check_ranges(stats, path, f"results.{cat}")
+
+
+def _check_ranges(stats: dict[str, Any], path: str | Path, where: str) -> None:
+    """Rates and their interval are shares (0..1, low ≤ rate ≤ high) and successes ≤ episodes: a file
+    that says otherwise was edited by hand, and `eval --compare` must not print 750 %."""
+    for name in ("success_rate", "ci_low", "ci_high"):
+        if not 0.0 <= stats[name] <= 1.0:
+            raise KrillError(
+                f"must be between 0 and 1, got {stats[name]}", path=path, where=f"{where}.{name}"
+            )
+    if not stats["ci_low"] - 1e-9 <= stats["success_rate"] <= stats["ci_high"] + 1e-9:
+        raise KrillError(
+            "the success rate lies outside its interval", path=path, where=f"{where}.success_rate"
+        )
+    if not 0 <= stats["successes"] <= stats["episodes"]:
+        raise KrillError("successes must be between 0 and episodes", path=path, where=f"{where}.successes")
 
 
 _SKILL_COUNTS = (

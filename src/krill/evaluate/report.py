@@ -35,11 +35,15 @@ def _cycle_num(p: Path) -> int:
 def load_run(run_dir: Path) -> dict[str, Any]:
     """What a report needs from a `krill train` run directory or a `krill rl` output folder; a folder
     that is neither (no `config.yaml`) is an error."""
+    import os
+
     from krill.evaluate.eval import load_eval
     from krill.formats.banks import load_bank
 
     if not run_dir.is_dir():
         raise KrillError("run directory not found", path=run_dir)
+    if not os.access(run_dir, os.R_OK | os.X_OK):  # a folder we may not read: say so, not PermissionError
+        raise KrillError("cannot read the run directory (permission denied)", path=run_dir)
     if not (run_dir / "config.yaml").exists():
         raise KrillError(
             "not a krill run (no config.yaml): give the folder `krill train --out` or `krill rl --out` wrote",

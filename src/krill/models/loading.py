@@ -142,6 +142,8 @@ def load_causal_lm(
 
         model, tok = build_random_model(name.removeprefix("random:"), seed)
         model = model.to(dtype=torch_dtype)
+    elif name in SMOLLM2_ALIASES:
+        model, tok = _load_smollm2(cache_dir, torch_dtype)
     else:
         model, tok = _load_hf(resolve_model_path(name, cache_dir), torch_dtype)
     if adapter:
@@ -155,6 +157,21 @@ def load_causal_lm(
     # prefix cache's weight check (a checksum of the trainable parameters) from summing the model
     model.requires_grad_(False)
     return model, tok, dev
+
+
+def _load_smollm2(cache_dir: str | Path, torch_dtype: torch.dtype):
+    """The converted SmolLM2 from the cache; a damaged conversion (a truncated file) is converted again."""
+    import logging
+
+    target = smollm2_dir(cache_dir)
+    try:
+        return _load_hf(str(target), torch_dtype)
+    except Exception as exc:  # noqa: BLE001  the cache is ours to rebuild, whatever broke it
+        logging.getLogger(__name__).warning(
+            "the converted SmolLM2 in %s is damaged (%s); converting it again", target, _first_line(exc)
+        )
+    shutil.rmtree(target, ignore_errors=True)
+    return _load_hf(str(smollm2_dir(cache_dir)), torch_dtype)
 
 
 def _load_hf(path: str, torch_dtype: torch.dtype):
@@ -182,4 +199,13 @@ def _load_adapter(model, adapter: str):
         )
     # Inference only (training loads adapters through train/checkpoint.make_trainable): folding the
     # LoRA deltas into the base weights makes every forward 1.2-1.4x faster (benchmarks/bench_adapter_merge.py).
-    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    try:
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except Exception as exc:  # truncated safetensors, garbage adapter_config.json, a rank that does not fit
+        raise KrillError(f"damaged or mismatched adapter ({_first_line(exc)})", path=adapter,
+                         where="model.policy.adapter") from None  # fmt: skip
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__

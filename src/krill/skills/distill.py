@@ -197,6 +197,8 @@ def distill_file(
     """Read trajectories, distill, and write the bank atomically (nothing half-written on failure)."""
     from krill.formats.banks import save_bank
     from krill.formats.trajectories import load_trajectories
+    from krill.runlock import run_lock
+    from krill.runrecord import record_config
 
     trajs = load_trajectories(trajectories_path, require_steps=True)
     check_trajectories(trajs, trajectories_path)
@@ -204,6 +206,10 @@ def distill_file(
         from krill.models import build_embedder
 
         embedder = build_embedder(cfg)
-    bank, report = distill(trajs, make_teacher(cfg, work_dir_for(out), teacher), embedder, cfg)
-    save_bank(bank, out)
+    with run_lock(out, "distill"):
+        record_config(
+            cfg, out, check=False
+        )  # the bank is rewritten whole; its teacher cache is keyed by prompt
+        bank, report = distill(trajs, make_teacher(cfg, work_dir_for(out), teacher), embedder, cfg)
+        save_bank(bank, out)
     return bank, report

@@ -25,6 +25,7 @@ from krill.config import KrillConfig
 from krill.errors import KrillError
 from krill.evaluate.ablation_report import ABLATION_FORMAT, write_ablation_report
 from krill.io import read_json, write_json
+from krill.runlock import run_lock
 from krill.schema import SkillBank
 from krill.train.pipeline import (
     Phases,
@@ -79,16 +80,25 @@ VARIANTS: dict[str, Variant] = {
 }  # fmt: skip
 PAPER_VARIANTS = [name for name, v in VARIANTS.items() if v.paper]
 REFERENCE = "skillrl"
+MAX_SEEDS = 100  # each seed is a whole SFT + RL per trained variant
+
+
+def check_seeds(seeds: int) -> None:
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise KrillError(f"must be between 1 and {MAX_SEEDS}, got {seeds}", where="--seeds")
 
 
 def parse_variants(text: str | None) -> list[str]:
     """`a,b,c` → variant names in table order (the paper's for None/empty, every one for `all`); an
     unknown name is an error."""
-    if not text:
+    if text is None or text == "":
         return list(PAPER_VARIANTS)
     if text.strip() == "all":
         return list(VARIANTS)
     names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise KrillError(f"no variant named in {text!r}; choose from {', '.join(VARIANTS)} or all",
+                         where="--variants")  # fmt: skip
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise KrillError(
@@ -146,13 +156,14 @@ def run_ablation(
 
     Writes RUN/ablation.json (+ .md, .png) after every finished variant, so a long run shows its
     table as it goes."""
-    if seeds < 1:
-        raise KrillError("must be at least 1", where="--seeds")
+    check_seeds(seeds)
     run_dir = Path(run_dir)
-    cfg = ablation_config(cfg)
-    _check_same_run(run_dir, cfg)
-    start_run_dir(cfg, run_dir)
-    names = variants or list(PAPER_VARIANTS)
+    with run_lock(run_dir, "ablate"):
+        return _run_ablation(ablation_config(cfg), run_dir, variants or list(PAPER_VARIANTS), seeds, on_phase)
+
+
+def _run_ablation(cfg: KrillConfig, run_dir: Path, names: list[str], seeds: int, on_phase) -> AblationResult:
+    start_run_dir(cfg, run_dir)  # a resume with other settings is refused (krill.runrecord)
     seed_list = [cfg.rl.seed + i for i in range(seeds)]
     start = time.perf_counter()
     with log_to(run_dir / "logs" / "ablate.log"):
@@ -230,24 +241,6 @@ def rl_updates(rl: dict[str, Any], rl_dir: Path) -> dict[str, Any]:
     if counts is not None:
         return {"updates": counts[0], "iterations": counts[1]}
     return {"updates": rl.get("updates"), "iterations": rl.get("iterations")}
-
-
-def _check_same_run(run_dir: Path, cfg: KrillConfig) -> None:
-    """A run folder resumes only the ablation it began (same env and eval size), never mixes two."""
-    old = run_dir / "ablation.json"
-    if not old.exists():
-        return
-    data = read_json(old)
-    for key, now in (
-        ("env", cfg.env.name),
-        ("episodes", cfg.train.eval_episodes),
-        ("model", cfg.model.policy.model),
-    ):
-        if data.get(key) != now:
-            raise KrillError(
-                f"this folder holds an ablation with {key}={data.get(key)!r}, not {now!r}: use another --out",
-                path=old,
-            )
 
 
 class _Runner:

@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from krill.config import KrillConfig, LoraConfig
 from krill.errors import KrillError
-from krill.io import atomic_write_bytes, atomic_write_text, read_json, write_json
+from krill.io import atomic_write_bytes, read_json, write_json
 
 KEEP_CHECKPOINTS = 2
 
@@ -130,15 +129,17 @@ def export_model(model: Any, tokenizer: Any, out_dir: str | Path, cfg: KrillConf
     out_dir = Path(out_dir)
     save_pretrained_atomic(model, out_dir)
     save_pretrained_atomic(tokenizer, out_dir)
-    write_run_config(cfg, out_dir)
+    write_run_config(cfg, out_dir, check=False)  # describes what was just exported
     return out_dir
 
 
-def write_run_config(cfg: KrillConfig, out_dir: str | Path) -> Path:
-    """`out_dir/config.yaml`: the effective config of a run or export (env var names, never keys)."""
-    path = Path(out_dir) / "config.yaml"
-    atomic_write_text(path, yaml.safe_dump(cfg.to_public_dict(), sort_keys=False))
-    return path
+def write_run_config(cfg: KrillConfig, out_dir: str | Path, *, check: bool = True,
+                     may_grow: tuple[str, ...] = ()) -> Path:  # fmt: skip
+    """`out_dir/config.yaml`: the effective config of a run or export (env var names, never keys);
+    a resume whose settings differ from the recorded ones is refused (`krill.runrecord`)."""
+    from krill.runrecord import record_config
+
+    return record_config(cfg, out_dir, check=check, may_grow=may_grow)
 
 
 # -- resumable checkpoints -----------------------------------------------------------------------
@@ -196,14 +197,42 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def load_checkpoint(ckpt: str | Path, model: Any, optimizer: Any) -> dict[str, Any]:
-    """Restore weights, optimizer and RNG from a checkpoint folder; returns its state dict."""
+    """Restore weights, optimizer and RNG from a checkpoint folder; returns its state dict.
+
+    Every file is read and checked before anything is applied, so a damaged checkpoint raises
+    `KrillError` and leaves the model and optimizer as they were."""
     ckpt = Path(ckpt)
-    load_trainable_weights(model, st_load((ckpt / "weights.safetensors").read_bytes()))
-    # map to CPU: a checkpoint saved on a GPU must load on a machine without one;
-    # load_state_dict then moves each state tensor to its parameter's device
-    raw = io.BytesIO((ckpt / "optimizer.pt").read_bytes())
-    opt_state = torch.load(raw, weights_only=True, map_location="cpu")
+    try:
+        weights = st_load((ckpt / "weights.safetensors").read_bytes())
+        # map to CPU: a checkpoint saved on a GPU must load on a machine without one;
+        # load_state_dict then moves each state tensor to its parameter's device
+        raw = io.BytesIO((ckpt / "optimizer.pt").read_bytes())
+        opt_state = torch.load(raw, weights_only=True, map_location="cpu")
+        state = read_json(ckpt / "state.json")
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int) or "rng" not in state:
+            raise ValueError("state.json lacks its step or RNG states")
+    except KrillError:
+        raise
+    except Exception as exc:  # truncated safetensors, a garbage pickle, a wrong type: all "damaged"
+        raise KrillError(f"damaged checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})",
+                         path=ckpt) from None  # fmt: skip
+    load_trainable_weights(model, weights)
     optimizer.load_state_dict(opt_state)
-    state = read_json(ckpt / "state.json")
     set_rng_state(state["rng"])
     return state
+
+
+def resume_checkpoint(run_dir: str | Path, model: Any, optimizer: Any) -> dict[str, Any] | None:
+    """Load the newest usable checkpoint of a run (None when there is none): a damaged one is passed
+    over with a notice for the one before it (a kill or a full disk can damage the newest)."""
+    import logging
+
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return None
+    for ckpt in sorted(root.glob("step_*"), reverse=True):
+        try:
+            return load_checkpoint(ckpt, model, optimizer)
+        except KrillError as exc:
+            logging.getLogger(__name__).warning("%s; resuming from the checkpoint before it", exc)
+    return None

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from krill.config import KrillConfig
+from krill.errors import KrillError
 from krill.io import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
+from krill.runlock import run_lock
 from krill.schema import SkillBank
 from krill.train.checkpoint import write_run_config
 
@@ -41,8 +43,16 @@ class RunState:
 
     @classmethod
     def load(cls, run_dir: Path) -> RunState:
+        """The state of `run_dir` (empty when new); a damaged state.json is a one-line error."""
         p = run_dir / "state.json"
-        return cls(p, read_json(p).get("done", {}) if p.exists() else {})
+        if not p.exists():
+            return cls(p, {})
+        data = read_json(p)
+        done = data.get("done", {}) if isinstance(data, dict) else None
+        if not isinstance(done, dict) or not all(isinstance(v, dict) for v in done.values()):
+            raise KrillError('damaged: expected {"done": {phase: {...}}}; restore it or use another --out',
+                             path=p, where="done")  # fmt: skip
+        return cls(p, done)
 
     def mark(self, phase: str, **info: Any) -> None:
         self.done[phase] = info
@@ -87,8 +97,9 @@ class Phases:
                 append_jsonl(metrics, {"phase": name, **done[name]})
                 self.logged.add(name)
             self.notify(name, {"skipped": True, **done[name]})
-            return done[name]
+            return _inside(self.run_dir, name, done[name], self.state.path)
         self.notify(name, {"started": True})
+        log.info("phase %s: started", name)  # RUN/logs/*.log tells the story without a terminal
         t0, c0 = time.perf_counter(), time.process_time()
         info = fn()
         info["wall_time_s"] = round(time.perf_counter() - t0, 1)
@@ -98,8 +109,27 @@ class Phases:
         append_jsonl(metrics, {"phase": name, **info})  # logged, then marked done
         self.logged.add(name)
         self.state.mark(name, **info)
+        log.info("phase %s: finished in %.0f s: %s", name, info["wall_time_s"],
+                 ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("wall_time_s", "cpu_time_s")))  # fmt: skip
         self.notify(name, {"finished": True, **info})
         return info
+
+
+PATH_KEYS = ("path", "bank", "adapter")  # what a phase records as files of its run
+
+
+def _inside(run_dir: Path, phase: str, info: dict[str, Any], state: Path) -> dict[str, Any]:
+    """A finished phase's recorded outputs, refused when one points outside the run (a tampered
+    state.json must not make krill read /etc/passwd as a bank)."""
+    root = run_dir.resolve()
+    for key in PATH_KEYS:
+        value = info.get(key)
+        if value is not None and (
+            not isinstance(value, str) or not Path(value).resolve().is_relative_to(root)
+        ):
+            raise KrillError(f"{value!r} is not a file of this run; restore state.json or use another --out",
+                             path=state, where=f"done.{phase}.{key}")  # fmt: skip
+    return info
 
 
 def run_pipeline(
@@ -107,16 +137,18 @@ def run_pipeline(
 ) -> PipelineResult:
     """collect → distill → eval (untrained) → SFT → RL with evolution → eval (trained), resumable."""
     run_dir = Path(run_dir)
-    start_run_dir(cfg, run_dir)
-    start = time.perf_counter()
-    with log_to(run_dir / "logs" / "train.log"):
-        return _run_phases(cfg, run_dir, Phases(run_dir, on_phase), start)
+    with run_lock(run_dir, "train"):
+        start_run_dir(cfg, run_dir)
+        start = time.perf_counter()
+        with log_to(run_dir / "logs" / "train.log"):
+            return _run_phases(cfg, run_dir, Phases(run_dir, on_phase), start)
 
 
 def start_run_dir(cfg: KrillConfig, run_dir: Path) -> None:
-    """Create RUN/ and RUN/logs/ and write the effective config (key names only, never values)."""
-    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    """Record the effective config in RUN/config.yaml (key names only, never values; a resume with other
+    settings is refused here, before anything else is written), then create RUN/logs/."""
     write_run_config(cfg, run_dir)
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
 
 
 def _run_phases(cfg: KrillConfig, run_dir: Path, phase: Phases, start: float) -> PipelineResult:

@@ -1,18 +1,22 @@
 """GRPO for the skill-augmented agent (SkillRL §3.4), as a recipe: setup → (iteration → save)* → export.
 
 One iteration:
-1. pick `rl.batch_size / rl.group_size` train tasks (seeded by iteration), G copies each;
+1. pick `rl.batch_size / rl.group_size` train tasks (seeded by iteration), G copies each; with
+   `rl.guidance`, some copies replay an expert prefix first (`krill.train.guidance`);
 2. roll out with `LLMActor` at `cfg.sampling("rollout")` (`rl.temperature`), skills retrieved from
    the current bank (fewer as iterations pass under `skills.curriculum`);
 3. reward R_i = episode return − invalid_action_penalty × #invalid actions; A_i = group z-score
    (`krill.train.grpo.group_advantages`); with `rl.advantage: gigpo`, plus ω × each step's z-score
    among the group's steps from the same anchor state (`krill.train.grpo.step_advantages`);
    with `rl.dynamic_sampling`, zero-variance groups are replaced by new tasks' groups first (DAPO);
+   with `rl.guidance: mixed`, a group whose plain rollouts all failed gets the expert's episode;
 4. samples (`krill.train.samples`): every LLM step of trajectory i carries A_i (window mode), or the
-   whole trajectory is one sample scored in one pass (conversation mode);
-5. `krill.train.update.grpo_update`: π_old/π_ref recomputed, clipped surrogate + KL over
+   whole trajectory is one sample scored in one pass (conversation mode); under
+   `agent.constrain_actions` each decision is scored over its admissible actions (the choice policy);
+5. `krill.train.update.grpo_update`: clipped surrogate (+ KL when `rl.kl_coef` > 0) over
    token-budgeted micro-batches;
-6. every `evolution.validation_interval` iterations, the evolution hook may return a new bank.
+6. the iteration's episodes go to `OUT/rollouts/iter_K.jsonl`; every `evolution.validation_interval`
+   iterations, the evolution hook may return a new bank.
 
 Samples from zero-variance groups (all won / all lost) have A = 0: they would only add the KL pull
 toward the reference, so they are dropped from the update (counted in `groups/zero_variance`), and an
@@ -134,6 +138,9 @@ class GrpoRecipe:
         """Accelerator, trainable policy, π_ref, optimizer, resume state, rollout policy, pool, retriever."""
         cfg, rl = self.cfg, self.cfg.rl
         self.accel = make_accelerator(cfg)
+        if self.accel.is_main_process:  # first: a resume with other settings is refused before any write
+            # a resume may continue the schedule (more iterations), nothing else
+            ckpt_io.write_run_config(cfg, self.out_dir, check=self.resume, may_grow=("rl.iterations",))
         if self.policy is None:
             self.policy = load_training_policy(weights_config(cfg), self.init, self.accel.device)
         self.reference = (
@@ -145,7 +152,8 @@ class GrpoRecipe:
         self.model, self.optimizer = self.accel.prepare(self.policy.model, optimizer)
         self.tok, self.pad_id = self.policy.tokenizer, pad_id(self.policy.tokenizer)
         self.start = self.load()
-        trim_metrics(self.out_dir / "metrics.jsonl", "iteration", self.start)
+        for log_name in ("metrics.jsonl", "evolution.jsonl"):  # lines past the checkpoint are logged again
+            trim_metrics(self.out_dir / log_name, "iteration", self.start)
         # earlier iterations' rows: skills.curriculum=success withdraws categories that already succeeded
         metrics_path = self.out_dir / "metrics.jsonl"
         self.history = list(read_jsonl(metrics_path)) if self.start and metrics_path.exists() else []
@@ -153,8 +161,6 @@ class GrpoRecipe:
             self.guide_fraction = float(self.history[-1]["guide/fraction_next"])
         self.logger = MetricsLogger(self.out_dir, enabled=self.accel.is_main_process)
         self.rollout_policy = self._rollout_policy(self.start)
-        if self.accel.is_main_process:
-            ckpt_io.write_run_config(cfg, self.out_dir)
         self.n_tasks = max(1, rl.batch_size // rl.group_size)
         if self.pool is None:
             from krill.envs.pool import make_pool
@@ -168,12 +174,17 @@ class GrpoRecipe:
         """The iteration to start from: the latest checkpoint's when resuming (its bank too), else 0."""
         from krill.formats.banks import load_bank
 
-        last = ckpt_io.latest_checkpoint(self.out_dir) if self.resume else None
-        if last is None:
+        model = self.accel.unwrap_model(self.model)
+        state = ckpt_io.resume_checkpoint(self.out_dir, model, self.optimizer) if self.resume else None
+        if state is None:
             return 0
-        state = ckpt_io.load_checkpoint(last, self.accel.unwrap_model(self.model), self.optimizer)
-        self.bank = load_bank(state["bank_path"])
-        log.info("rl: resuming from %s (iteration %d of %d)", last, state["step"], self.cfg.rl.iterations)
+        bank = Path(str(state.get("bank_path", ""))).resolve()
+        if not bank.is_relative_to(self.out_dir.resolve()):  # a checkpoint names a bank of its own run only
+            raise KrillError(
+                "the checkpoint's bank_path is not a file of this run", path=self.out_dir / "checkpoints"
+            )
+        self.bank = load_bank(bank)
+        log.info("rl: resuming from iteration %d of %d", state["step"], self.cfg.rl.iterations)
         return state["step"]
 
     def save(self, done: int) -> None:
@@ -201,7 +212,14 @@ class GrpoRecipe:
 
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self) -> RlResult:
-        """setup → iterations from the resume point (checkpointing every `rl.checkpoint_every`) → export."""
+        """setup → iterations from the resume point (checkpointing every `rl.checkpoint_every`) → export,
+        holding the output folder's writer lock (`krill.runlock`)."""
+        from krill.runlock import run_lock
+
+        with run_lock(self.out_dir, "rl"):
+            return self._run()
+
+    def _run(self) -> RlResult:
         rl = self.cfg.rl
         self.setup()
         rows: list[dict[str, Any]] = []
@@ -252,15 +270,11 @@ class GrpoRecipe:
             self.rollout_policy.reset_prefix_cache()  # cached prompt KV states belong to the old weights
         t2 = time.perf_counter()
         zero_var = zero_variance_groups(rewards, group_ids) if trajs else 0
-        own = torch.tensor([t.metadata.get("guide") != "expert" for t in trajs], dtype=torch.bool)
-        policy_trajs = [
-            t for t, o in zip(trajs, own.tolist(), strict=True) if o
-        ]  # expert members are not rollouts
-        row = {
-            **iteration_metrics(policy_trajs, rewards[own], adv[own], zero_var, self.accel),
-            **upd,
-            **resampling,
-        }
+        own = [
+            t.metadata.get("guide") != "expert" for t in trajs
+        ]  # expert members are not the policy's rollouts
+        mine, keep = [t for t, o in zip(trajs, own, strict=True) if o], torch.tensor(own, dtype=torch.bool)
+        row = {**iteration_metrics(mine, rewards[keep], adv[keep], zero_var, self.accel), **upd, **resampling}
         row.update(group_metrics(groups, rl.invalid_action_penalty, evolved_skill_ids(self.bank)))
         row.update({"time/rollout_s": t1 - t0, "time/update_s": t2 - t1, "time/iteration_s": t2 - t0})
         if rl.guidance != "none":

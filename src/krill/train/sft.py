@@ -172,10 +172,9 @@ def train_sft(
 
 def _resume(out_dir: Path, resume: bool, accel: Any, model: Any, optimizer: Any) -> tuple[int, list[float]]:
     """(the step to start from, the losses so far): the latest checkpoint's when resuming, else (0, [])."""
-    last = ckpt_io.latest_checkpoint(out_dir) if resume else None
-    if last is None:
+    state = ckpt_io.resume_checkpoint(out_dir, accel.unwrap_model(model), optimizer) if resume else None
+    if state is None:
         return 0, []
-    state = ckpt_io.load_checkpoint(last, accel.unwrap_model(model), optimizer)
     return state["step"], list(state["losses"])
 
 
@@ -221,18 +220,22 @@ def run_sft(
     resume: bool = False,
 ) -> SftResult:
     """Build (or load) the demo set, save it as `out_dir/demos.jsonl`, train, and return the result."""
+    from krill.runlock import run_lock
+    from krill.runrecord import record_config
     from krill.train.demos import build_sft_demos, load_demo_source, save_demos
 
     out_dir = Path(out_dir)
     n = num_examples or cfg.sft.num_examples
-    if demos_path is not None:
-        demos = load_demo_source(demos_path, bank, cfg, n)
-    else:
-        demos = build_sft_demos(bank, cfg, source="expert", n=n)
-    saved = save_demos(demos, out_dir / "demos.jsonl")
-    result = train_sft(demos, cfg, out_dir, init=init, resume=resume)
-    result.demos_path = saved
-    write_json(out_dir / "sft_summary.json", _summary(result))
+    with run_lock(out_dir, "sft"):
+        record_config(cfg, out_dir, check=resume)  # a resume with other settings is refused here
+        if demos_path is not None:
+            demos = load_demo_source(demos_path, bank, cfg, n)
+        else:
+            demos = build_sft_demos(bank, cfg, source="expert", n=n)
+        saved = save_demos(demos, out_dir / "demos.jsonl")
+        result = train_sft(demos, cfg, out_dir, init=init, resume=resume)
+        result.demos_path = saved
+        write_json(out_dir / "sft_summary.json", _summary(result))
     return result
 
 

@@ -50,7 +50,7 @@ from textworld.logic import Proposition, Rule, Variable
 
 from krill.io import atomic_write_bytes
 
-_CACHE_FORMAT = 2  # bump when the cached file's shape changes (1 was a pickle: never read now)
+_CACHE_FORMAT = 3  # bump when the cached file's shape changes (1 was a pickle, 2 had no checksum: rebuilt)
 
 
 class _Lru(OrderedDict):
@@ -115,7 +115,8 @@ def translate(domain: str, problem: str, cache_dir: Path | None = None) -> tuple
     finally:
         sys.argv = argv
     if cache_file is not None:
-        header = json.dumps({"format": _CACHE_FORMAT, "key": key}).encode()
+        digest = hashlib.sha1(sas.encode()).hexdigest()
+        header = json.dumps({"format": _CACHE_FORMAT, "key": key, "sha1": digest}).encode()
         try:
             atomic_write_bytes(cache_file, zlib.compress(header + b"\n" + sas.encode(), 6))
         except OSError:  # an unwritable cache only costs speed
@@ -124,12 +125,21 @@ def translate(domain: str, problem: str, cache_dir: Path | None = None) -> tuple
 
 
 def _read_sas(cache_file: Path, key: str) -> str | None:
-    """The cached SAS text if the file is ours for this key; None (rebuild) for anything else."""
+    """The cached SAS text if the file is ours for this key and its body is intact; None (rebuild) for
+    anything else. The checksum matters: fast-downward's native loader aborts the whole process
+    (exit 33) on a truncated SAS body, so it must never see one."""
     try:
         header, _, body = zlib.decompress(cache_file.read_bytes()).partition(b"\n")
         meta = json.loads(header)
         if meta.get("format") == _CACHE_FORMAT and meta.get("key") == key:
-            return body.decode()
+            if meta.get("sha1") == hashlib.sha1(body).hexdigest():
+                return body.decode()
+            if cache_file.exists():
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "damaged game cache %s: translating the game again", cache_file
+                )
     except (OSError, ValueError, zlib.error, AttributeError):  # missing, torn or foreign: rebuilt
         pass
     return None

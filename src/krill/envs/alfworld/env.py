@@ -124,18 +124,16 @@ class AlfworldEnv:
         if task_id not in self._known:
             raise KrillError(f"unknown ALFWorld task {task_id!r} in split {self.split}", path=self.root)
         folder = self.root / task_id
-        traj = read_json(folder / "traj_data.json")
         self.task_id = task_id
-        self.task_type = traj["task_type"]
-        params = traj.get("pddl_params", {})
-        self.goal = Goal(
-            self.task_type,
-            (params.get("object_target") or "").lower(),
-            (params.get("parent_target") or "").lower(),
-            (params.get("toggle_target") or "").lower(),
-        )
-        self._engine.load(str(folder / "game.tw-pddl"))
-        self._state = self._engine.reset()
+        self.task_type, self.goal = _read_goal(folder / "traj_data.json")
+        try:
+            self._engine.load(str(folder / "game.tw-pddl"))
+            self._state = self._engine.reset()
+        except KrillError:
+            raise
+        except Exception as exc:  # a game file with wrong field types or a broken PDDL text
+            raise KrillError(f"damaged game file ({type(exc).__name__}: {str(exc)[:120]})",
+                             path=folder / "game.tw-pddl") from None  # fmt: skip
         self.description = self._state.feedback.split("Your task is to: ", 1)[-1].strip().rstrip(".")
         self.steps, self.won, self.done = 0, False, False
         self._seen: set[str] = set()
@@ -200,6 +198,21 @@ class AlfworldEnv:
             "step": self.steps,
             "progress": self._best / self._total,
         }
+
+
+def _read_goal(path: Path) -> tuple[str, Goal]:
+    """(task type, goal) of a game's traj_data.json; wrong types are a one-line error, not a TypeError."""
+    traj = read_json(path)
+    params = traj.get("pddl_params", {}) if isinstance(traj, dict) else None
+    task_type = traj.get("task_type") if isinstance(traj, dict) else None
+    fields = [(params or {}).get(k) or "" for k in ("object_target", "parent_target", "toggle_target")]
+    if (
+        not isinstance(task_type, str)
+        or not isinstance(params, dict)
+        or not all(isinstance(f, str) for f in fields)
+    ):
+        raise KrillError("damaged game file: task_type and pddl_params' targets must be strings", path=path)
+    return task_type, Goal(task_type, *(f.lower() for f in fields))
 
 
 @register_env("alfworld")

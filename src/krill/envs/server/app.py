@@ -75,8 +75,8 @@ class _Server:
         """Run a blocking env call; an env crash drops that env (the next reset builds a fresh one)."""
         try:
             return await run_in_threadpool(fn, *args)
-        except KrillError as exc:
-            raise ApiError(422, str(exc)) from None
+        except KrillError as exc:  # the message, not the server's file paths
+            raise ApiError(422, exc.message + (f" ({exc.where})" if exc.where else "")) from None
         except Exception as exc:  # the env itself failed: report it, keep the server and session alive
             log.exception("environment %s failed", self.env_name)
             if sess.env is not None:
@@ -204,12 +204,12 @@ async def _reset(srv: _Server, request: Request, data: dict[str, Any]) -> dict[s
             raise ApiError(409, "session was evicted while waiting; POST /reset again")
         if (hit := sess.cached(_request_key(request))) is not None:
             return hit
-        if sess.env is not None and sess.split != split:
-            await close_env(sess.env)
-            sess.env = None
-        if sess.env is None:
-            sess.env = await srv.env_call(sess, srv.build_env, split)
-            sess.split = split
+        if sess.env is None or sess.split != split:
+            # built before the old env goes: a bad split is refused with the current episode intact
+            new = await srv.env_call(sess, srv.build_env, split)
+            if sess.env is not None:
+                await close_env(sess.env)
+            sess.env, sess.split = new, split
         obs, info = await srv.env_call(sess, sess.env.reset, task_id)
         sess.active = True
         reply = reset_reply(obs, info, task_id, session=key if srv.sessions.handles else None)
@@ -248,12 +248,18 @@ async def _info(srv: _Server, request: Request, data: dict[str, Any]) -> dict[st
     try:
         return await srv.meta(split)
     except KrillError as exc:  # an unknown split, as /reset answers it: the request is wrong, not the server
-        raise ApiError(422, f"cannot build environment {srv.env_name!r}: {exc}") from None
+        raise ApiError(422, f"cannot build environment {srv.env_name!r}: {exc.message}") from None
 
 
-@endpoint(token=False, body=False)  # liveness needs no token
+@endpoint(token=False, body=False)  # liveness needs no token; how busy the server is, does
 async def _health(srv: _Server, request: Request, data: dict[str, Any]) -> dict[str, Any]:
-    return {"status": "ok", "env": srv.env_name, "split": srv.split, "sessions": len(srv.sessions)}
+    reply: dict[str, Any] = {"status": "ok", "env": srv.env_name, "split": srv.split}
+    try:
+        check_token(srv, request)
+        reply["sessions"] = len(srv.sessions)
+    except ApiError:
+        pass
+    return reply
 
 
 # -- errors -----------------------------------------------------------------------------------------
@@ -288,6 +294,8 @@ def create_app(
     `allowed_hosts`: Host header names accepted (None = any); `serve` sets the loopback names when
     bound to loopback, so a web page cannot reach the server through DNS rebinding.
     """
+    if token is not None and token and not token.strip():
+        raise KrillError("the env server's token is blank: no request could authenticate", where="--token")
     sessions = Sessions(max_sessions, handles=session_handles)
     srv = _Server(env_name, split, cfg, token or None, sessions, max_body, allowed_hosts, body_timeout)
 

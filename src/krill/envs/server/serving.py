@@ -8,7 +8,7 @@ from typing import Any
 import uvicorn
 
 from krill.envs.base import make_env
-from krill.envs.http_guard import LOOPBACK_NAMES, check_bind, guarded_protocol, is_loopback
+from krill.envs.http_guard import LOOPBACK_NAMES, MAX_CONNECTIONS, check_bind, guarded_protocol, is_loopback
 from krill.envs.server.app import create_app
 from krill.envs.server.sessions import close_quietly
 
@@ -50,6 +50,6 @@ def serve(
         host=host,
         port=port,
         log_level=log_level,
-        limit_concurrency=max(64, 4 * max_sessions),
+        limit_concurrency=max(MAX_CONNECTIONS, 4 * max_sessions),
         http=guarded_protocol(),
     )

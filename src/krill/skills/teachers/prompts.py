@@ -64,8 +64,8 @@ Rules:
 
 def _delimit(text: str) -> str:
     """Neutralise tag look-alikes so data cannot close its own <trajectory> block."""
-    return re.sub(
-        r"</?\s*(trajectory|failure|summary)\b", lambda m: m.group(0).replace("<", "‹"), text, flags=re.I
+    return re.sub(  # `< /trajectory>` too: spaces inside a tag are still a tag to a reader
+        r"<\s*/?\s*(trajectory|failure|summary)\b", lambda m: m.group(0).replace("<", "‹"), text, flags=re.I
     )
 
 
@@ -82,7 +82,8 @@ def trajectory_block(traj: Trajectory, max_obs_chars: int, category: str | None)
     found = diagnosis(traj)
     if found:
         body += f"\nAutomatic diagnosis: {found}"
-    tid = _delimit(traj.id).replace('"', "'")  # an id is data too: it cannot close or re-open a tag
+    # an id is data too: one line, and it cannot close or re-open a tag
+    tid = _delimit(" ".join(traj.id.split())).replace('"', "'")[:200]
     head = f'<trajectory id="{tid}" category="{category or "unknown"}">'
     return f"{head}\nTask: {_delimit(truncate(traj.task_description, 400))}\n{_delimit(body)}\n</trajectory>"
 
