@@ -11,6 +11,8 @@ from krill.evaluate.ablation_report import (
     ablation_markdown,
     ablation_rows,
     plot_ablation,
+    plot_rl_curves,
+    rl_curves,
     write_ablation_report,
 )
 from krill.evaluate.stats import fisher_two_sided, seed_spread, wilson_interval
@@ -225,3 +227,31 @@ def test_wrong_format_is_an_error():
     data["format"] = "krill-eval/1"
     with pytest.raises(KrillError, match="krill-ablation/1"):
         ablation_rows(data)
+
+
+def _curve(*points: tuple[int, int, int, int]) -> list[dict]:
+    """An RL run's kept curve from (wins, episodes, informative, groups) per iteration."""
+    return [{"iteration": i, "wins": w, "episodes": n, "progress": None, "informative": k, "groups": g,
+             "skipped": not k} for i, (w, n, k, g) in enumerate(points, 1)]  # fmt: skip
+
+
+def test_rl_curves_pool_seeds_per_iteration_and_reach_markdown_and_figure(tmp_path):
+    data = _trained_data()
+    seed42, seed7 = data["variants"]["skillrl"]["runs"]
+    seed42["rl"]["curve"] = _curve((2, 8, 1, 4), (0, 8, 0, 4))
+    seed7["rl"]["curve"] = _curve((1, 8, 2, 4), (3, 8, 1, 4), (4, 8, 3, 4))  # one iteration more
+    curves = rl_curves(data)
+    assert list(curves) == ["skillrl"]  # no_evolution's run kept no curve (written before curves)
+    assert [(p["wins"], p["episodes"], p["informative"], p["groups"]) for p in curves["skillrl"]] == [
+        (3, 16, 3, 8), (3, 16, 1, 8), (4, 8, 3, 4)]  # fmt: skip
+    md = ablation_markdown(data)
+    assert "- **skillrl**: wins 3/16, 3/16, 4/8 · informative 3/8, 1/8, 3/4" in md
+    paths = write_ablation_report(data, tmp_path)
+    assert paths["rl_curves"] == tmp_path / "ablation_rl.png"
+    assert paths["rl_curves"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_rl_curve_no_figure_and_no_section(tmp_path):
+    assert plot_rl_curves(_data(), tmp_path / "x.png") is None
+    assert "RL learning curves" not in ablation_markdown(_data())
+    assert "rl_curves" not in write_ablation_report(_data(), tmp_path)

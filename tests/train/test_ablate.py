@@ -213,7 +213,12 @@ def test_rl_variant_rows_carry_their_weight_updates_and_evolved_prompts(tmp_path
     (base,), (skillrl,) = data["variants"]["base"]["runs"], data["variants"]["skillrl"]["runs"]
     assert "rl" not in base and base["skills"]["with_evolved"] == 4
     # counted from the RL log, one row per iteration: not the phase's own count of 1 (this process only)
-    assert skillrl["rl"] == {"updates": 2, "iterations": 3}
+    assert {k: skillrl["rl"][k] for k in ("updates", "iterations")} == {"updates": 2, "iterations": 3}
+    assert [(p["iteration"], p["skipped"]) for p in skillrl["rl"]["curve"]] == [
+        (1, False),
+        (2, False),
+        (3, True),
+    ]
     assert "| 2/3 | 40.0% (4/10) |" in (tmp_path / "ablation.md").read_text()
 
 

@@ -41,7 +41,8 @@ def ablate(
     )
     result = run_ablation(cfg, out, variants=names, seeds=seeds, on_phase=print_phase)
     _print_table(result.data)
-    console.print(f"table: {result.files['markdown']}  plot: {result.files['plot']}")
+    curves = f"  RL curves: {result.files['rl_curves']}" if "rl_curves" in result.files else ""
+    console.print(f"table: {result.files['markdown']}  plot: {result.files['plot']}{curves}")
     console.print(f"run directory: {result.run_dir}  (phases' wall time {result.data['wall_time_s']:.0f} s)")
 
 

@@ -11,7 +11,9 @@ Reads the result `krill ablate` writes as `RUN/ablation.json`:
                            "results": {"Clean": {GroupStats dict}, ..., "all": {GroupStats dict}},
                            "skills": {the eval's `skills` block, `krill.evaluate.eval.skill_usage`}}],
                  "wall_time_s": 300.0},
-        "skillrl": {..., "runs": [{..., "rl": {"updates": 3, "iterations": 3}}]},
+        "skillrl": {..., "runs": [{..., "rl": {"updates": 3, "iterations": 3,
+                                               "curve": [{"iteration": 1, "wins": 2, "episodes": 8,
+                                                          "informative": 1, "groups": 2, ...}, ...]}}]},
         ...}}
 
 A variant's figures pool its runs (one per seed): counts are summed, so the Wilson interval and
@@ -206,7 +208,7 @@ def ablation_markdown(data: dict) -> str:
         *(f"- **{_cell(r['name'])}**: {_cell(r['description'])}" for r in rows),
     ]
     tokens = _token_line(rows)
-    return "\n".join([*lines, *(["", tokens] if tokens else [])]) + "\n"
+    return "\n".join([*lines, *(["", tokens] if tokens else []), *rl_curves_markdown(data)]) + "\n"
 
 
 def plot_ablation(data: dict, path: str | Path) -> Path:
@@ -238,8 +240,77 @@ def plot_ablation(data: dict, path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
+def rl_curves(data: dict) -> dict[str, list[dict]]:
+    """Per RL variant, its learning curve pooled over seeds: per iteration the rollout `wins` of
+    `episodes` and the `informative` of `groups` summed (runs from before curves were kept add nothing)."""
+    curves = {}
+    for name, v in data["variants"].items():
+        pooled: dict[int, dict] = {}
+        for run in v.get("runs") or []:
+            for pt in (run.get("rl") or {}).get("curve") or []:
+                acc = pooled.setdefault(pt["iteration"], {"iteration": pt["iteration"], "wins": 0, "episodes": 0,
+                                                          "informative": 0.0, "groups": 0.0})  # fmt: skip
+                for key in ("wins", "episodes", "informative", "groups"):
+                    acc[key] += pt.get(key) or 0
+        if pooled:
+            curves[name] = [pooled[it] for it in sorted(pooled)]
+    return curves
+
+
+def _fraction(k: float, n: float) -> str:
+    return f"{k:g}/{n:g}" if n else DASH
+
+
+def rl_curves_markdown(data: dict) -> list[str]:
+    """Lines for ablation.md: per RL variant, rollout wins and informative groups per iteration."""
+    curves = rl_curves(data)
+    if not curves:
+        return []
+    lines = ["", "RL learning curves, per GRPO iteration: rollout wins (guided members included) · groups "
+             "whose rewards differed (the ones GRPO learns from); figure: ablation_rl.png", ""]  # fmt: skip
+    for name, curve in curves.items():
+        wins = ", ".join(_fraction(p["wins"], p["episodes"]) for p in curve)
+        informative = ", ".join(_fraction(p["informative"], p["groups"]) for p in curve)
+        lines.append(f"- **{_cell(name)}**: wins {wins} · informative {informative}")
+    return lines
+
+
+def plot_rl_curves(data: dict, path: str | Path) -> Path | None:
+    """Each RL variant's rollout success per iteration (95% Wilson band) above its share of informative
+    groups; a PNG at `path`, or None when no variant kept a curve."""
+    curves = rl_curves(data)
+    if not curves:
+        return None
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(6.4, 6.0))
+    for name, curve in curves.items():
+        pts = [p for p in curve if p["episodes"]]
+        its = [p["iteration"] for p in pts]
+        line = top.plot(
+            its, [100 * p["wins"] / p["episodes"] for p in pts], marker="o", ms=3, label=_plain(name)
+        )[0]
+        bands = [wilson_interval(p["wins"], p["episodes"]) for p in pts]
+        top.fill_between(its, [100 * lo for lo, _ in bands], [100 * hi for _, hi in bands],
+                         alpha=0.12, color=line.get_color(), lw=0)  # fmt: skip
+        grouped = [p for p in curve if p["groups"]]
+        bottom.plot([p["iteration"] for p in grouped], [100 * p["informative"] / p["groups"] for p in grouped],
+                    marker="o", ms=3, color=line.get_color(), label=_plain(name))  # fmt: skip
+    top.set_title("RL rollouts: success per iteration (95% Wilson band)", fontsize=10)
+    bottom.set_title("groups whose rewards differed (GRPO has an advantage)", fontsize=10)
+    for ax in (top, bottom):
+        ax.set_ylim(-3, 103)
+        ax.set_ylabel("%")
+        ax.grid(alpha=0.3)
+    top.legend(fontsize=7, loc="best")
+    bottom.set_xlabel("GRPO iteration")
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
 def write_ablation_report(data: dict, run_dir: str | Path) -> dict[str, Path]:
-    """Write `run_dir/ablation.md` and `run_dir/ablation.png` (both atomically); return their paths."""
+    """Write `run_dir/ablation.md`, `ablation.png` and, when RL variants kept learning curves,
+    `ablation_rl.png` (all atomically); return their paths."""
     run_dir = Path(run_dir)
     md = atomic_write_text(run_dir / "ablation.md", ablation_markdown(data))
-    return {"markdown": md, "plot": plot_ablation(data, run_dir / "ablation.png")}
+    paths = {"markdown": md, "plot": plot_ablation(data, run_dir / "ablation.png")}
+    curves = plot_rl_curves(data, run_dir / "ablation_rl.png")
+    return paths | ({"rl_curves": curves} if curves else {})

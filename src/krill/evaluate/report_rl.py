@@ -127,6 +127,32 @@ def rl_curve(metrics: list[dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def learning_curve(metrics: list[dict]) -> list[dict]:
+    """One point per iteration (the last row of each wins, as in `update_counts`): rollout `wins` of
+    `episodes`, mean `progress`, `informative` of `groups`, and whether the update was `skipped`;
+    a figure the row did not log is None. This is what an ablation keeps of each RL run."""
+    last = {int(m["iteration"]): m for m in metrics if "iteration" in m}
+
+    def num(m: dict, key: str) -> float | None:
+        v = m.get(key)
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    curve = []
+    for it, m in sorted(last.items()):
+        rate, n = num(m, "charts/success_rate"), num(m, "rollout/episodes")
+        skipped = num(m, "update/skipped")
+        curve.append({
+            "iteration": it,
+            "wins": round(rate * n) if rate is not None and n is not None else None,
+            "episodes": int(n) if n is not None else None,
+            "progress": num(m, "rollout/progress"),
+            "informative": num(m, "groups/informative"),
+            "groups": num(m, "groups/total"),
+            "skipped": None if skipped is None else bool(skipped),
+        })  # fmt: skip
+    return curve
+
+
 def update_counts(metrics: list[dict]) -> tuple[int, int] | None:
     """(iterations that changed the weights, iterations that logged `update/skipped`); None if none did.
     A row per iteration (the last one wins), so a log written twice over a resume counts once."""

@@ -230,16 +230,18 @@ def _total_wall(done: dict[str, dict[str, Any]], variant: str | None = None) -> 
 
 
 def rl_updates(rl: dict[str, Any], rl_dir: Path) -> dict[str, Any]:
-    """{"updates", "iterations"} of a finished RL phase: counted from its metrics log, which a resume
-    trims to the checkpoint (so every process's iterations count once), else the phase's own figures
-    (whose `updates` counts only the iterations of the process that finished it)."""
-    from krill.evaluate.report_rl import update_counts
+    """{"updates", "iterations", "curve"} of a finished RL phase: counted from its metrics log, which a
+    resume trims to the checkpoint (so every process's iterations count once), else the phase's own
+    figures (whose `updates` counts only the iterations of the process that finished it). `curve` is
+    the learning curve the ablation report draws (`krill.evaluate.report_rl.learning_curve`)."""
+    from krill.evaluate.report_rl import learning_curve, update_counts
     from krill.io import read_jsonl
 
     log = rl_dir / "metrics.jsonl"
-    counts = update_counts(list(read_jsonl(log, repair_tail=True))) if log.exists() else None
+    metrics = list(read_jsonl(log, repair_tail=True)) if log.exists() else []
+    counts = update_counts(metrics)
     if counts is not None:
-        return {"updates": counts[0], "iterations": counts[1]}
+        return {"updates": counts[0], "iterations": counts[1], "curve": learning_curve(metrics)}
     return {"updates": rl.get("updates"), "iterations": rl.get("iterations")}
 
 
