@@ -266,7 +266,7 @@ def rl_curves_markdown(data: dict) -> list[str]:
     curves = rl_curves(data)
     if not curves:
         return []
-    lines = ["", "RL learning curves, per GRPO iteration: rollout wins (guided members included) · groups "
+    lines = ["", "RL learning curves, per GRPO iteration: rollout wins (rollouts after an expert prefix included, added expert episodes not) · groups "
              "whose rewards differed (the ones GRPO learns from); figure: ablation_rl.png", ""]  # fmt: skip
     for name, curve in curves.items():
         wins = ", ".join(_fraction(p["wins"], p["episodes"]) for p in curve)
