@@ -34,6 +34,7 @@ from krill.io import atomic_write_text
 
 ABLATION_FORMAT = "krill-ablation/1"
 DASH = "—"  # an unfinished variant's cell
+STYLES = ["-", "--", "-.", ":"]  # the RL curves' line styles
 
 
 def _weighted(runs: list[dict], key: str, weights: list[float]) -> float:
@@ -282,18 +283,20 @@ def plot_rl_curves(data: dict, path: str | Path) -> Path | None:
     if not curves:
         return None
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(6.4, 6.0))
-    for name, curve in curves.items():
+    for k, (name, curve) in enumerate(curves.items()):
+        # variants with the same curve (e.g. evolution that never reached a rollout prompt) would hide
+        # each other: each is nudged sideways and drawn in its own dash style
+        dx, style = 0.06 * (k - (len(curves) - 1) / 2), dict(marker="os^Dv"[k % 5], ms=3, ls=STYLES[k % 4])
         pts = [p for p in curve if p["episodes"]]
-        its = [p["iteration"] for p in pts]
-        line = top.plot(
-            its, [100 * p["wins"] / p["episodes"] for p in pts], marker="o", ms=3, label=_plain(name)
-        )[0]
+        its = [p["iteration"] + dx for p in pts]
+        rates = [100 * p["wins"] / p["episodes"] for p in pts]
+        line = top.plot(its, rates, label=_plain(name), **style)[0]
         bands = [wilson_interval(p["wins"], p["episodes"]) for p in pts]
         top.fill_between(its, [100 * lo for lo, _ in bands], [100 * hi for _, hi in bands],
-                         alpha=0.12, color=line.get_color(), lw=0)  # fmt: skip
+                         alpha=0.08, color=line.get_color(), lw=0)  # fmt: skip
         grouped = [p for p in curve if p["groups"]]
-        bottom.plot([p["iteration"] for p in grouped], [100 * p["informative"] / p["groups"] for p in grouped],
-                    marker="o", ms=3, color=line.get_color(), label=_plain(name))  # fmt: skip
+        bottom.plot([p["iteration"] + dx for p in grouped], [100 * p["informative"] / p["groups"] for p in grouped],
+                    color=line.get_color(), label=_plain(name), **style)  # fmt: skip
     top.set_title("RL rollouts: success per iteration (95% Wilson band)", fontsize=10)
     bottom.set_title("groups whose rewards differed (GRPO has an advantage)", fontsize=10)
     for ax in (top, bottom):
