@@ -9,11 +9,23 @@ error naming the first differing key and both values. Keys in `OPERATIONAL` chan
 where a run goes, not what it computes, and may change between resumes; a key the record does not
 have yet (a newer krill) counts as unchanged while it holds its default.
 
+Inside `accepting_changed_config()` (the CLI's `--force-config`) a changed record is not refused but
+superseded: the old record is kept as `<record>.superseded-N.yaml`, and a line in
+`<record>.history.jsonl` says when, which keys changed (old → new) and which phases the folder's
+`state.json` had finished under the old settings. Phases already done are skipped as before, so
+their own records are never rewritten.
+
 Records hold the public config (`KrillConfig.to_public_dict`): env var names, never key values.
 """
 
 from __future__ import annotations
 
+import contextvars
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +33,10 @@ import yaml
 
 from krill.config import KrillConfig
 from krill.errors import KrillError
-from krill.io import atomic_write_text, read_text
+from krill.io import append_jsonl, atomic_write_text, read_text
+
+log = logging.getLogger(__name__)
+ACCEPT_CHANGED = contextvars.ContextVar("krill_accept_changed_config", default=False)
 
 # May differ between an interrupted run and its resume: they do not change what is computed.
 OPERATIONAL = (
@@ -56,17 +71,41 @@ def record_path(target: str | Path) -> Path:
 
 def record_config(cfg: KrillConfig, target: str | Path, *, check: bool = True,
                   may_grow: tuple[str, ...] = ()) -> Path:  # fmt: skip
-    """Check `cfg` against `target`'s record (a changed setting is a `KrillError`), then (re)write it.
-    `check=False`: the output starts over (no resume), so the old record is simply replaced.
-    `may_grow`: keys a resume may raise (`rl.iterations`: `krill rl --resume` continues the schedule)."""
+    """Check `cfg` against `target`'s record (a changed setting is a `KrillError`, or superseded inside
+    `accepting_changed_config`), then (re)write it. `check=False`: the output starts over (no resume),
+    so the old record is simply replaced. `may_grow`: keys a resume may raise (`rl.iterations`:
+    `krill rl --resume` continues the schedule)."""
     path = record_path(target)
     if check and path.exists():
-        check_unchanged(cfg, path, may_grow)
+        changes = config_changes(cfg, path, may_grow)
+        if changes and ACCEPT_CHANGED.get():
+            supersede(path, changes)
+        elif changes:
+            raise drift_error(path, changes)
     return atomic_write_text(path, yaml.safe_dump(cfg.to_public_dict(), sort_keys=False))
+
+
+@contextmanager
+def accepting_changed_config() -> Iterator[None]:
+    """Resumes inside this block accept changed settings (recorded as history) instead of refusing them."""
+    token = ACCEPT_CHANGED.set(True)
+    try:
+        yield
+    finally:
+        ACCEPT_CHANGED.reset(token)
 
 
 def check_unchanged(cfg: KrillConfig, path: Path, may_grow: tuple[str, ...] = ()) -> None:
     """Refuse `cfg` when a non-operational setting differs from the record at `path`."""
+    changes = config_changes(cfg, path, may_grow)
+    if changes:
+        raise drift_error(path, changes)
+
+
+def config_changes(
+    cfg: KrillConfig, path: Path, may_grow: tuple[str, ...] = ()
+) -> list[tuple[str, Any, Any]]:
+    """(key, recorded, now) for every non-operational setting of `cfg` that differs from the record."""
     try:
         recorded = yaml.safe_load(read_text(path))
     except yaml.YAMLError:
@@ -76,6 +115,7 @@ def check_unchanged(cfg: KrillConfig, path: Path, may_grow: tuple[str, ...] = ()
         raise KrillError("the run's config record is damaged (not a mapping); use another --out", path=path)
     now, then = _flat(cfg.to_public_dict()), _flat(recorded)
     defaults = _flat(KrillConfig(cache_dir=cfg.cache_dir).to_public_dict())
+    changes = []
     for key, value in now.items():
         if _operational(key):
             continue
@@ -87,12 +127,43 @@ def check_unchanged(cfg: KrillConfig, path: Path, may_grow: tuple[str, ...] = ()
             and value >= old
         )
         if old != value and not grows:
-            raise KrillError(
-                f"this run was made with {old!r}, not {value!r}: resume with the run's settings "
-                "(see its config.yaml) or use another --out",
-                path=path,
-                where=key,
-            )
+            changes.append((key, old, value))
+    return changes
+
+
+def drift_error(path: Path, changes: list[tuple[str, Any, Any]]) -> KrillError:
+    """One line: the first changed key's values, the other changed keys by name, and the ways out."""
+    key, old, value = changes[0]
+    more = f" (and {len(changes) - 1} more: {', '.join(k for k, _, _ in changes[1:])})" if changes[1:] else ""
+    return KrillError(
+        f"this run was made with {old!r}, not {value!r}{more}: resume with the run's settings "
+        "(see its config.yaml), use another --out, or accept the change with --force-config",
+        path=path,
+        where=key,
+    )
+
+
+def supersede(path: Path, changes: list[tuple[str, Any, Any]]) -> Path:
+    """Keep the record at `path` as `<record>.superseded-N.yaml` and log the change to its history."""
+    stem = path.name.removesuffix(".yaml")
+    n = 1 + sum(1 for _ in path.parent.glob(f"{stem}.superseded-*.yaml"))
+    kept = atomic_write_text(path.with_name(f"{stem}.superseded-{n}.yaml"), read_text(path))
+    state = path.parent / "state.json"
+    try:
+        done = sorted(json.loads(read_text(state)).get("done", {})) if state.exists() else []
+    except (ValueError, AttributeError, KrillError):
+        done = []  # a damaged state is reported by the run itself
+    append_jsonl(path.with_name(f"{stem}.history.jsonl"), {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "changed": {k: [old, new] for k, old, new in changes},
+        "previous_record": kept.name,
+        "phases_done_before": done,
+    })  # fmt: skip
+    changed = ", ".join(f"{k} ({old!r} → {new!r})" for k, old, new in changes)
+    log.warning(
+        "accepted changed settings for %s: %s; the old record is kept as %s", path.parent, changed, kept.name
+    )
+    return kept
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:

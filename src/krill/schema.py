@@ -85,6 +85,24 @@ class Skill(BaseModel):
     def short_id(self) -> str:
         return self.id.replace("-", "")[:8]
 
+    @property
+    def bare_name(self) -> str:
+        """The name without the category it already spells ("Cool: x", "x (Cool)" → "x"), for lists
+        that show the category beside it (teachers often put it in the name)."""
+        name = self.name.strip()
+        for prefix in (f"{self.category}:", f"{self.category} -"):
+            if name.startswith(prefix) and name[len(prefix) :].strip():
+                return name[len(prefix) :].strip()
+        suffix = f"({self.category})"
+        if name.endswith(suffix) and name[: -len(suffix)].strip():
+            return name[: -len(suffix)].strip()
+        return name
+
+    @property
+    def label(self) -> str:
+        """`name (category)`, the category once."""
+        return f"{self.bare_name} ({self.category})"
+
     def text_for_embedding(self) -> str:
         return f"{self.name}. {self.principle} When: {self.when_to_apply}"
 

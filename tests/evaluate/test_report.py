@@ -16,7 +16,9 @@ from krill.evaluate import report_rl
 from krill.evaluate.eval import EVAL_FORMAT
 from krill.evaluate.report import build_report, evolution_steps, load_run, skipped_iterations
 from krill.evaluate.report_rl import missing_keys, rl_curve, success_interval, update_counts
+from krill.evaluate.report_run import example_episodes, phase_rows, sft_losses, skill_usage
 from krill.evaluate.stats import summarize, wilson_interval
+from krill.formats.banks import load_bank
 from krill.io import append_jsonl, read_json, write_json
 from krill.schema import Skill, SkillBank, Step, Trajectory
 from krill.train.checkpoint import write_run_config
@@ -86,7 +88,10 @@ def test_report_data_skipped_updates_and_evolution_from_the_first_bank(tmp_path)
     assert skipped_iterations(run["metrics"]) == [2]
     assert [c for c, _ in run["banks"]] == [0, 1]
     assert evolution_steps(run["banks"]) == [(1, {"Heat": [XSS]})]
-    assert run["facts"]["tasks"] == "alfworld, the whole train split"
+    assert (
+        run["facts"]["tasks"]
+        == "alfworld, 2 train tasks per RL iteration × 4 iterations (from the train split)"
+    )
 
 
 def _new_rows(run: Path) -> None:
@@ -304,3 +309,112 @@ def test_a_real_tiny_run_and_its_rl_folder_render_in_headless_chromium(tmp_path)
                    capture_output=True, timeout=120)  # fmt: skip
     img = Image.open(shot).convert("RGB")
     assert img.getcolors(maxcolors=1_000_000) is not None and len(img.getcolors(maxcolors=1_000_000)) > 50
+
+
+# -- the run explained (krill.evaluate.report_run) ---------------------------------------------------
+
+
+def _episode(category: str, won: bool, skills: list[str], steps: int = 2) -> dict:
+    t = Trajectory(task_description=f"heat {category}", task_category=category, success=won,
+                   steps=[Step(observation=f"obs {i} {XSS}", action=f"go to {i}") for i in range(steps)],
+                   metadata={"skills_used": skills})  # fmt: skip
+    return t.model_dump(mode="json")
+
+
+def _explained_run(tmp_path: Path) -> Path:
+    run = make_run(tmp_path)
+    bank = load_bank(run / "banks" / "cycle_1.json")
+    first, evolved = (s.id for s in bank.all_skills())
+    for ep in (_episode("Heat", True, [first, evolved]), _episode("Heat", False, [first]),
+               _episode("Cool", False, [], steps=5)):  # fmt: skip
+        append_jsonl(run / "eval" / "after.trajectories.jsonl", ep)
+    write_json(run / "state.json", {"done": {
+        "collect": {"expert_episodes": 60, "wall_time_s": 40.0},
+        "sft": {"examples": 64, "initial_loss": 1.56, "final_loss": 0.26, "wall_time_s": 220.0},
+        "rl": {"iterations": 4, "updates": 3, "wall_time_s": 316.0}}})  # fmt: skip
+    for step, loss in enumerate((1.5, 0.9, 0.4), 1):
+        append_jsonl(run / "sft" / "metrics.jsonl", {"step": step, "loss": loss, "tokens": 100})
+    (run / "rl" / "adapter").mkdir(parents=True)
+    (run / "rl" / "adapter" / "adapter_config.json").write_text("{}")
+    return run
+
+
+def test_phase_times_sft_curve_usage_and_examples_are_on_the_page(tmp_path):
+    run = _explained_run(tmp_path)
+    text = build_report(run, tmp_path / "out").read_text()
+    assert "<td>sft</td><td>220 s</td><td>examples 64, initial loss 1.56, final loss 0.26</td>" in text
+    assert "<b>9.6 min</b>" in text  # 40 + 220 + 316 s
+    assert (tmp_path / "out" / "sft_loss.png").stat().st_size > 2000
+    assert "2 of the bank's 2 skills reached at least one of 3 held-out prompts" in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; <b>(evolved)</b>" in text  # escaped, and marked
+    assert "<b>a win</b>" in text and "<b>a loss</b>" in text and "<b>the longest</b>" in text
+    assert XSS not in text
+    # what ran: the adapter the run trained, and the RL tasks it drew (not "the whole train split")
+    assert "tiny (local) + adapter rl/adapter" in text
+    rl = load_config(preset="tiny").rl
+    drawn = (
+        f"{rl.batch_size // rl.group_size} train tasks per RL iteration × 4 iterations (from the train split)"
+    )
+    assert drawn in text
+
+
+def test_skill_usage_counts_episodes_and_success_with_and_without(tmp_path):
+    run = _explained_run(tmp_path)
+    bank = load_bank(run / "banks" / "cycle_1.json")
+    first, evolved = (s.id for s in bank.all_skills())
+    episodes = [_episode("Heat", True, [first, evolved, first]), _episode("Heat", False, [first]),
+                _episode("Cool", False, [])]  # fmt: skip
+    rows = {r["id"]: r for r in skill_usage(episodes, bank)}
+    assert (rows[first]["episodes"], rows[first]["success_with"], rows[first]["success_without"]) == (
+        2,
+        0.5,
+        0.0,
+    )
+    assert rows[evolved]["evolved"] and not rows[first]["evolved"]
+    assert rows[evolved]["success_without"] == 0.0 and rows[evolved]["success_with"] == 1.0
+
+
+def test_examples_are_a_win_a_loss_and_the_longest_each_once():
+    win, loss, longest = (
+        _episode("Heat", True, []),
+        _episode("Cool", False, []),
+        _episode("Pick", False, [], steps=9),
+    )
+    assert [label for label, _ in example_episodes([win, loss, longest])] == [
+        "a win",
+        "a loss",
+        "the longest",
+    ]
+    only = example_episodes([longest, win])  # the only loss is the longest: shown once, as the longest
+    assert [label for label, _ in only] == ["a win", "the longest"]
+    assert example_episodes([]) == []
+
+
+def test_one_rl_iteration_is_a_sentence_and_no_kl_panel_without_kl(tmp_path):
+    run = tmp_path / "run"
+    write_run_config(load_config(preset="quick"), run)  # rl.kl_coef 0
+    for it in (1, 2):
+        append_jsonl(run / "rl" / "metrics.jsonl", {"iteration": it, "losses/loss": 0.1, "losses/kl": 0.0,
+                                                    "charts/success_rate": 0.5, "rollout/episodes": 8.0,
+                                                    "update/skipped": 0.0})  # fmt: skip
+    build_report(run, tmp_path / "two")
+    assert (tmp_path / "two" / "loss.png").exists() and not (tmp_path / "two" / "kl.png").exists()
+    one = tmp_path / "one"
+    write_run_config(load_config(preset="quick"), one)
+    append_jsonl(one / "rl" / "metrics.jsonl", {"iteration": 1, "charts/success_rate": 0.5,
+                                                "rollout/episodes": 8.0, "update/skipped": 0.0})  # fmt: skip
+    text = build_report(one, tmp_path / "out1").read_text()
+    assert "One RL iteration: 4 of 8 rollouts won; the weights were updated." in text
+    assert (
+        not list((tmp_path / "out1").glob("loss.png")) and not (tmp_path / "out1" / "rl_curve.png").exists()
+    )
+
+
+def test_missing_or_damaged_pieces_leave_the_page_with_a_sentence(tmp_path):
+    run = make_run(tmp_path)
+    (run / "state.json").write_text("{not json")
+    assert phase_rows(run) == [] and sft_losses(run) == []
+    text = build_report(run, tmp_path / "out").read_text()
+    assert "No phase times recorded" in text and "No SFT log in this run." in text
+    assert "No held-out episodes saved with this run." in text
+    assert load_run(run)["eval_paths"]["after"] == run / "eval" / "after.json"

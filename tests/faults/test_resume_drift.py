@@ -129,3 +129,62 @@ def test_a_state_json_pointing_outside_the_run_is_refused(tmp_path, monkeypatch)
     with pytest.raises(KrillError) as err:
         run_pipeline(a, Path("run"))
     assert err.value.where == "done.distill.bank" and "not a file of this run" in str(err.value)
+
+
+def test_every_changed_key_is_named_in_the_one_line(tmp_path):
+    a, b = _cfgs(tmp_path, "eval.split=valid_seen", "seed=7", "rl.guidance=prefix")
+    record_config(a, tmp_path / "run")
+    with pytest.raises(KrillError) as err:
+        record_config(b, tmp_path / "run")
+    msg = str(err.value)
+    assert "(and 2 more: " in msg and "eval.split" in msg and "rl.guidance" in msg and "--force-config" in msg
+    assert "\n" not in msg
+
+
+def test_accepting_a_change_keeps_the_old_record_and_says_what_changed(tmp_path):
+    from krill.io import read_jsonl
+    from krill.runrecord import accepting_changed_config
+
+    a, b = _cfgs(tmp_path, "eval.split=valid_seen")
+    run = tmp_path / "run"
+    record_config(a, run)
+    write_json(run / "state.json", {"done": {"collect": {}, "distill": {}}})
+    with accepting_changed_config():
+        record_config(b, run)
+    assert "valid_seen" in (run / "config.yaml").read_text()
+    assert "valid_unseen" in (run / "config.superseded-1.yaml").read_text()
+    (line,) = read_jsonl(run / "config.history.jsonl")
+    assert line["changed"] == {"eval.split": ["valid_unseen", "valid_seen"]}
+    assert line["previous_record"] == "config.superseded-1.yaml"
+    assert line["phases_done_before"] == ["collect", "distill"]
+    with pytest.raises(KrillError):  # outside the block the rule holds again
+        record_config(a, run)
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str]:
+    from krill.cli.main import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    return code, capsys.readouterr().err
+
+
+def test_force_config_on_the_cli_resumes_a_drifted_collect(tmp_path, monkeypatch, capsys):
+    """`krill collect --force-config` (a global flag, after the verb) continues a file made with another
+    seed: the new settings are recorded and the old record kept beside the file."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KRILL_CACHE", str(tmp_path / "cache"))
+    args = ["--preset", "tiny", "collect", "--policy", "expert", "--episodes", "2", "--out", "t.jsonl"]
+    assert _cli(args, capsys)[0] == 0
+    code, err = _cli([*args, "--resume", "--set", "seed=7"], capsys)
+    assert code == 2 and "--force-config" in err and "Traceback" not in err
+    code, err = _cli([*args, "--resume", "--set", "seed=7", "--force-config"], capsys)
+    assert code == 0, err
+    assert "accepted changed settings" in err and "seed (0 → 7)" in err
+    assert (tmp_path / ".t.jsonl.config.superseded-1.yaml").exists()
+    assert "seed: 7" in (tmp_path / ".t.jsonl.config.yaml").read_text()
+    code, err = _cli([*args, "--resume", "--set", "seed=0"], capsys)  # the flag holds for one invocation
+    assert code == 2 and "made with 7, not 0" in err

@@ -225,3 +225,24 @@ def test_config_explain_tells_what_a_key_does(capsys):
     bad = subprocess.run([sys.executable, "-m", "krill.cli.main", "config", "explain", "agent.contxt"],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr == "error: agent.contxt: no such config key\n"
+
+
+def test_a_category_the_name_already_spells_is_shown_once(tmp_path, cli):
+    from krill.schema import Skill, SkillBank
+
+    named = [("Cool: search the places failures skipped", "Cool"), ("Break repetition loops (Look)", "Look"),
+             ("Heat first", "Heat")]  # fmt: skip
+    skills = [Skill(name=n, principle="p", when_to_apply="w", category=c) for n, c in named]
+    assert [s.label for s in skills] == ["search the places failures skipped (Cool)", "Break repetition loops (Look)",
+                                         "Heat first (Heat)"]  # fmt: skip
+    assert (
+        Skill(name="Cool:", principle="p", when_to_apply="w", category="Cool").bare_name == "Cool:"
+    )  # nothing left
+    a, b = SkillBank(), SkillBank()
+    for s in skills:
+        b.add(s)
+    (tmp_path / "a.json").write_text(json.dumps(a.to_json_dict()))
+    (tmp_path / "b.json").write_text(json.dumps(b.to_json_dict()))
+    code, out, _ = cli("bank", "diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert code == 0 and "(Look) (Look)" not in out and "Cool: search" not in out
+    assert "Break repetition loops (Look)" in out

@@ -229,7 +229,9 @@ def test_rl_updates_fall_back_on_the_phase_without_a_log(tmp_path):
 def test_a_folder_of_another_ablation_is_an_error(tmp_path, monkeypatch):
     Recorder().install(monkeypatch)
     run_ablation(KrillConfig(), tmp_path, variants=["base"])
-    with pytest.raises(KrillError, match="this run was made with 60, not 30: .* use another --out"):
+    with pytest.raises(
+        KrillError, match="this run was made with 60, not 30: .* use another --out, or accept"
+    ):
         run_ablation(KrillConfig().override({"train.eval_episodes": 30}), tmp_path, variants=["base"])
     # issue 33: another split and step cap were reused beside the new variant, all called "valid_seen"
     changed = KrillConfig().override({"eval.split": "valid_seen", "env.alfworld.max_steps": 3})

@@ -1,5 +1,6 @@
 """SFT on the tiny in-process model: the loss falls, only the adapter moves, resume == uninterrupted."""
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -95,6 +96,16 @@ def test_sft_lowers_demo_loss_and_changes_only_adapter(tmp_path):
     out = tmp_path / "sft"
     for name in ("adapter_model.safetensors", "adapter_config.json", "config.yaml", "tokenizer.json"):
         assert (out / name).exists(), name
+    # the loss curve, per optimizer step, in metrics.jsonl and in TensorBoard (as RL's)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 9)) and rows[0]["loss"] == pytest.approx(
+        res.initial_loss
+    )
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == list(range(1, 9))
     # the saved adapter reproduces the trained model's loss on a fresh base
     from peft import PeftModel
 

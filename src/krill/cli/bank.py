@@ -79,11 +79,11 @@ def diff(
         typer.echo(json.dumps(d.to_dict(), indent=2, ensure_ascii=False))
         return
     for s in d.added:
-        typer.echo(f"+ [{s.short_id}] {s.name} ({s.category})")
+        typer.echo(f"+ [{s.short_id}] {s.label}")
     for s in d.removed:
-        typer.echo(f"- [{s.short_id}] {s.name} ({s.category})")
+        typer.echo(f"- [{s.short_id}] {s.label}")
     for _, s, fields in d.changed:
-        typer.echo(f"~ [{s.short_id}] {s.name} ({s.category}): {', '.join(fields)} changed")
+        typer.echo(f"~ [{s.short_id}] {s.label}: {', '.join(fields)} changed")
     typer.echo(f"added {len(d.added)}, removed {len(d.removed)}, changed {len(d.changed)}")
 
 

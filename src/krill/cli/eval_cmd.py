@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -10,6 +9,7 @@ from rich.table import Table
 
 from krill.cli.common import console, err_console, get_config, note_mock_once
 from krill.errors import KrillError
+from krill.train.runs import run_setup
 
 
 def eval_(
@@ -86,28 +86,6 @@ def eval_(
     )
     _print_result(result.to_dict())
     console.print(f"wrote {out} (trajectories: {result.trajectories_path})")
-
-
-@dataclass(frozen=True)
-class RunSetup:
-    """What a run folder says about its trained policy: the recorded config, the adapter, the final bank."""
-
-    config: Path
-    adapter: Path
-    bank: Path | None
-
-
-def run_setup(folder: Path) -> RunSetup | None:
-    """A `krill train` run (RUN/rl/adapter), a `krill rl` folder (OUT/adapter) or an SFT folder (its
-    own adapter; the cycle-0 bank beside it), when `folder` holds a recorded config; else None."""
-    if not (folder / "config.yaml").is_file():
-        return None
-    layouts = ((folder / "rl" / "adapter", folder / "rl" / "bank.json"), (folder / "adapter", folder / "bank.json"),
-               (folder, folder.parent / "banks" / "cycle_0.json"))  # fmt: skip
-    for adapter, bank in layouts:
-        if (adapter / "adapter_config.json").is_file():
-            return RunSetup(folder / "config.yaml", adapter, bank if bank.is_file() else None)
-    return None
 
 
 def _model_override(model: str) -> str:

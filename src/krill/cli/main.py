@@ -20,7 +20,7 @@ from krill.errors import KrillError
 # The global flags, and whether each takes a value. Any verb accepts them before or after its name
 # (`krill --preset tiny sft` = `krill sft --preset tiny`), as the original krill's clap `global = true`.
 GLOBAL_FLAGS = {"--config": True, "-c": True, "--set": True, "--preset": True, "--env": True,
-                "--env-url": True, "--mock": False, "--debug": False}  # fmt: skip
+                "--env-url": True, "--mock": False, "--debug": False, "--force-config": False}  # fmt: skip
 
 
 def hoist_global_flags(args: list[str]) -> list[str]:
@@ -70,6 +70,7 @@ EXAMPLES = {
     "bank diff": ["krill bank diff runs/tiny/banks/cycle_0.json runs/tiny/rl/bank.json"],
     "bank export": ["krill bank export data/skill_bank.json skills/ --to agent-skills"],
     "bank compression": ["krill bank compression --bank data/skill_bank.json --trajectories data/trajectories.json"],
+    "export": ["krill export runs/quick runs/quick-export", "krill export runs/quick runs/quick-export --merge"],
     "convert eto": ["krill convert eto eto_alfworld_sft.json data/alfworld_trajectories.json"],
 }  # fmt: skip
 
@@ -137,6 +138,12 @@ def _global(
     ),
     env_url: str | None = typer.Option(None, "--env-url", help="Remote env server URL (krill env serve)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    force_config: bool = typer.Option(
+        False,
+        "--force-config",
+        help="Resume a run whose recorded settings differ: accept the change, keep the old record "
+        "(config.superseded-N.yaml) and log it in config.history.jsonl. Finished phases are not redone.",
+    ),
 ) -> None:
     common.STATE.config_file = config
     common.STATE.overrides = list(set_)
@@ -148,6 +155,9 @@ def _global(
     common.STATE.tiny_noted = False
     common.STATE.env_url = env_url
     common.STATE.debug = debug or bool(os.environ.get("KRILL_DEBUG"))
+    from krill.runrecord import ACCEPT_CHANGED
+
+    ACCEPT_CHANGED.set(force_config)  # read by every resumable verb's drift check
     common.setup_logging(common.STATE.debug)
     common.note_mock_once()
 
@@ -162,6 +172,7 @@ def _register() -> None:
         distill,
         env_cmd,
         eval_cmd,
+        export_cmd,
         inspect_cmd,
         report,
         retrieve,
@@ -179,6 +190,7 @@ def _register() -> None:
     app.command("ablate")(ablate.ablate)
     app.command("eval")(eval_cmd.eval_)
     app.command("report")(report.report)
+    app.command("export")(export_cmd.export)
     app.command("retrieve")(retrieve.retrieve)
     app.add_typer(bank.app, name="bank")
     app.add_typer(env_cmd.app, name="env")

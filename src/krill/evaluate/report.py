@@ -58,8 +58,9 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     banks = sorted((run_dir / "banks").glob("cycle_*.json"), key=_cycle_num)
     if not banks and (run_dir.parent / "config.yaml").exists():  # the rl/ folder of a `krill train` run
         banks = sorted((run_dir.parent / "banks").glob("cycle_*.json"), key=_cycle_num)
-    evals = {name: load_eval(run_dir / "eval" / f"{name}.json") for name in ("before", "after")
-             if (run_dir / "eval" / f"{name}.json").exists()}  # fmt: skip
+    eval_paths = {name: run_dir / "eval" / f"{name}.json" for name in ("before", "after")
+                  if (run_dir / "eval" / f"{name}.json").exists()}  # fmt: skip
+    evals = {name: load_eval(path) for name, path in eval_paths.items()}
     if not (metrics or banks or evals):
         raise KrillError(
             "nothing to report yet: no rl/metrics.jsonl, banks/cycle_*.json or eval/*.json", path=run_dir
@@ -68,25 +69,48 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         "metrics": [m for m in metrics if "iteration" in m],
         "banks": [(_cycle_num(p), load_bank(p)) for p in banks],
         "evals": evals,
-        "facts": run_facts(read_yaml(run_dir / "config.yaml"), evals),
+        "eval_paths": eval_paths,
+        "config": read_yaml(run_dir / "config.yaml"),
+        "facts": run_facts(read_yaml(run_dir / "config.yaml"), evals, run_dir, metrics),
     }
 
 
-def run_facts(cfg: dict[str, Any], evals: dict[str, dict]) -> dict[str, str]:
-    """What ran, for the page's header: model, preset, tasks, eval size, seed."""
+def run_facts(cfg: dict[str, Any], evals: dict[str, dict], run_dir: Path | None = None,
+              metrics: list[dict] = ()) -> dict[str, str]:  # fmt: skip
+    """What ran, for the page's header: model (and the adapter trained), preset, the RL tasks, eval
+    size, seed."""
     policy = cfg.get("model", {}).get("policy", {})
     env = cfg.get("env", {}).get("name", "?")
     ev = next(iter(evals.values()), None)
-    tasks = cfg.get("rl", {}).get("tasks") or []
+    rl = cfg.get("rl", {})
+    listed = rl.get("tasks") or []
+    iterations = len({m["iteration"] for m in metrics if "iteration" in m})
+    per_iteration = max(1, int(rl.get("batch_size", 1)) // max(1, int(rl.get("group_size", 1))))
+    drawn = (
+        f"{per_iteration} train tasks per RL iteration × {iterations} iterations"
+        if iterations
+        else "no RL yet"
+    )
+    adapter = _trained_adapter(run_dir) if run_dir else None
     return {
-        "model": f"{policy.get('model', '?')} ({policy.get('backend', '?')})",
+        "model": f"{policy.get('model', '?')} ({policy.get('backend', '?')})"
+        + (f" + adapter {adapter}" if adapter else ""),
         "preset": str(cfg.get("preset") or "none"),
-        "tasks": f"{env}, " + (f"{len(tasks)} listed train tasks" if tasks else "the whole train split"),
+        "tasks": f"{env}, "
+        + (f"{drawn} (from {len(listed)} listed tasks)" if listed else f"{drawn} (from the train split)"),
         "eval": f"{ev['results']['all']['episodes']} episodes of {ev['split']}"
         if ev and "all" in ev["results"]
         else "none",
         "seed": str(cfg.get("seed", 0)),
     }
+
+
+def _trained_adapter(run_dir: Path) -> str | None:
+    """The run's final adapter, relative to the run (`rl/adapter`, `adapter`, `sft`, or the folder itself)."""
+    for rel in ("rl/adapter", "adapter", "sft", "."):
+        if (run_dir / rel / "adapter_config.json").is_file():
+            return rel
+    return None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -214,12 +238,34 @@ def make_figures(run: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     from krill.evaluate.report_rl import rl_curve  # it draws with this module's helpers
 
     m, skipped = run["metrics"], skipped_iterations(run["metrics"])
-    figs = {name: _line_plot(_series(m, pattern), title, ylabel, out_dir / f"{name}.png", skipped)
-            for name, (pattern, title, ylabel) in CURVES.items()}  # fmt: skip
-    figs["rl"] = rl_curve(m, out_dir / "rl_curve.png")
+    figs: dict[str, Path | None] = {}
+    if len({r["iteration"] for r in m}) >= 2:  # one iteration is a sentence (`_one_iteration`), not a figure
+        kl_used = float(run.get("config", {}).get("rl", {}).get("kl_coef", 1.0) or 0.0) > 0
+        figs = {name: _line_plot(_series(m, pattern), title, ylabel, out_dir / f"{name}.png", skipped)
+                for name, (pattern, title, ylabel) in CURVES.items() if kl_used or name != "kl"}  # fmt: skip
+        figs["rl"] = rl_curve(m, out_dir / "rl_curve.png")
     figs["bank"] = _bank_plot(run["banks"], out_dir / "bank_size.png")
     figs["eval"] = _eval_plot(run["evals"], out_dir / "eval.png")
     return {k: v for k, v in figs.items() if v is not None}
+
+
+def _one_iteration(metrics: list[dict]) -> str:
+    """What a run with fewer than two RL iterations says instead of curves of one dot."""
+    if not metrics:
+        return "<p>No RL iterations in this run.</p>"
+    m = metrics[-1]
+    rate, n = m.get("charts/success_rate"), m.get("rollout/episodes")
+    won = (
+        f"{round(rate * n)} of {int(n)} rollouts won"
+        if isinstance(rate, int | float) and isinstance(n, int | float)
+        else "no success logged"
+    )
+    updated = (
+        "the weights were updated"
+        if not m.get("update/skipped")
+        else "the update was skipped (equal rewards)"
+    )
+    return f"<p>One RL iteration: {won}; {updated}. Curves need at least two iterations.</p>"
 
 
 def _img(path: Path, alt: str) -> str:
@@ -246,7 +292,7 @@ def evolution_steps(banks: list[tuple[int, SkillBank]]) -> list[tuple[int, dict[
         added: dict[str, list[str]] = {}
         for s in cur.all_skills():
             if s.id not in before:
-                added.setdefault(s.category, []).append(s.name)
+                added.setdefault(s.category, []).append(s.bare_name)  # listed under its category
         out.append((cycle, added))
     return out
 
@@ -274,9 +320,13 @@ th{{background:#f3f3f3}} #q{{width:40%;padding:6px;margin:.5em 0}}
 </style></head><body>
 <h1>krill run report: {title}</h1>
 <p class="facts">{facts}</p>
+<h2>Phases</h2>{phases}
 <h2>Held-out evaluation</h2>{eval_fig}{eval_table}
+<h2>Skill-augmented SFT</h2>{sft}
 <h2>RL learning curve</h2>{rl_curve}{rl_summary}
 <h2>Learning curves</h2>{curves}
+<h2>Skill usage in the held-out episodes</h2>{usage}
+<h2>Example episodes</h2>{examples}
 <h2>Skill bank evolution</h2>{bank_fig}{evolution}
 <h2>Skill bank ({n_skills} skills)</h2>
 <input id="q" placeholder="search skills…" oninput="filterRows()">
@@ -311,6 +361,7 @@ def _eval_table(evals: dict[str, dict]) -> str:
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write `out_dir/index.html` (+ PNGs) for `run_dir`; returns the HTML path."""
     from krill.evaluate.report_rl import rl_summary_html
+    from krill.evaluate.report_run import run_sections
 
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "report"
@@ -318,13 +369,17 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     figs = make_figures(run, out_dir)
     bank = run["banks"][-1][1] if run["banks"] else SkillBank()
     added_at = {h.skill_id: h.evolution_cycle for h in bank.history}
-    curves = "".join(_img(figs[k], CURVES[k][1]) for k in CURVES if k in figs) or "<p>No RL metrics.</p>"
+    curves = "".join(_img(figs[k], CURVES[k][1]) for k in CURVES if k in figs) or _one_iteration(
+        run["metrics"]
+    )
+    sections = run_sections(run_dir, run["evals"], run["eval_paths"], bank, out_dir)
     page = PAGE.format(
+        **sections,
         title=html.escape(run_dir.name),
         facts=" · ".join(f"<b>{k}</b>: {html.escape(v)}" for k, v in run["facts"].items()),
         eval_fig=_img(figs["eval"], "eval") if "eval" in figs else "",
         eval_table=_eval_table(run["evals"]),
-        rl_curve=_img(figs["rl"], "RL learning curve") if "rl" in figs else "<p>No RL metrics.</p>",
+        rl_curve=_img(figs["rl"], "RL learning curve") if "rl" in figs else _one_iteration(run["metrics"]),
         rl_summary=rl_summary_html(run["metrics"], run["evals"], bank),
         curves=curves,
         bank_fig=_img(figs["bank"], "bank size") if "bank" in figs else "",

@@ -94,11 +94,12 @@ def _mean(xs: list[float]) -> float:
 
 
 class MetricsLogger:
-    """Appends one row per iteration to `out_dir/metrics.jsonl` and mirrors scalars to `out_dir/tb`."""
+    """Appends one row per iteration (RL) or optimizer step (SFT: `index_key="step"`) to
+    `out_dir/metrics.jsonl` and mirrors its scalars to TensorBoard in `out_dir/tb`."""
 
-    def __init__(self, out_dir: str | Path, *, enabled: bool = True):
+    def __init__(self, out_dir: str | Path, *, enabled: bool = True, index_key: str = "iteration"):
         self.path = Path(out_dir) / "metrics.jsonl"
-        self.enabled = enabled
+        self.enabled, self.index_key = enabled, index_key
         self._tb = None
         if enabled:
             try:
@@ -111,7 +112,7 @@ class MetricsLogger:
     def log(self, iteration: int, row: dict[str, float]) -> None:
         if not self.enabled:
             return
-        append_jsonl(self.path, {"iteration": iteration, **row})
+        append_jsonl(self.path, {self.index_key: iteration, **row})
         if self._tb is not None:
             for k, v in row.items():
                 self._tb.add_scalar(k, v, iteration)

@@ -9,7 +9,7 @@ target is followed by the end-of-turn token the policy stops on, so what SFT tea
 agent samples.
 
 Outputs in `out_dir`: the adapter (or full model) in HF format, the tokenizer, `config.yaml`,
-`demos.jsonl` (when built here), `metrics.jsonl` (loss per optimizer step), `checkpoints/` (resume).
+`demos.jsonl` (when built here), `metrics.jsonl` and `tb/` (TensorBoard: loss per optimizer step), `checkpoints/` (resume).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,12 @@ import torch
 
 from krill.config import KrillConfig
 from krill.errors import KrillError
-from krill.io import append_jsonl, read_jsonl, write_json
+from krill.io import read_jsonl, write_json
 from krill.models.chat_tokens import ChatTokens
 from krill.models.logprobs import trailing_logprobs
 from krill.progress import progress_bar
 from krill.train import checkpoint as ckpt_io
+from krill.train.metrics import MetricsLogger
 from krill.train.setup import load_training_policy, make_accelerator, make_optimizer, pad_id, trim_metrics
 
 
@@ -143,7 +144,8 @@ def train_sft(
 
     # tokens trained on before the checkpoint count too: a resumed run reports the whole run's total
     tokens = sum(int(r.get("tokens", 0)) for r in read_jsonl(metrics)) if start else 0
-    with progress_bar("sft", total_steps) as bar:
+    logger = MetricsLogger(out_dir, index_key="step", enabled=accel.is_main_process)
+    with progress_bar("sft", total_steps) as bar, closing(logger):
         bar.advance(start)
         for step in range(start, total_steps):
             batch_rows = _batch_for_step(rows, step, per_epoch, scfg.batch_size, scfg.seed)
@@ -152,9 +154,7 @@ def train_sft(
             loss, n_tok = _optimizer_step(model, optimizer, accel, batch_rows, scfg.micro_batch_size, tok)
             losses.append(loss)
             tokens += n_tok
-            append_jsonl(
-                metrics, {"step": step + 1, "epoch": (step + 1) / per_epoch, "loss": loss, "tokens": n_tok}
-            )
+            logger.log(step + 1, {"epoch": (step + 1) / per_epoch, "loss": loss, "tokens": n_tok})
             bar.advance()
             bar.status(f"loss {loss:.3f}")
             done = step + 1
