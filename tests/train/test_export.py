@@ -81,7 +81,7 @@ def test_the_model_card_says_what_was_trained_and_how_it_did(tmp_path):
     front = yaml.safe_load(card.split("---")[1])
     assert front["base_model"] == "krill:tiny" and front["library_name"] == "peft"
     assert "this policy (`eval/after.json`): 25.0% [15.8–37.2] of 60 `valid_unseen` episodes" in card
-    assert "- `sft`: examples 64, final_loss 0.25, wall_time_s 9.0" in card
+    assert "- `sft`: examples 64, final_loss 0.25, wall_time_s 9" in card
     assert f"agent.context: {cfg.agent.context}" in card and "{{" not in card
 
 

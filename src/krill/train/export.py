@@ -140,7 +140,8 @@ def model_card(run: Path, setup: RunSetup, config: dict[str, Any], base: str, ba
         "then GRPO with a skill bank that evolves from the policy's failures). The agent reads, in its first "
         f"turn, the top {retrieval.get('top_k', '?')} skills of `bank.json` retrieved for the task "
         f"(`skill_retrieval` in `config.yaml`); the bank ships beside the adapter.", "",
-        "## Training", "", *_training_lines(run, bank), "",
+        "## Training", "", f"Preset `{config.get('preset') or 'none'}`, seed {config.get('seed', 0)}; the phases "
+        "(`state.json`):", "", *_training_lines(run, bank), "",
         "## Held-out results", "", *_result_lines(setup), "",
         "## Settings the policy expects", "",
         f"- prompt: `agent.context: {agent.get('context', '?')}`, skills in the prompt: "
@@ -166,9 +167,8 @@ def _training_lines(run: Path, bank: Path | None) -> list[str]:
     for phase, info in done.items():
         if not isinstance(info, dict):
             continue
-        figures = ", ".join(
-            f"{k} {v}" for k, v in info.items() if isinstance(v, int | float) and k != "cpu_time_s"
-        )
+        figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()
+                            if isinstance(v, int | float) and k != "cpu_time_s")  # fmt: skip
         lines.append(f"- `{phase}`: {figures}")
     if bank is not None:
         from krill.formats.banks import load_bank
