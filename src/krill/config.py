@@ -77,6 +77,12 @@ class PolicyConfig(EndpointConfig):
         1.0, gt=0, le=1, description="nucleus sampling mass (1 = off); every phase shares it"
     )
     batch_size: int = Field(8, ge=1, description="episodes generated per forward pass")
+    guided_choice: Literal["none", "vllm", "json_schema"] = Field(
+        "none",
+        description="how a served policy honours agent.constrain_actions: vllm (the admissible actions as "
+        "vLLM's guided_choice / structured_outputs.choice), json_schema (OpenAI structured outputs: "
+        '{"action": <one of them>}), none (the option is turned off for served policies, with a notice)',
+    )
 
 
 class TeacherConfig(EndpointConfig):
@@ -366,6 +372,11 @@ class TrainConfig(_Section):
     eval_episodes: int = Field(60, ge=1, description="held-out episodes for the before/after table")
     policy_max_steps: int | None = Field(
         None, ge=1, description="step cap for the untrained-policy rollouts (None = the env's limit)"
+    )
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="where SFT and RL log their curves besides metrics.jsonl, as TRL's report_to: "
+        "tensorboard (RUN/…/tb), wandb (needs the wandb package; its key comes from WANDB_API_KEY)",
     )
 
 

@@ -58,6 +58,7 @@ OPERATIONAL = (
     "sft.checkpoint_every",
     "rl.micro_batch_tokens",
     "rl.checkpoint_every",
+    "train.report_to",
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 
+import pytest
 from agent_fakes import EnvListPool, KitchenEnv
 
 from krill.agent.collect import CollectOptions, collect
@@ -58,3 +59,66 @@ def test_openai_collect_survives_429_500_and_slow_answers(tmp_path, monkeypatch)
     assert all(s.model_extra.get("error") is None for s in steps)  # every fault was retried away
     assert all(s.model_extra["response"].startswith("<action>") for s in steps)
     assert sum(t.success for t in trajs) >= 4  # the server's policy is good; successes recorded
+
+
+def _guided_server_pick(srv, mode: str):
+    """The server's side of guided choice: an answer drawn from the request's own choice list (acting
+    on the object first), as vLLM's guided decoding or a JSON-schema enum would force it to be."""
+    import json
+
+    def answer(messages) -> str:
+        body = srv[0].calls[-1]["body"]  # concurrency 1: the request being answered
+        if mode == "vllm":
+            choices = body["guided_choice"]
+        else:
+            choices = body["response_format"]["json_schema"]["schema"]["properties"]["action"]["enum"]
+        best = next((a for p in PRIORITY for a in choices if a.startswith(p)), choices[0])
+        return best if mode == "vllm" else json.dumps({"action": best})
+
+    return answer
+
+
+@pytest.mark.parametrize("mode", ["vllm", "json_schema"])
+def test_a_served_policy_is_constrained_to_the_admissible_actions_by_its_server(tmp_path, mode):
+    """The CPU default (the quick preset: whole-action choice) with a served policy: the admissible
+    actions go to the server as vLLM's guided_choice or a JSON-schema enum, and every action taken is one."""
+    from krill.config import load_config
+
+    ref: list = []
+    with FakeOpenAIServer(_guided_server_pick(ref, mode)) as srv:
+        ref.append(srv)
+        cfg = load_config(preset="quick").override(
+            {"model.policy.model": "fake", "model.policy.api_base": srv.base_url, "model.policy.concurrency": 1,
+             "model.policy.guided_choice": mode}
+        )  # fmt: skip
+        assert cfg.agent.constrain_actions
+        out = tmp_path / "g.jsonl"
+        collect(cfg, CollectOptions(episodes=2, policy="openai", out=str(out)),
+                pool=EnvListPool([KitchenEnv() for _ in range(2)]))  # fmt: skip
+        bodies = [c["body"] for c in srv.calls if c["path"] == "chat"]
+    steps = [s for t in load_trajectories(out) for s in t.steps]
+    assert steps and all(s.valid for s in steps)
+    assert any(
+        s.action.startswith(("take ", "heat ", "put ")) for s in steps
+    )  # the server's choices were used
+    if mode == "vllm":
+        assert all(
+            "look" in b["guided_choice"] and b["structured_outputs"]["choice"] == b["guided_choice"]
+            for b in bodies
+        )
+    else:
+        assert all("stop" not in b and b["response_format"]["json_schema"]["strict"] for b in bodies)
+
+
+def test_a_served_policy_without_guided_choice_turns_the_option_off_with_a_notice(tmp_path, caplog):
+    from krill.config import load_config
+
+    with FakeOpenAIServer(kitchen_agent) as srv:
+        cfg = load_config(preset="quick").override(
+            {"model.policy.model": "fake", "model.policy.api_base": srv.base_url}
+        )
+        collect(cfg, CollectOptions(episodes=1, policy="openai", out=str(tmp_path / "n.jsonl")),
+                pool=EnvListPool([KitchenEnv()]))  # fmt: skip
+        bodies = [c["body"] for c in srv.calls if c["path"] == "chat"]
+    assert "model.policy.guided_choice" in caplog.text
+    assert bodies and all("guided_choice" not in b and "response_format" not in b for b in bodies)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -188,6 +189,10 @@ def test_bank_compression_runs_on_the_shipped_examples(cli, tmp_path):
     )
     assert code == 0, err
     assert isinstance(json.loads(out), dict) and json.loads(out)
+    code, table, err = cli("bank", "compression", "--bank", str(example_bank_path()),
+                           "--trajectories", str(example_trajectories_path()))  # fmt: skip
+    assert code == 0, err
+    assert not re.search(r"\d\.\d{6,}", table), table  # floats read as numbers, not 17 digits
     empty = tmp_path / "no_steps.jsonl"
     empty.write_text('{"id": "a", "task_description": "put a hot egg in diningtable.", "steps": []}\n')
     code, _, err = cli(

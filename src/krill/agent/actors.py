@@ -279,13 +279,14 @@ def make_actor(
     from krill.skills.retrieval import build_retriever
 
     backend = "local" if kind == "local" else "openai"
-    if backend == "openai" and cfg.agent.constrain_actions:
+    if backend == "openai" and cfg.agent.constrain_actions and cfg.model.policy.guided_choice == "none":
         # a preset's setting (quick turns it on for the local policy): a served policy answers freely
+        # unless the user said how its server constrains (vLLM's guided choice, or a JSON-schema enum)
         import logging
 
         logging.getLogger(__name__).warning(
-            "agent.constrain_actions is off for the served policy: krill restricts decoding to the "
-            "admissible actions only in its local decoder"
+            "agent.constrain_actions is off for the served policy; to keep it, set "
+            "model.policy.guided_choice: vllm (vLLM servers) or json_schema (OpenAI structured outputs)"
         )
         cfg = cfg.override({"agent.constrain_actions": False})
     pcfg = cfg if cfg.model.policy.backend == backend else cfg.override({"model.policy.backend": backend})
@@ -300,7 +301,7 @@ def _check_constrainable(policy: Any, cfg: KrillConfig) -> None:
     if not getattr(policy, "supports_choices", False):
         raise KrillError(
             f"agent.constrain_actions: policy {getattr(policy, 'name', '?')!r} cannot constrain its "
-            "decoding (only local policies can); set agent.constrain_actions: false"
+            "decoding; set agent.constrain_actions: false, or for a served policy model.policy.guided_choice"
         )
 
 

@@ -157,6 +157,13 @@ def _print_dict(d: dict, as_json: bool, *, title: str) -> None:
     table = Table(title=title, show_header=False)
     for key, value in d.items():
         if isinstance(value, dict):
-            value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
-        table.add_row(str(key), str(value))
+            value = ", ".join(f"{k}: {_readable(v)}" for k, v in value.items()) or "-"
+        table.add_row(str(key), _readable(value))
     console.print(table)
+
+
+def _readable(value: object) -> str:
+    """A float as a person reads it (0.5374, 1,234.5), not Python's 17 digits; `--json` keeps them all."""
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
+    return str(value)

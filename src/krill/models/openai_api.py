@@ -66,9 +66,16 @@ class _Served:
 
 
 class OpenAIPolicy(_Served):
-    """A Policy served by an OpenAI-compatible endpoint (`cfg`: a PolicyConfig)."""
+    """A Policy served by an OpenAI-compatible endpoint (`cfg`: a PolicyConfig).
+
+    With `guided_choice` (vllm | json_schema) it takes `choices` like the local decoder: each row's
+    answer is constrained by the server to one of its admissible actions."""
 
     where = "model.policy"
+
+    @property
+    def supports_choices(self) -> bool:
+        return self.cfg.guided_choice != "none"
 
     def generate(
         self,
@@ -80,6 +87,7 @@ class OpenAIPolicy(_Served):
         want_logprobs: bool = False,
         stop: list[str] | None = None,
         seed: int | None = None,
+        choices: list[list[str] | None] | None = None,
     ) -> list[Generation]:
         """All requests concurrently; one that fails for good yields `Generation(text="", error=...)`."""
         if not batch:
@@ -91,13 +99,17 @@ class OpenAIPolicy(_Served):
             params["seed"] = seed
         if want_logprobs:
             params["logprobs"] = True
-        return run_sync(lambda: self._run(batch, params, max_new_tokens, stop))
+        rows = [guided_params(params, self.cfg.guided_choice, c) for c in (choices or [None] * len(batch))]
+        return run_sync(lambda: self._run(batch, rows, max_new_tokens, stop))
 
-    async def _run(self, batch, params, max_new_tokens, stop) -> list[Generation]:
+    async def _run(self, batch, rows, max_new_tokens, stop) -> list[Generation]:
         sem = asyncio.Semaphore(self.cfg.concurrency)
         async with self.endpoint.client() as client:
             return await asyncio.gather(
-                *(self._one(client, sem, m, params, max_new_tokens, stop) for m in batch)
+                *(
+                    self._one(client, sem, m, p, max_new_tokens, stop)
+                    for m, p in zip(batch, rows, strict=True)
+                )
             )
 
     async def _one(self, client, sem, messages, params, max_new_tokens, stop) -> Generation:
@@ -115,6 +127,8 @@ class OpenAIPolicy(_Served):
                 self.stats.failures += 1
                 return Generation(text="", finish_reason="error", error=describe_error(exc, self.endpoint))
         text, finish = ans.text, ans.finish_reason
+        if "response_format" in params:  # json_schema guided choice: the action is the object's field
+            text = action_from_json(text)
         if len(text) > CHARS_PER_TOKEN_CAP * max_new_tokens:
             text, finish = text[: CHARS_PER_TOKEN_CAP * max_new_tokens], "length"
         return Generation(
@@ -124,6 +138,33 @@ class OpenAIPolicy(_Served):
             logprobs=ans.logprobs,
             finish_reason=finish,
         )
+
+
+def guided_params(params: dict[str, Any], mode: str, choices: list[str] | None) -> dict[str, Any]:
+    """`params` for one row, constrained to `choices` the way the server understands (`guided_choice`).
+
+    vllm: `guided_choice` (vLLM ≤ 0.10) and `structured_outputs.choice` (later; unknown fields are
+    ignored by vLLM). json_schema: a strict schema `{"action": enum}` (OpenAI structured outputs);
+    no stop strings, which could cut the JSON."""
+    if mode == "none" or not choices:
+        return params
+    if mode == "vllm":
+        return {**params, "extra_body": {"guided_choice": choices, "structured_outputs": {"choice": choices}}}
+    schema = {"type": "object", "properties": {"action": {"type": "string", "enum": choices}},
+              "required": ["action"], "additionalProperties": False}  # fmt: skip
+    rest = {k: v for k, v in params.items() if k != "stop"}
+    return {**rest, "response_format": {"type": "json_schema",
+                                        "json_schema": {"name": "action", "strict": True, "schema": schema}}}  # fmt: skip
+
+
+def action_from_json(text: str) -> str:
+    """The `action` of a structured answer; anything else is returned as it came (then parsed as text)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    action = value.get("action") if isinstance(value, dict) else None
+    return action if isinstance(action, str) else text
 
 
 def cache_key(model: str, messages: Messages) -> str:

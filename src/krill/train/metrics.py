@@ -6,11 +6,14 @@ Per-category values get a suffix (`charts/success_rate/Heat`).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from krill.errors import KrillError
 from krill.io import append_jsonl
 from krill.schema import Trajectory
 
@@ -95,19 +98,23 @@ def _mean(xs: list[float]) -> float:
 
 class MetricsLogger:
     """Appends one row per iteration (RL) or optimizer step (SFT: `index_key="step"`) to
-    `out_dir/metrics.jsonl` and mirrors its scalars to TensorBoard in `out_dir/tb`."""
+    `out_dir/metrics.jsonl` and mirrors its scalars to `report_to` (`train.report_to`): TensorBoard in
+    `out_dir/tb`, and/or a Weights & Biases run named after `out_dir` (configured with `run_config`)."""
 
-    def __init__(self, out_dir: str | Path, *, enabled: bool = True, index_key: str = "iteration"):
+    def __init__(self, out_dir: str | Path, *, enabled: bool = True, index_key: str = "iteration",
+                 report_to: Sequence[str] = ("tensorboard",), run_config: dict | None = None):  # fmt: skip
         self.path = Path(out_dir) / "metrics.jsonl"
         self.enabled, self.index_key = enabled, index_key
-        self._tb = None
-        if enabled:
+        self._tb = self._wandb = None
+        if enabled and "tensorboard" in report_to:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._tb = SummaryWriter(str(Path(out_dir) / "tb"))
             except ImportError:  # tensorboard is a dependency, but metrics.jsonl alone is enough
                 self._tb = None
+        if enabled and "wandb" in report_to:
+            self._wandb = _wandb_run(Path(out_dir), run_config or {})
 
     def log(self, iteration: int, row: dict[str, float]) -> None:
         if not self.enabled:
@@ -117,7 +124,23 @@ class MetricsLogger:
             for k, v in row.items():
                 self._tb.add_scalar(k, v, iteration)
             self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log({**row, self.index_key: iteration}, step=iteration)
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def _wandb_run(out_dir: Path, run_config: dict) -> Any:
+    """A wandb run for `out_dir` (its files under `out_dir/wandb`); the key is wandb's own business
+    (WANDB_API_KEY or `wandb login`), never krill's config."""
+    try:
+        import wandb
+    except ImportError:
+        raise KrillError("train.report_to includes wandb, but the wandb package is not installed "
+                         "(pip install wandb)", where="train.report_to") from None  # fmt: skip
+    return wandb.init(project=os.environ.get("WANDB_PROJECT", "krill"), name=out_dir.resolve().name,
+                      dir=str(out_dir), config=run_config, resume="allow")  # fmt: skip

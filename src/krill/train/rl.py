@@ -159,7 +159,8 @@ class GrpoRecipe:
         self.history = list(read_jsonl(metrics_path)) if self.start and metrics_path.exists() else []
         if self.history and "guide/fraction_next" in self.history[-1]:  # the prefix schedule goes on
             self.guide_fraction = float(self.history[-1]["guide/fraction_next"])
-        self.logger = MetricsLogger(self.out_dir, enabled=self.accel.is_main_process)
+        self.logger = MetricsLogger(self.out_dir, enabled=self.accel.is_main_process,
+                                    report_to=cfg.train.report_to, run_config=cfg.to_public_dict())  # fmt: skip
         self.rollout_policy = self._rollout_policy(self.start)
         self.n_tasks = max(1, rl.batch_size // rl.group_size)
         if self.pool is None:

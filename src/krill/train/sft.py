@@ -144,7 +144,8 @@ def train_sft(
 
     # tokens trained on before the checkpoint count too: a resumed run reports the whole run's total
     tokens = sum(int(r.get("tokens", 0)) for r in read_jsonl(metrics)) if start else 0
-    logger = MetricsLogger(out_dir, index_key="step", enabled=accel.is_main_process)
+    logger = MetricsLogger(out_dir, index_key="step", enabled=accel.is_main_process,
+                           report_to=cfg.train.report_to, run_config=cfg.to_public_dict())  # fmt: skip
     with progress_bar("sft", total_steps) as bar, closing(logger):
         bar.advance(start)
         for step in range(start, total_steps):
