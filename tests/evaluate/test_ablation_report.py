@@ -255,3 +255,17 @@ def test_no_rl_curve_no_figure_and_no_section(tmp_path):
     assert plot_rl_curves(_data(), tmp_path / "x.png") is None
     assert "RL learning curves" not in ablation_markdown(_data())
     assert "rl_curves" not in write_ablation_report(_data(), tmp_path)
+
+
+def test_variants_evaluated_on_different_games_get_a_warning():
+    data = _data()
+    for name in ("base", "memory"):
+        for run in data["variants"][name]["runs"]:
+            run["tasks_sha256"] = "aaaa"
+    assert "different games" not in ablation_markdown(data)
+    data["variants"]["skillrl"]["runs"][0]["tasks_sha256"] = "bbbb"
+    md = ablation_markdown(data)
+    assert (
+        "**Warning: the variants were evaluated on different games** (groups sharing games: base, memory; skillrl)"
+        in md
+    )

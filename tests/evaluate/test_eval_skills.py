@@ -140,3 +140,41 @@ def test_eval_of_a_run_folder_uses_the_runs_settings_adapter_and_bank(tmp_path, 
     assert prov["prompt"]["context"] == "conversation" and prov["decoding"]["constrain_actions"] is True
     assert prov["max_steps"] == 3 and prov["adapter"] == str(run / "rl" / "adapter")
     assert prov["bank_skills"] == len(hand_bank())
+
+
+def test_a_result_names_its_games_and_compare_warns_when_they_differ(tmp_path, capsys):
+    """Results on other games are not comparable: the provenance hashes the task ids played."""
+    from krill.cli.main import main
+
+    cfg = KrillConfig()
+    paths = []
+    for name, episodes in (("a", 2), ("b", 2), ("c", 3)):
+        paths.append(tmp_path / f"{name}.json")
+        evaluate(cfg, policy="skill-actor", bank=hand_bank(), out=paths[-1], actor=SkillActor(), episodes=episodes,
+                 pool=EnvListPool([KitchenEnv() for _ in range(2)]))  # fmt: skip
+    a, b, c = (json.loads(p.read_text())["provenance"] for p in paths)
+    assert a["tasks"] == 2 and a["tasks_sha256"] == b["tasks_sha256"] != c["tasks_sha256"]
+    with pytest.raises(SystemExit):
+        main(["eval", "--compare", str(paths[0]), str(paths[2])])
+    assert "made differently: tasks_sha256:" in capsys.readouterr().err
+
+
+def test_eval_episodes_stratify_by_the_games_category(tmp_path):
+    """`eval --episodes 6` on ALFWorld drew one category twice and none of another: the env now names a
+    game's category from its folder without a reset, so 6 episodes are one of each task type."""
+    from krill.config import load_config
+    from krill.envs.base import make_env
+    from krill.evaluate.eval import stratified_tasks, task_categories
+
+    cfg = load_config(preset="tiny", overrides=[f"cache_dir={tmp_path / 'cache'}"])
+    env = make_env("alfworld", "valid_unseen", cfg=cfg)
+    ids = env.task_ids()
+    cats = task_categories(env, ids)
+    assert env.task_category_of("pick_heat_then_place_in_recep-Egg-None-Fridge-1/trial_K0_00001") == "Heat"
+    for seed in (0, 1, 2):
+        assert sorted(cats[t] for t in stratified_tasks(ids, cats, 6, seed)) == sorted(
+            ["Pick", "PickTwo", "Look", "Clean", "Heat", "Cool"]
+        )
+    web = make_env("webshop", "test", cfg=cfg)
+    wcats = task_categories(web, web.task_ids())
+    assert None not in wcats.values() and len(set(wcats.values())) >= 5

@@ -209,7 +209,22 @@ def ablation_markdown(data: dict) -> str:
         *(f"- **{_cell(r['name'])}**: {_cell(r['description'])}" for r in rows),
     ]
     tokens = _token_line(rows)
-    return "\n".join([*lines, *(["", tokens] if tokens else []), *rl_curves_markdown(data)]) + "\n"
+    games = _games_line(data)
+    return "\n".join([*lines, *(["", games] if games else []), *(["", tokens] if tokens else []),
+                      *rl_curves_markdown(data)]) + "\n"  # fmt: skip
+
+
+def _games_line(data: dict) -> str | None:
+    """A warning when the variants were not evaluated on the same games (their eval's task-id hash)."""
+    by_hash: dict[str, list[str]] = {}
+    for name, v in data["variants"].items():
+        for run in v.get("runs") or []:
+            if run.get("tasks_sha256"):
+                by_hash.setdefault(run["tasks_sha256"], []).append(name)
+    if len(by_hash) <= 1:
+        return None
+    groups = "; ".join(", ".join(sorted(set(names))) for names in by_hash.values())
+    return f"**Warning: the variants were evaluated on different games** (groups sharing games: {groups}); their rows are not comparable."
 
 
 def plot_ablation(data: dict, path: str | Path) -> Path:

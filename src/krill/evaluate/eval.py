@@ -152,7 +152,8 @@ def _evaluate(
             **asdict(getattr(actor, "sampling", None) or sampling),
             "wall_time_s": round(time.perf_counter() - start, 2),
             "skills": skill_usage(trajs, bank),
-            "provenance": provenance(cfg, bank if use_skills else None, split, pool.max_steps, policy),
+            "provenance": provenance(cfg, bank if use_skills else None, split, pool.max_steps, policy)
+            | {"tasks": len(trajs), "tasks_sha256": tasks_hash(trajs)},
         },
     )
     write_json(out, result.to_dict())
@@ -270,6 +271,15 @@ def provenance(
     }
 
 
+def tasks_hash(trajs: list[Trajectory]) -> str:
+    """A hash of which games were played (their task ids, in any order): results on other games are
+    not comparable, and `eval --compare` and `krill ablate` say so."""
+    import hashlib
+
+    ids = sorted(str(t.metadata.get("task_id") or t.id) for t in trajs)
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
 def bank_hash(bank: SkillBank) -> str:
     """A hash of what a bank can put in a prompt (each skill's id, name, principle, when-to-apply and
     category; the mistakes), not of its timestamps or provenance: equal banks hash equal."""
@@ -298,7 +308,17 @@ def _file_hash(path: Path) -> str | None:
 def provenance_differences(results: list[dict[str, Any]]) -> list[str]:
     """What differs between results' provenance, as 'key: a | b' lines (the ones that change what a
     number means; a model's adapter and bank are expected to differ between a before and an after)."""
-    keys = ("env", "split", "max_steps", "seed", "base_model", "prompt", "decoding", "krill_version")
+    keys = (
+        "env",
+        "split",
+        "tasks_sha256",
+        "max_steps",
+        "seed",
+        "base_model",
+        "prompt",
+        "decoding",
+        "krill_version",
+    )
     provs = [r.get("provenance") or {} for r in results]
     if not all(provs):
         return ["some results record no provenance (written by an older krill): they may not be comparable"]

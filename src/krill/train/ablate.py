@@ -301,6 +301,8 @@ class _Runner:
         }
         if "skills" in result:  # evals written before the block have none
             entry["skills"] = result["skills"]
+        if (result.get("provenance") or {}).get("tasks_sha256"):  # which games: every variant must share them
+            entry["tasks_sha256"] = result["provenance"]["tasks_sha256"]
         return entry | ({"rl": updates} if updates is not None else {})
 
     def sft(self, seed: int | None) -> str:

@@ -115,6 +115,12 @@ class AlfworldEnv:
         """Every game of this split, in a stable order."""
         return list(self._ids)
 
+    def task_category_of(self, task_id: str) -> str | None:
+        """The category a game's folder names (`pick_heat_then_place_in_recep-…` → Heat), without a reset:
+        what lets `krill eval --episodes N` stratify by category."""
+        types = (part.split("-")[0] for part in task_id.split("/"))
+        return next((ALFWORLD_TASK_TYPES[t] for t in types if t in ALFWORLD_TASK_TYPES), None)
+
     # --- playing -----------------------------------------------------------------------------
     def reset(self, task_id: str | None = None) -> tuple[str, dict[str, Any]]:
         """Start a game (`None`: the next one in this env's seeded order)."""

@@ -76,6 +76,11 @@ class WebshopEnv:
     def task_ids(self) -> list[str]:
         return [g.task_id for g in self.goals]
 
+    def task_category_of(self, task_id: str) -> str | None:
+        """A goal's category without a reset (`krill eval --episodes N` stratifies by it)."""
+        goal = self._by_id.get(task_id)
+        return goal.category if goal else None
+
     def reset(self, task_id: str | None = None) -> tuple[str, dict[str, Any]]:
         if task_id is None:
             self.goal = self._rng.choice(self.goals)
