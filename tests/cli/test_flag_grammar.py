@@ -100,6 +100,8 @@ def test_every_verb_help_has_examples_and_every_option_says_what_it_does(verb, c
     for name in verb:
         cmd = cmd.commands[name]
     assert code == 0 and "Examples:" in (cmd.epilog or ""), verb
+    # and it says which global options it takes (`krill collect --help` did not say --set works there)
+    assert "--set KEY=VALUE" in cmd.epilog and "--force-config" in cmd.epilog, verb
     for param in cmd.params:
         assert param.help if param.param_type_name == "option" else True, (verb, param.opts)
 

@@ -85,10 +85,17 @@ class _GlobalFlagsAnywhere(TyperGroup):
         return super().parse_args(ctx, hoist_global_flags(list(args)))
 
 
+GLOBAL_NOTE = ("Global options, before or after the verb: --config/-c FILE, --set KEY=VALUE (repeatable), --preset "
+               "tiny|quick|gpu-small|paper, --env alfworld|webshop, --env-url URL, --mock, --force-config, --debug "
+               "(see krill --help).")  # fmt: skip
+
+
 def _add_examples(command, path: tuple[str, ...]) -> None:
     examples = EXAMPLES.get(" ".join(path))
     if examples:
         command.epilog = "Examples:\n\n" + "\n\n".join(f"  {e}" for e in examples)
+    if path and not getattr(command, "commands", None):  # each verb says which global options it takes
+        command.epilog = (command.epilog + "\n\n" if command.epilog else "") + GLOBAL_NOTE
     for name, sub in getattr(command, "commands", {}).items():
         _add_examples(sub, (*path, name))
 
@@ -131,7 +138,9 @@ def _global(
     set_: list[str] = typer.Option(
         [], "--set", help="Override a config value: section.key=value (repeatable)."
     ),
-    preset: str | None = typer.Option(None, "--preset", help="tiny | quick | paper (also $KRILL_PRESET)."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="tiny | quick | gpu-small | paper (also $KRILL_PRESET)."
+    ),
     env: str | None = typer.Option(None, "--env", help="alfworld | webshop"),
     mock: bool = typer.Option(
         False, "--mock", help="Use the built-in offline simulators (the default here)."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import re
 import sqlite3
@@ -99,6 +100,8 @@ class LocalEmbedder:
                         path=path,
                         where="model.embedding.model",
                     )
+                # a cold load (imports + weights) takes ~15 s on 2 cores: say so instead of going silent
+                logging.getLogger(__name__).info("loading the embedder %s …", self.name)
                 from sentence_transformers import SentenceTransformer
 
                 self._model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
