@@ -244,7 +244,9 @@ def _chromium() -> str | None:
 def test_report_renders_in_headless_chromium(tmp_path):
     from PIL import Image
 
-    page = build_report(make_run(tmp_path), tmp_path / "out")
+    run = _explained_run(tmp_path)  # quick-preset-shaped: phases, an SFT log, the trained policy's episodes
+    write_run_config(load_config(preset="quick"), run, check=False)
+    page = build_report(run, tmp_path / "out")
     shot = tmp_path / "shot.png"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -265,6 +267,10 @@ def test_report_renders_in_headless_chromium(tmp_path):
         capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
     assert "<img" in dom and 'src="data:image/png;base64,' in dom
+    # the sections that explain the run, as the browser built them
+    assert 'alt="SFT loss per optimizer step"' in dom and "<b>all phases</b>" in dom
+    assert "<th>success with</th>" in dom and "<b>a win</b>" in dom
+    assert "<b>preset</b>: quick" in dom
 
 
 @pytest.mark.slow

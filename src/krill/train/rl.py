@@ -341,7 +341,11 @@ class GrpoRecipe:
         todo = [(g, t) for g, t in zip(failed, tasks, strict=True) if t and experts.get(t)]
         if todo:
             runs = self.rollout(
-                it, [t for _, t in todo], 0, {i: list(experts[t]) for i, (_, t) in enumerate(todo)}
+                it,
+                [t for _, t in todo],
+                0,
+                {i: list(experts[t]) for i, (_, t) in enumerate(todo)},
+                kind="expert",
             )
             for (group, _), run in zip(todo, runs, strict=True):
                 run.metadata["guide"] = "expert"  # off-policy: trained with LUFFY's shaped weight
@@ -368,9 +372,11 @@ class GrpoRecipe:
         return (keep[:want] or groups), stats
 
     def rollout(self, it: int, task_list: list[str], round_: int = 0,
-                guides: dict[int, list[str]] | None = None) -> list[Trajectory]:  # fmt: skip
+                guides: dict[int, list[str]] | None = None, kind: str = "policy") -> list[Trajectory]:  # fmt: skip
         """Sampled episodes of `task_list`, log-probs recorded (GRPO re-scores them); `guides`: episode
-        index → expert actions it plays first."""
+        index → expert actions it plays first. Ids name the episode's place in the run
+        (`rl:<iteration>:<round>:<process>:<kind>:<index>`), so a resumed run records what an
+        uninterrupted one does (evolved skills cite them as provenance)."""
         from krill.agent.actors import LLMActor
         from krill.agent.rollout import run_episodes
         from krill.skills.curriculum import curriculum_retriever
@@ -384,10 +390,13 @@ class GrpoRecipe:
         actor = LLMActor(self.rollout_policy, retriever, self.cfg, self.cfg.sampling("rollout"),
                          want_logprobs=True, seed=seed, guides=guides)  # fmt: skip
         self.model.eval()
-        return run_episodes(
+        runs = run_episodes(
             actor, self.pool, task_list, self.cfg, max_steps=rl.max_steps, seed=rl.seed + it + 7919 * round_,
             split="train",
         )  # fmt: skip
+        for k, run in enumerate(runs):
+            run.id = f"rl:{it}:{round_}:{self.accel.process_index}:{kind}:{k}"
+        return runs
 
     def close(self) -> None:
         if self.own_pool and self.pool is not None:
