@@ -265,3 +265,35 @@ def test_tiny_ablation_end_to_end(tmp_path, env):
     before = (out / "metrics.jsonl").read_text()
     run_ablation(cfg, out, variants=names)
     assert (out / "metrics.jsonl").read_text() == before  # nothing ran again
+
+
+def test_a_variant_that_changes_sft_settings_gets_its_own_sft(tmp_path, monkeypatch):
+    """Issue 32: shared phases were keyed by name only, so a variant with `sft.*`/`agent.*` overrides
+    would have reused the run's SFT adapter, trained under other settings."""
+    from krill.train import variants
+
+    rec = Recorder()
+    rec.install(monkeypatch)
+    changed = variants.Variant("skillrl with another SFT lr", sft=True, rl=True, evolve=True,
+                               overrides=(("sft.learning_rate", 3e-3),), paper=False)  # fmt: skip
+    monkeypatch.setitem(variants.VARIANTS, "skillrl-lr", changed)
+    run_ablation(KrillConfig(), tmp_path, variants=["sft", "skillrl", "skillrl-lr"])
+    sfts = [c[1] for c in rec.calls if c[0] == "sft"]
+    assert (
+        sfts[0] == "seed_0" and len(sfts) == 2 and sfts[1].startswith("seed_0-")
+    )  # shared once, then its own
+    done = json.loads((tmp_path / "state.json").read_text())["done"]
+    assert "sft/seed_0" in done and f"sft/{sfts[1]}" in done
+    assert (
+        ablate.sft_suffix(KrillConfig(), KrillConfig().override({"rl.learning_rate": 1e-5, "sft.seed": 3}))
+        == ""
+    )
+
+
+def test_the_cli_lists_every_registered_variant(capsys):
+    from krill.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["ablate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in ablate.VARIANTS)

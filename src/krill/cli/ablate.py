@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from krill.cli.common import announce_run, console, get_config, print_phase
+from krill.train.variants import PAPER_VARIANTS, VARIANTS
 
 
 def ablate(
@@ -15,9 +16,8 @@ def ablate(
     variants: str = typer.Option(
         "",
         "--variants",
-        help="Comma-separated variants (default: the paper's eight): base, no-skills, memory, sft, grpo, "
-        "skillrl-no-evolution, skillrl, skillrl-no-sft; beyond the paper: skillrl-gigpo, skillrl-dynamic, "
-        "skillrl-curriculum; or all.",
+        help=f"Comma-separated variants (default: the paper's {len(PAPER_VARIANTS)}): {', '.join(PAPER_VARIANTS)}; "
+        f"beyond the paper: {', '.join(n for n in VARIANTS if n not in PAPER_VARIANTS)}; or all.",
     ),
     seeds: int = typer.Option(
         1, "--seeds", min=1, help="Training seeds per trained variant (mean ± sd reported)."

@@ -3,7 +3,8 @@
 RUN/
   config.yaml, state.json, metrics.jsonl, logs/    as `krill train` (`krill.train.pipeline`)
   trajectories/, banks/cycle_0.json                shared: one collection, one distillation
-  sft/seed_S/                                      shared: one skill-augmented SFT per seed
+  sft/seed_S/                                      shared: one skill-augmented SFT per seed (a variant
+                                                   that changes SFT settings: its own sft/seed_S-<hash>/)
   variants/NAME/[seed_S/]eval.json                 each variant's held-out evaluation (+ rl/, banks/)
   ablation.json, ablation.md, ablation.png         the table (`krill.evaluate.ablation_report`)
 
@@ -19,10 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from krill.config import KrillConfig
-from krill.errors import KrillError
 from krill.evaluate.ablation_report import ABLATION_FORMAT, write_ablation_report
 from krill.io import read_json, write_json
 from krill.runlock import run_lock
@@ -39,72 +39,15 @@ from krill.train.pipeline import (
     sft_phase,
     start_run_dir,
 )
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One row of the table: what the policy is trained with and what its prompt holds."""
-
-    description: str
-    context: Literal["skills", "none", "memory"] = "skills"  # skills, nothing, or raw trajectories
-    sft: bool = False  # skill-augmented SFT (cold start) first
-    rl: bool = False  # then GRPO
-    evolve: bool = False  # with recursive skill evolution during GRPO
-    overrides: tuple[tuple[str, Any], ...] = ()  # further config keys (the options beyond the paper)
-    paper: bool = True  # a row of the paper's table (run by default); else opt-in with --variants
-    without_skills: bool = False  # also evaluate the trained policy with no skills in the prompt
-
-    @property
-    def trained(self) -> bool:
-        return self.sft or self.rl
-
-
-VARIANTS: dict[str, Variant] = {
-    "base": Variant("untrained policy, cycle-0 skills retrieved"),
-    "no-skills": Variant("untrained policy, no skills in the prompt", context="none"),
-    "memory": Variant("untrained policy, top-K raw successful trajectories retrieved instead of skills",
-                      context="memory"),
-    "sft": Variant("skill-augmented SFT (cold start) only", sft=True),
-    "grpo": Variant("GRPO from the base model, no skills anywhere", context="none", rl=True),
-    "skillrl-no-evolution": Variant("SFT + GRPO, cycle-0 bank frozen", sft=True, rl=True),
-    "skillrl": Variant("SFT + GRPO + recursive skill evolution (the full method)", sft=True, rl=True, evolve=True),
-    "skillrl-no-sft": Variant("GRPO with skills and evolution, no cold start", rl=True, evolve=True),
-    # beyond the paper (README: configuration): opt-in, `--variants all` or by name
-    "skillrl-gigpo": Variant("skillrl with GiGPO's step-level credit (rl.advantage=gigpo)", sft=True, rl=True,
-                             evolve=True, overrides=(("rl.advantage", "gigpo"),), paper=False),
-    "skillrl-dynamic": Variant("skillrl with DAPO's dynamic sampling (rl.dynamic_sampling)", sft=True, rl=True,
-                               evolve=True, overrides=(("rl.dynamic_sampling", True),), paper=False),
-    "skillrl-curriculum": Variant("skillrl with skills withdrawn over GRPO (skills.curriculum=linear), "
-                                  "evaluated with skills", sft=True, rl=True, evolve=True,
-                                  overrides=(("skills.curriculum", "linear"),), paper=False, without_skills=True),
-}  # fmt: skip
-PAPER_VARIANTS = [name for name, v in VARIANTS.items() if v.paper]
-REFERENCE = "skillrl"
-MAX_SEEDS = 100  # each seed is a whole SFT + RL per trained variant
-
-
-def check_seeds(seeds: int) -> None:
-    if not 1 <= seeds <= MAX_SEEDS:
-        raise KrillError(f"must be between 1 and {MAX_SEEDS}, got {seeds}", where="--seeds")
-
-
-def parse_variants(text: str | None) -> list[str]:
-    """`a,b,c` → variant names in table order (the paper's for None/empty, every one for `all`); an
-    unknown name is an error."""
-    if text is None or text == "":
-        return list(PAPER_VARIANTS)
-    if text.strip() == "all":
-        return list(VARIANTS)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise KrillError(f"no variant named in {text!r}; choose from {', '.join(VARIANTS)} or all",
-                         where="--variants")  # fmt: skip
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise KrillError(
-            f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}", where="--variants"
-        )
-    return [n for n in VARIANTS if n in names]
+from krill.train.variants import (  # noqa: F401  (re-exported: the registry's old home)
+    MAX_SEEDS,
+    PAPER_VARIANTS,
+    REFERENCE,
+    VARIANTS,
+    Variant,
+    check_seeds,
+    parse_variants,
+)
 
 
 def variant_overrides(name: str) -> dict[str, Any]:
@@ -122,6 +65,24 @@ def ablation_config(cfg: KrillConfig) -> KrillConfig:
     """The run's config as the ablation trains it: `ablate.rl_iterations` GRPO iterations, when set."""
     n = cfg.ablate.rl_iterations
     return cfg.override({"rl.iterations": n}) if n and n != cfg.rl.iterations else cfg
+
+
+# sections SFT does not read: variants that differ only there share one SFT adapter
+NOT_SFT = ("rl", "evolution", "eval", "ablate", "skills", "train")
+
+
+def sft_suffix(run_cfg: KrillConfig, cfg: KrillConfig) -> str:
+    """'' when `cfg` trains SFT as the run's config does (seeds aside), else `-<hash>` of its SFT settings."""
+    import hashlib
+    import json
+
+    def sft_view(c: KrillConfig) -> str:
+        public = {k: v for k, v in c.to_public_dict().items() if k not in NOT_SFT}
+        public.get("sft", {}).pop("seed", None)  # the seed is in the phase name already
+        return json.dumps(public, sort_keys=True, default=str)
+
+    mine = sft_view(cfg)
+    return "" if mine == sft_view(run_cfg) else "-" + hashlib.sha256(mine.encode()).hexdigest()[:8]
 
 
 def training_seed(seed: int) -> dict[str, int]:
@@ -270,7 +231,7 @@ class _Runner:
         vdir = self.run_dir / "variants" / name / (f"seed_{seed}" if seed is not None else "")
         adapter, bank, updates = None, (self.bank0 if v.context == "skills" else None), None
         if v.sft:
-            adapter = self.sft(seed)
+            adapter = self.sft(seed, cfg)
         if v.rl:
             rl = self.phase(f"rl/{name}/seed_{seed}", lambda: self._rl(cfg, vdir, adapter))
             adapter, updates = rl["adapter"], rl_updates(rl, vdir / "rl")
@@ -305,11 +266,13 @@ class _Runner:
             entry["tasks_sha256"] = result["provenance"]["tasks_sha256"]
         return entry | ({"rl": updates} if updates is not None else {})
 
-    def sft(self, seed: int | None) -> str:
-        """The skill-augmented SFT adapter of `seed`: trained once, shared by every variant that starts from it."""
-        cfg = self.cfg.override(training_seed(seed)) if seed is not None else self.cfg
-        out = self.run_dir / "sft" / f"seed_{seed}"
-        return self.phase(f"sft/seed_{seed}", lambda: sft_phase(cfg, out, self.bank0))["adapter"]
+    def sft(self, seed: int | None, cfg: KrillConfig) -> str:
+        """The skill-augmented SFT adapter of `seed` under the variant's `cfg`: trained once, shared by
+        every variant whose SFT settings are the run's (`sft/seed_S`); a variant that changes them
+        (say `sft.*` or `agent.*` overrides) gets its own (`sft/seed_S-<hash of what changed>`)."""
+        name = f"seed_{seed}" + sft_suffix(self.cfg, cfg)
+        out = self.run_dir / "sft" / name
+        return self.phase(f"sft/{name}", lambda: sft_phase(cfg, out, self.bank0))["adapter"]
 
     def _rl(self, cfg: KrillConfig, vdir: Path, adapter: str | None) -> dict[str, Any]:
         hook = evolve_hook_for(cfg, vdir / "rl", vdir / "banks")
