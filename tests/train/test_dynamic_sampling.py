@@ -48,7 +48,7 @@ def recipe(tmp_path, rounds: int, tasks=TASKS) -> tuple[GrpoRecipe, list[list[st
 def test_the_batch_is_refilled_with_groups_that_differ(tmp_path):
     r, drawn = recipe(tmp_path, rounds=50)
     first = r.rollout_groups(0, ["win0", "lose0"])  # both zero-variance
-    groups, stats = r.refill(0, first)
+    groups, _, stats = r.refill(0, first)
     assert len(groups) == 2 and all(g[0].task_description.startswith("mix") for g in groups)
     assert stats["sampling/groups_kept"] == 2
     assert stats["sampling/rounds"] == len(drawn) - 1  # one rollout_groups call per extra round
@@ -59,7 +59,7 @@ def test_the_batch_is_refilled_with_groups_that_differ(tmp_path):
 def test_the_round_bound_holds_and_an_all_tied_batch_is_kept_as_it_was(tmp_path):
     r, drawn = recipe(tmp_path, rounds=2, tasks=[t for t in TASKS if not t.startswith("mix")])
     first = r.rollout_groups(0, ["win0", "lose0"])
-    groups, stats = r.refill(0, first)
+    groups, _, stats = r.refill(0, first)
     assert len(drawn) == 1 + 2 and stats["sampling/rounds"] == 2  # never more than max_resample_rounds
     assert groups == first  # nothing informative: the update will be skipped, as without the option
     assert stats == {"sampling/groups_drawn": 6.0, "sampling/groups_dropped": 6.0, "sampling/rounds": 2.0,
@@ -69,8 +69,29 @@ def test_the_round_bound_holds_and_an_all_tied_batch_is_kept_as_it_was(tmp_path)
 def test_an_informative_first_batch_draws_nothing_more(tmp_path):
     r, drawn = recipe(tmp_path, rounds=3)
     first = r.rollout_groups(0, ["mix0", "mix1"])
-    groups, stats = r.refill(0, first)
+    groups, _, stats = r.refill(0, first)
     assert groups == first and len(drawn) == 1 and stats["sampling/groups_dropped"] == 0
+
+
+def test_success_is_logged_over_every_episode_drawn_not_the_kept_groups(tmp_path):
+    """The kept groups are mixed by construction (half won here); what was drawn also holds the tied
+    win and lose groups, and `skills.curriculum: success` reads the logged figure."""
+    from krill.train.metrics import drawn_success
+
+    r, _ = recipe(tmp_path, rounds=50)
+    first = r.rollout_groups(0, ["win0", "lose0", "lose1"])
+    kept, drawn, _ = r.refill(0, first)
+    kept_rate = sum(t.success for g in kept for t in g) / sum(len(g) for g in kept)
+    flat = [t for g in drawn for t in g]
+    for t in flat:
+        t.task_category = "Pick"
+    expert = Trajectory(
+        task_description="lose0", success=True, task_category="Pick", metadata={"guide": "expert"}
+    )
+    row = drawn_success([*flat, expert], r.accel)  # the expert's episode is not the policy's
+    assert kept_rate == 0.5 and row["sampling/episodes_drawn"] == len(flat)
+    assert row["charts/success_rate"] == sum(t.success for t in flat) / len(flat) != kept_rate
+    assert row["charts/success_rate/Pick"] == row["charts/success_rate"]
 
 
 class ScriptedEnv:
@@ -120,6 +141,10 @@ def test_grpo_with_dynamic_sampling_updates_where_plain_grpo_skips(tmp_path, mon
     assert metrics[False]["update/skipped"] == 1.0
     assert metrics[True]["update/skipped"] == 0.0 and metrics[True]["sampling/groups_kept"] == 2.0
     assert metrics[True]["sampling/groups_dropped"] >= 2.0
+    assert (
+        metrics[True]["sampling/episodes_drawn"] > metrics[True]["rollout/episodes"]
+    )  # success over what was drawn
+    assert metrics[True]["sampling/success_kept"] == 0.5
 
 
 def _seed_with_tied_first_round(cfg) -> int:

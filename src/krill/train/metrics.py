@@ -35,7 +35,7 @@ def iteration_metrics(
     out: dict[str, float] = {"rollout/episodes": float(len(rows)), "groups/zero_variance": float(sum(zero))}
     if not rows:
         return {**out, "rollout/reward": 0.0, "charts/success_rate": 0.0}
-    out.update(_summary(rows, ""))
+    out.update(_summary(rows))
     for cat in sorted({r[0] for r in rows}):
         sub = [r for r in rows if r[0] == cat]
         out[f"rollout/reward/{cat}"] = _mean([r[1] for r in sub])
@@ -43,6 +43,20 @@ def iteration_metrics(
     advs = torch.tensor([r[7] for r in rows])
     out.update({"adv/mean": advs.mean().item(), "adv/std": advs.std().item() if len(rows) > 1 else 0.0,
                 "adv/abs_max": advs.abs().max().item(), "adv/nonzero_frac": (advs != 0).float().mean().item()})  # fmt: skip
+    return out
+
+
+def drawn_success(trajs: list[Trajectory], accel: Any) -> dict[str, float]:
+    """Success over every episode dynamic sampling drew (not only the groups it kept, which are biased
+    towards mixed outcomes): overall and per category, as `iteration_metrics` names them, which
+    `skills.curriculum: success` reads."""
+    from accelerate.utils import gather_object
+
+    local = [(t.task_category or "?", float(t.success)) for t in trajs if t.metadata.get("guide") != "expert"]
+    rows = gather_object(local) if accel.num_processes > 1 else local
+    out = {"sampling/episodes_drawn": float(len(rows)), "charts/success_rate": _mean([r[1] for r in rows])}
+    for cat in sorted({r[0] for r in rows}):
+        out[f"charts/success_rate/{cat}"] = _mean([r[1] for r in rows if r[0] == cat])
     return out
 
 
@@ -81,12 +95,12 @@ def group_metrics(groups: list[list[Trajectory]], penalty: float, evolved: set[s
     return out
 
 
-def _summary(rows: list[tuple], suffix: str) -> dict[str, float]:
+def _summary(rows: list[tuple]) -> dict[str, float]:
     return {
-        f"rollout/reward{suffix}": _mean([r[1] for r in rows]),
-        f"charts/success_rate{suffix}": _mean([r[2] for r in rows]),
-        f"rollout/invalid_actions{suffix}": _mean([r[3] for r in rows]),
-        f"rollout/steps{suffix}": _mean([r[4] for r in rows]),
+        "rollout/reward": _mean([r[1] for r in rows]),
+        "charts/success_rate": _mean([r[2] for r in rows]),
+        "rollout/invalid_actions": _mean([r[3] for r in rows]),
+        "rollout/steps": _mean([r[4] for r in rows]),
         "tokens/prompt": float(sum(r[5] for r in rows)),
         "tokens/response": float(sum(r[6] for r in rows)),
     }

@@ -56,7 +56,7 @@ from krill.train.guidance import (
     next_fraction,
     plan_slots,
 )
-from krill.train.metrics import MetricsLogger, group_metrics, iteration_metrics
+from krill.train.metrics import MetricsLogger, drawn_success, group_metrics, iteration_metrics
 from krill.train.samples import build_samples, gigpo_step_advantages, shaped_rewards
 from krill.train.setup import (
     load_training_policy,
@@ -254,8 +254,9 @@ class GrpoRecipe:
         t0 = time.perf_counter()
         groups = self.rollout_groups(it, self.tasks_for(it))
         resampling: dict[str, float] = {}
+        drawn: list[list[Trajectory]] = groups
         if rl.dynamic_sampling:
-            groups, resampling = self.refill(it, groups)
+            groups, drawn, resampling = self.refill(it, groups)
         if rl.guidance == "mixed":
             groups = self.add_expert_members(it, groups)
         trajs = [t for g in groups for t in g]
@@ -277,6 +278,9 @@ class GrpoRecipe:
         mine, keep = [t for t, o in zip(trajs, own, strict=True) if o], torch.tensor(own, dtype=torch.bool)
         row = {**iteration_metrics(mine, rewards[keep], adv[keep], zero_var, self.accel), **upd, **resampling}
         row.update(group_metrics(groups, rl.invalid_action_penalty, evolved_skill_ids(self.bank)))
+        if rl.dynamic_sampling:  # success over what was drawn, not the kept (mixed-outcome) groups
+            row["sampling/success_kept"] = row["charts/success_rate"]
+            row.update(drawn_success([t for g in drawn for t in g], self.accel))
         row.update({"time/rollout_s": t1 - t0, "time/update_s": t2 - t1, "time/iteration_s": t2 - t0})
         if rl.guidance != "none":
             row["guide/fraction"] = self.guide_fraction
@@ -354,22 +358,24 @@ class GrpoRecipe:
 
     def refill(
         self, it: int, groups: list[list[Trajectory]]
-    ) -> tuple[list[list[Trajectory]], dict[str, float]]:
+    ) -> tuple[list[list[Trajectory]], list[list[Trajectory]], dict[str, float]]:
         """DAPO's dynamic sampling: keep the groups whose rewards differ and roll out new tasks' groups
-        (at most `rl.max_resample_rounds` more rounds) until there are as many as the batch had.
+        (at most `rl.max_resample_rounds` more rounds) until there are as many as the batch had;
+        (kept groups, every group drawn, stats).
 
         With no informative group at all, the first round's groups stay (the update is then skipped)."""
         rl = self.cfg.rl
-        want, drawn, rounds = len(groups), len(groups), 0
+        want, rounds, everything = len(groups), 0, list(groups)
         keep = [g for g in groups if _informative(g, rl.invalid_action_penalty)]
         while len(keep) < want and rounds < rl.max_resample_rounds:
             rounds += 1
             more = self.rollout_groups(it, self.tasks_for(it, rounds), rounds)
-            drawn += len(more)
+            everything += more
             keep += [g for g in more if _informative(g, rl.invalid_action_penalty)]
+        drawn = len(everything)
         stats = {"sampling/groups_drawn": float(drawn), "sampling/groups_dropped": float(drawn - len(keep)),
                  "sampling/rounds": float(rounds), "sampling/groups_kept": float(min(len(keep), want))}  # fmt: skip
-        return (keep[:want] or groups), stats
+        return (keep[:want] or groups), everything, stats
 
     def rollout(self, it: int, task_list: list[str], round_: int = 0,
                 guides: dict[int, list[str]] | None = None, kind: str = "policy") -> list[Trajectory]:  # fmt: skip
