@@ -46,3 +46,40 @@ def test_adapter_is_posted_to_the_load_endpoint(monkeypatch, tmp_path):
     monkeypatch.setattr(httpx, "post", lambda *a, **k: httpx.Response(400, text="LoRA disabled"))
     with pytest.raises(KrillError, match="HTTP 400 LoRA disabled"):
         load_adapter_on_server(cfg, "x", tmp_path)
+
+
+def test_the_servers_stop_reason_decides_whether_end_of_sequence_is_scored():
+    """Issue 32: the update appended an end-of-sequence token the server may not have produced (a bare
+    action stopped at a newline was scored as if the model had ended its turn)."""
+    from krill.train.remote import produced_eos
+
+    at_newline = Generation(
+        text="go to fridge 1", finish_reason="stop", stop_reason="\n", stop_reason_known=True
+    )
+    at_eos = Generation(text="go to fridge 1", finish_reason="stop", stop_reason=None, stop_reason_known=True)
+    cut = Generation(text="go to fri", finish_reason="length", stop_reason=None, stop_reason_known=True)
+    assert not produced_eos(at_newline) and produced_eos(at_eos) and not produced_eos(cut)
+    unknown = Generation(text="go to fridge 1", finish_reason="stop")  # a server that does not say
+    assert produced_eos(unknown) and not produced_eos(
+        Generation(text="<action>x</action>", finish_reason="stop")
+    )
+
+
+def test_vllms_stop_reason_is_read_from_the_response():
+    from openai.types.chat import ChatCompletion
+
+    from krill.models.endpoint import _parse_chat
+
+    def completion(**extra):
+        return ChatCompletion.model_validate({
+            "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "go"},
+                         **extra}],
+        })  # fmt: skip
+
+    assert (
+        _parse_chat(completion(stop_reason="\n")).stop_reason,
+        _parse_chat(completion(stop_reason="\n")).stop_reason_known,
+    ) == ("\n", True)
+    assert _parse_chat(completion(stop_reason=None)).stop_reason_known
+    assert not _parse_chat(completion()).stop_reason_known  # the OpenAI API sends no such field

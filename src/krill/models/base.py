@@ -24,6 +24,10 @@ class Generation:
     error: str | None = None  # set when a remote call failed for good; the step counts as invalid
     choice_index: int | None = None  # answered from given choices: the one taken (krill.models.choices)
     choice_logprob: float | None = None  # log π_T of that choice (the choice policy GRPO trains)
+    # why a served generation stopped, where the server says (vLLM's `stop_reason`): None = end of
+    # sequence, else the stop string or token id it hit; `stop_reason_known` False = not reported
+    stop_reason: str | int | None = None
+    stop_reason_known: bool = False
 
 
 @runtime_checkable

@@ -134,6 +134,8 @@ class ChatAnswer:
     prompt_tokens: int
     completion_tokens: int
     logprobs: list[float] | None
+    stop_reason: str | int | None = None  # vLLM: None = EOS, else the stop string/token hit
+    stop_reason_known: bool = False  # the server sent the field (OpenAI's API does not)
 
 
 def chat_params(model: str, max_tokens: int, temperature: float, top_p: float) -> dict[str, Any]:
@@ -182,9 +184,19 @@ def _parse_chat(resp: Any) -> ChatAnswer:
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             logprobs=[float(t.logprob) for t in content] if content else None,
+            **_stop_reason(choice),
         )
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise TransientError(f"malformed chat response ({type(exc).__name__}: {exc})") from None
+
+
+def _stop_reason(choice: Any) -> dict[str, Any]:
+    """vLLM's `stop_reason` (an extra field of the choice) when the server sent one."""
+    extra = getattr(choice, "model_extra", None) or {}
+    if "stop_reason" not in extra:
+        return {}
+    reason = extra["stop_reason"]
+    return {"stop_reason": reason if isinstance(reason, str | int) else None, "stop_reason_known": True}
 
 
 def describe_error(exc: BaseException, ep: Endpoint) -> str:

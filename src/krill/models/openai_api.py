@@ -137,6 +137,8 @@ class OpenAIPolicy(_Served):
             response_tokens=ans.completion_tokens,
             logprobs=ans.logprobs,
             finish_reason=finish,
+            stop_reason=ans.stop_reason,
+            stop_reason_known=ans.stop_reason_known,
         )
 
 

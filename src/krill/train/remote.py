@@ -4,7 +4,8 @@ After every update the trained adapter is saved and the server is asked to load 
 (`rl.adapter_sync_endpoint`, vLLM's `POST /v1/load_lora_adapter {"lora_name", "lora_path"}`; the
 server must run with `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True` and see the same filesystem). Later
 rollouts request that adapter by name. The server's responses are re-templated and re-tokenized with
-the local tokenizer so the RL update scores exactly what the server generated.
+the local tokenizer for the RL update; end-of-sequence is scored only where the server generated it
+(`produced_eos`: vLLM's `stop_reason` says; other servers are guessed from the text).
 """
 
 from __future__ import annotations
@@ -50,11 +51,23 @@ class RemoteRollouts:
                 msgs, add_generation_prompt=True, tokenize=False
             )
             ids = self.tokenizer(g.text, add_special_tokens=False)["input_ids"]
-            # the server stopped at end-of-turn unless it hit a stop string or the length limit
-            ended = g.finish_reason == "stop" and not g.text.rstrip().endswith("</action>")
-            g.token_ids = [*ids, eos] if ended else ids
+            g.token_ids = [*ids, eos] if produced_eos(g) else ids
             g.response_tokens = len(g.token_ids)
         return gens
+
+
+def produced_eos(g: Generation) -> bool:
+    """Whether the server's model generated end-of-sequence (so the update must score that token too).
+
+    vLLM says so (`stop_reason` None with finish_reason "stop"); a server that does not is taken to
+    have stopped at a stop string when the answer ends in `</action>` (restored by the client), and
+    at end-of-sequence otherwise: for bare actions stopped at a newline that guess is wrong, so serve
+    the policy with vLLM for RL."""
+    if g.finish_reason != "stop":
+        return False
+    if g.stop_reason_known:
+        return g.stop_reason is None
+    return not g.text.rstrip().endswith("</action>")
 
 
 def load_adapter_on_server(cfg: KrillConfig, name: str, path: Path) -> None:
