@@ -184,9 +184,3 @@ def grpo_loss(
             tokens=mask.sum(),
         )
     return loss, stats
-
-
-def token_entropy(logits: Tensor) -> Tensor:
-    """Entropy of each next-token distribution: logits [..., V] → [...] (nats)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
