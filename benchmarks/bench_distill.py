@@ -103,7 +103,7 @@ def compression(path: str | None) -> None:
     from krill.skills.analytic import AnalyticTeacher
 
     from krill.data import example_trajectories_path
-    from krill.skills.compression import compression_report
+    from krill.evaluate.compression import compression_report
 
     trajs = load_trajectories(path or example_trajectories_path())
     cfg = KrillConfig()

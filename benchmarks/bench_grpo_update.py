@@ -34,7 +34,7 @@ def main() -> None:
     from krill.config import load_config
     from krill.envs.pool import make_pool
     from krill.formats.banks import load_bank
-    from krill.train.demos import make_retriever
+    from krill.skills.retrieval import make_retriever
     from krill.train.grpo import group_advantages
     from krill.train.samples import build_samples, shaped_rewards
     from krill.train.setup import load_training_policy, make_accelerator, pad_id

@@ -29,7 +29,7 @@ def main() -> None:
     from krill.config import load_config
     from krill.envs.pool import make_pool
     from krill.formats.banks import load_bank
-    from krill.train.demos import make_retriever
+    from krill.skills.retrieval import make_retriever
     from krill.train.rl import pick_tasks
     from krill.train.setup import load_training_policy
 

@@ -7,7 +7,7 @@ from test_analytic_synth import HashEmbedder, synth_trajectories
 
 from krill.agent.prompts import skills_section
 from krill.config import KrillConfig
-from krill.skills.compression import compression_report, raw_memory_texts, token_counter
+from krill.evaluate.compression import compression_report, raw_memory_texts, token_counter
 from krill.skills.distill import distill
 from krill.skills.retrieval import Retriever
 from krill.skills.teachers.analytic import AnalyticTeacher

@@ -13,7 +13,8 @@ from krill.agent.collect import CollectOptions, collect
 from krill.config import load_config
 from krill.formats.banks import load_bank
 from krill.io import read_jsonl
-from krill.skills.evolve import evolve_bank, make_evolve_hook
+from krill.skills.evolve import evolve_bank
+from krill.train.evolution import make_evolve_hook
 from krill.train.rl import run_rl
 
 FAILING = "Heat"

@@ -138,8 +138,8 @@ def compression(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Tokens of the retrieved-skill context vs the raw-trajectory memory it replaces, same tasks."""
+    from krill.evaluate.compression import compression_report
     from krill.formats.trajectories import load_trajectories
-    from krill.skills.compression import compression_report
 
     trajs = load_trajectories(
         trajectories, require_steps=True

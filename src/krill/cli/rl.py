@@ -43,7 +43,7 @@ def rl(
     Without a GPU, a run given no preset and no config file uses the `quick` preset's sizes (it says so).
     """
     from krill.formats.banks import load_bank
-    from krill.skills.evolve import make_evolve_hook
+    from krill.train.evolution import evolve_hook_for
     from krill.train.rl import run_rl
 
     overrides = [f"rl.iterations={iterations}"] if iterations else []
@@ -51,7 +51,7 @@ def rl(
     bank = load_bank(skill_bank)  # a missing bank fails before the run says anything
     announce_run(cfg)
     start = _starting_point(cfg, init)
-    hook = make_evolve_hook(cfg, out) if cfg.evolution.enabled else None
+    hook = evolve_hook_for(cfg, out)
     result = run_rl(cfg, bank, out, init=start, resume=resume, evolve_hook=hook)
     last = result.metrics[-1] if result.metrics else {}
     if last:

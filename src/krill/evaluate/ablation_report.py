@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from krill.errors import KrillError
-from krill.evaluate.report import _plain, _save, plt
+from krill.evaluate.figures import _plain, _save, plt
 from krill.evaluate.stats import fisher_two_sided, seed_spread, wilson_interval
 from krill.io import atomic_write_text
 

@@ -9,22 +9,18 @@ The RL learning curve and the lines beside it are `krill.evaluate.report_rl`.
 
 from __future__ import annotations
 
-import base64
 import html
 import re
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import yaml
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # headless: no display on servers/CI
-import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from krill.errors import KrillError  # noqa: E402
-from krill.io import atomic_write_bytes, atomic_write_text, read_jsonl, read_text  # noqa: E402
-from krill.schema import SkillBank  # noqa: E402
+from krill.errors import KrillError
+from krill.evaluate.figures import _img, _plain, _save, iteration_axis, plt, skipped_iterations  # noqa: F401
+from krill.io import atomic_write_text, read_jsonl, read_text
+from krill.schema import SkillBank
 
 
 def _cycle_num(p: Path) -> int:
@@ -118,11 +114,6 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _plain(label: str) -> str:
-    """A figure label shown as written: `$` escaped, so matplotlib never parses it as mathtext."""
-    return label.replace("$", r"\$")
-
-
 def _series(metrics: list[dict], pattern: str) -> dict[str, tuple[list[int], list[float]]]:
     out: dict[str, tuple[list[int], list[float]]] = {}
     rx = re.compile(pattern)
@@ -133,29 +124,6 @@ def _series(metrics: list[dict], pattern: str) -> dict[str, tuple[list[int], lis
                 xs.append(int(m["iteration"]))
                 ys.append(float(v))
     return out
-
-
-def _save(fig, path: Path) -> Path:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-def skipped_iterations(metrics: list[dict]) -> list[int]:
-    """Iterations whose update was skipped (every group's rollouts had the same reward)."""
-    return [int(m["iteration"]) for m in metrics if m.get("update/skipped")]
-
-
-def iteration_axis(ax, iterations: list[int]) -> None:
-    """An x axis of whole RL iterations: integer ticks, half an iteration of margin, so a run of one
-    iteration shows the tick `1`, not a span of fractions around it."""
-    ax.set_xlim(min(iterations) - 0.5, max(iterations) + 0.5)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    ax.set_xlabel("RL iteration")
 
 
 def _line_plot(series: dict, title: str, ylabel: str, path: Path, skipped: list[int] = ()) -> Path | None:
@@ -266,11 +234,6 @@ def _one_iteration(metrics: list[dict]) -> str:
         else "the update was skipped (equal rewards)"
     )
     return f"<p>One RL iteration: {won}; {updated}. Curves need at least two iterations.</p>"
-
-
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
 
 
 def _bank_rows(bank: SkillBank, added_at: dict[str, int]) -> str:

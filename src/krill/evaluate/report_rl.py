@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from krill.evaluate.report import _save, iteration_axis, plt, skipped_iterations
+from krill.evaluate.figures import _save, iteration_axis, plt, skipped_iterations
 from krill.evaluate.stats import wilson_interval
 from krill.schema import SkillBank
 

@@ -16,7 +16,7 @@ from typing import Any
 from matplotlib.ticker import MaxNLocator
 
 from krill.errors import KrillError
-from krill.evaluate.report import _save, plt
+from krill.evaluate.figures import _img, _save, plt
 from krill.io import read_json, read_jsonl
 from krill.schema import SkillBank
 
@@ -174,8 +174,6 @@ def examples_html(picks: list[tuple[str, dict]], bank: SkillBank) -> str:
 def run_sections(run_dir: Path, evals: dict[str, dict], eval_paths: dict[str, Path], bank: SkillBank,
                  out_dir: Path) -> dict[str, str]:  # fmt: skip
     """The page's HTML for phase times, the SFT curve, skill usage and example episodes."""
-    from krill.evaluate.report import _img
-
     curve = sft_curve(sft_losses(run_dir), out_dir / "sft_loss.png")
     trained = "after" if "after" in eval_paths else next(iter(eval_paths), None)
     episodes = episodes_of(eval_paths[trained]) if trained else []

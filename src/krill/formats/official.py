@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from krill.categories import normalize_category, official_name
 from krill.errors import KrillError
+from krill.formats.bank_checks import check_bank
 from krill.schema import GENERAL, CommonMistake, HistoryEntry, Skill, SkillBank, validate_as
 
 # Fixed namespace: the same official skill_id maps to the same krill uuid on every machine.
@@ -46,8 +47,6 @@ def stable_id(skill_id: str) -> str:
 # -- official → krill ------------------------------------------------------------------------------
 def official_to_bank(data: dict[str, Any], *, path: Any = None) -> SkillBank:
     """Build a SkillBank from an official SkillRL dict; errors name the field path."""
-    from krill.formats.banks import check_bank
-
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     stored = meta.get("krill") if isinstance(meta.get("krill"), dict) else {}
     stored_skills = stored.get("skills") or {}

@@ -23,7 +23,7 @@ skills of the category, no similarity) is kept as `mode="template"`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -267,3 +267,9 @@ def retrieve(
 
         embedder = build_embedder(kcfg or KrillConfig())
     return Retriever(bank, embedder, rcfg).retrieve(task, category)
+
+
+def make_retriever(bank: SkillBank | None, cfg: Any) -> Any:
+    """The agent's retriever for `bank` (None when `agent.use_skills` is off): what SFT demos and RL
+    rollouts retrieve with, as evaluation does."""
+    return build_retriever(bank, cfg) if cfg.agent.use_skills else None

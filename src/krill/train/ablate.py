@@ -27,13 +27,13 @@ from krill.evaluate.ablation_report import ABLATION_FORMAT, write_ablation_repor
 from krill.io import read_json, write_json
 from krill.runlock import run_lock
 from krill.schema import SkillBank
+from krill.train.evolution import evolve_hook_for
 from krill.train.pipeline import (
     Phases,
     collect_phase,
     collected_trajectories,
     distill_phase,
     eval_phase,
-    evolve_hook_for,
     log_to,
     rl_phase,
     sft_phase,

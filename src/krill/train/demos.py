@@ -27,6 +27,7 @@ from krill.errors import KrillError
 from krill.io import MAX_TRAJECTORY_BYTES, read_jsonl, write_jsonl
 from krill.progress import progress_bar
 from krill.schema import SkillBank, Trajectory
+from krill.skills.retrieval import make_retriever
 
 if TYPE_CHECKING:
     from krill.agent.actors import Decision
@@ -49,13 +50,6 @@ _STOP = {"a", "an", "the", "to", "in", "on", "of", "from", "with", "and", "or", 
 
 
 # -- retrieval / prompts ---------------------------------------------------------------------------
-def make_retriever(bank: SkillBank | None, cfg: KrillConfig) -> Any:
-    """The agent's retriever for `bank` (None when `agent.use_skills` is off)."""
-    from krill.skills.retrieval import build_retriever
-
-    return build_retriever(bank, cfg) if cfg.agent.use_skills else None
-
-
 class _PromptOnly:
     """Stands in for the policy inside `LLMActor` when only its prompt builder is wanted."""
 

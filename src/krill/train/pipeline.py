@@ -28,6 +28,7 @@ from krill.io import append_jsonl, read_json, read_jsonl, write_json, write_json
 from krill.runlock import run_lock
 from krill.schema import SkillBank
 from krill.train.checkpoint import write_run_config
+from krill.train.evolution import evolve_hook_for
 
 log = logging.getLogger(__name__)
 
@@ -280,13 +281,6 @@ def sft_phase(cfg: KrillConfig, out_dir: Path, bank: SkillBank) -> dict[str, Any
     result = run_sft(cfg, bank, out_dir, demos_path=demos if demos.exists() else None, resume=True)
     return {"adapter": str(result.adapter_dir), "examples": result.examples,
             "initial_loss": round(result.initial_loss, 4), "final_loss": round(result.final_loss, 4)}  # fmt: skip
-
-
-def evolve_hook_for(cfg: KrillConfig, rl_dir: Path, banks_dir: Path) -> Any:
-    """The recursive-evolution hook (banks saved in `banks_dir`), or None when evolution is off."""
-    from krill.skills.evolve import make_evolve_hook
-
-    return make_evolve_hook(cfg, rl_dir, banks_dir=banks_dir) if cfg.evolution.enabled else None
 
 
 def rl_phase(

@@ -44,8 +44,8 @@ from krill.io import read_jsonl
 from krill.progress import progress_bar
 from krill.schema import SkillBank, Trajectory
 from krill.skills.evolved import evolved_skill_ids
+from krill.skills.retrieval import make_retriever
 from krill.train import checkpoint as ckpt_io
-from krill.train.demos import make_retriever
 from krill.train.grpo import group_advantages, zero_variance_groups
 from krill.train.guidance import (
     Slot,
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # (iteration, the trained policy, the current bank, this iteration's trajectories) → the evolved bank
-# (or None to keep it); `krill.skills.evolve.make_evolve_hook` builds the default one.
+# (or None to keep it); `krill.train.evolution.make_evolve_hook` builds the default one.
 EvolveHook = Callable[[int, Any, SkillBank, list[Trajectory]], "SkillBank | None"]
 
 
