@@ -8,7 +8,6 @@ memory-bound). Actors never touch env state except through the pool (the expert 
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -312,6 +311,10 @@ def _choices(ep: Episode) -> list[str] | None:
     if not ep.admissible:
         return None
     fixed = [a for a in ep.admissible if not a.endswith(TEMPLATE_SUFFIX)]
+    if len(fixed) == len(ep.admissible):
+        return fixed
+    from krill.envs.webshop.queries import search_queries  # WebShop's only: not loaded for ALFWorld
+
     filled = [
         f"{a[: -len(TEMPLATE_SUFFIX)]}[{q}]"
         for a in ep.admissible
@@ -319,26 +322,6 @@ def _choices(ep: Episode) -> list[str] | None:
         for q in search_queries(ep.task)
     ]
     return (filled + fixed) or None
-
-
-_STOP = {"i", "a", "an", "the", "and", "or", "for", "with", "that", "is", "are", "of", "to", "in", "me", "my",
-         "need", "want", "looking", "find", "would", "like", "help", "am", "some", "it", "be", "please"}  # fmt: skip
-
-
-def search_queries(task: str, n: int = 3) -> list[str]:
-    """Up to `n` search queries from a shopping instruction: its words before the price clause, then
-    the content words only, then the first four of them.
-
-    >>> search_queries("i need waterproof hiking shoes, and price lower than 60.00 dollars")
-    ['i need waterproof hiking shoes', 'waterproof hiking shoes']
-    """
-    head = re.split(r",?\s*(?:and\s+)?price\b", task.strip(), maxsplit=1, flags=re.I)[0].strip(" ,.")
-    words = [w for w in re.findall(r"[a-z0-9][a-z0-9\-&']*", head.lower()) if w not in _STOP]
-    out: list[str] = []
-    for q in (head, " ".join(words), " ".join(words[:4])):
-        if q and q not in out:
-            out.append(q)
-    return out[:n]
 
 
 def _tokenizer_counter(policy: Any):
