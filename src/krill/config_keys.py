@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from krill.config import KrillConfig
+from krill.config_schema import KrillConfig
 from krill.errors import KrillError
 
 
