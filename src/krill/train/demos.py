@@ -144,24 +144,22 @@ def _step_prompt(messages: list[dict[str, str]]) -> str:
     return users[-1] if len(users) == 1 else f"{users[0]}\n\n...\n\n{users[-1]}"
 
 
-def _make_teacher(cfg: KrillConfig, teacher: Any) -> Any:
-    """None = analytic; an object with `complete_json` = LLM teacher; else from `model.teacher.backend`."""
-    if teacher is not None and teacher != "analytic":
-        if teacher == "llm":
-            from krill.models import build_chat_client
+def _reasoning_client(cfg: KrillConfig, teacher: Any) -> Any:
+    """Who writes think-mode reasonings: a given object with `complete_json`, or the LLM teacher's
+    client (`make_teacher`, the one teacher factory) when `teacher` or `model.teacher.backend` is llm;
+    None = analytic reasonings."""
+    from krill.skills.teachers import make_teacher
 
-            return build_chat_client(cfg)
+    if teacher is not None and teacher not in ("analytic", "llm"):
         return teacher
-    if teacher is None and cfg.model.teacher.backend == "llm" and cfg.agent.think:
-        from krill.models import build_chat_client
-
-        return build_chat_client(cfg)
+    if teacher == "llm" or (teacher is None and cfg.model.teacher.backend == "llm"):
+        return make_teacher(cfg, kind="llm").client
     return None
 
 
 def finish_demos(items: list[dict[str, Any]], cfg: KrillConfig, teacher: Any) -> list[dict[str, Any]]:
     """Turn (messages, action, skills) items into chat demos with the teacher's targets."""
-    llm = _make_teacher(cfg, teacher) if cfg.agent.think else None
+    llm = _reasoning_client(cfg, teacher) if cfg.agent.think else None
     reasons = _llm_reasonings(llm, items) if llm is not None and items else [None] * len(items)
     out = []
     for it, r in zip(items, reasons, strict=True):
