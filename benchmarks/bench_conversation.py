@@ -75,7 +75,7 @@ def rollout_cost(cfg, episodes: int) -> dict:
     try:
         tasks = pool.task_ids()[:episodes]
         t0 = time.perf_counter()
-        trajs = run_episodes(LLMActor(policy, None, cfg), pool, tasks, cfg)
+        trajs = run_episodes(LLMActor(policy, None, cfg), pool, tasks)
         wall = time.perf_counter() - t0
     finally:
         pool.close()

@@ -50,7 +50,7 @@ def main() -> None:
     with make_pool(cfg, "train", 8) as pool:
         tasks = pool.task_ids()[:2]
         t0 = time.perf_counter()
-        trajs = run_episodes(actor, pool, [t for t in tasks for _ in range(4)], cfg, max_steps=args.steps)
+        trajs = run_episodes(actor, pool, [t for t in tasks for _ in range(4)], max_steps=args.steps)
         rollout_s = time.perf_counter() - t0
     rewards = shaped_rewards(trajs, 0.1)
     adv = group_advantages(rewards, torch.tensor([0] * 4 + [1] * 4))

@@ -43,7 +43,7 @@ def run(actor, pool_factory, tasks, cfg, steps):
         reset()
     try:
         t0 = time.perf_counter()
-        trajs = run_episodes(actor, pool, tasks, cfg, max_steps=steps)
+        trajs = run_episodes(actor, pool, tasks, max_steps=steps)
         wall = time.perf_counter() - t0
     finally:
         pool.close()

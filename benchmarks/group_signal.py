@@ -46,7 +46,7 @@ def main() -> None:
         for temp in [float(t) for t in args.temperatures.split(",")]:
             sampling = cfg.override({"rl.temperature": temp}).sampling("rollout")
             actor = LLMActor(policy, retriever, cfg, sampling, want_logprobs=True, seed=5)
-            trajs = run_episodes(actor, pool, [t for t in tasks for _ in range(G)], cfg, max_steps=args.steps)
+            trajs = run_episodes(actor, pool, [t for t in tasks for _ in range(G)], max_steps=args.steps)
             groups = [trajs[i : i + G] for i in range(0, len(trajs), G)]
             wins = sum(t.success for t in trajs)
             mixed = sum(0 < sum(t.success for t in g) < G for g in groups)

@@ -82,12 +82,9 @@ def test_task_plan_and_summary():
         and sorted(plan[:3]) == ["a", "b", "c"]
         and task_plan(["a", "b", "c"], 7, 0) == plan
     )
-    cfg = KrillConfig()
     from krill.agent.rollout import run_episodes
 
-    trajs = run_episodes(ExpertActor(), pool(2), ["t0", "t1"], cfg) + run_episodes(
-        RandomActor(1), pool(1), ["t2"], cfg
-    )
+    trajs = run_episodes(ExpertActor(), pool(2), ["t0", "t1"]) + run_episodes(RandomActor(1), pool(1), ["t2"])
     rows = {r["category"]: r for r in summarize(trajs)}
     assert rows["Heat"]["episodes"] == 3 and rows["all"]["episodes"] == 3
     assert rows["Heat"]["success_rate"] == pytest.approx(sum(t.success for t in trajs) / 3)

@@ -58,11 +58,11 @@ def test_llm_batched_equals_one_at_a_time_and_records_everything():
     policy = RulePolicy()
     b = bank()
     actor = LLMActor(policy, Retriever(b, HashEmbedder(), cfg.skill_retrieval), cfg, want_logprobs=True)
-    batched = run_episodes(actor, pool(4), TASKS, cfg, max_steps=7)
+    batched = run_episodes(actor, pool(4), TASKS, max_steps=7)
     assert max(policy.batch_sizes) == 4  # one generate call per step for all live episodes
     calls_batched = len(policy.batch_sizes)
     policy.batch_sizes.clear()
-    single = run_episodes(actor, pool(1), TASKS, cfg, max_steps=7)
+    single = run_episodes(actor, pool(1), TASKS, max_steps=7)
     assert set(policy.batch_sizes) == {1} and len(policy.batch_sizes) > calls_batched
     assert strip(batched) == strip(single)
 
@@ -90,23 +90,21 @@ def test_llm_batched_equals_one_at_a_time_and_records_everything():
 
 
 def test_expert_and_random_actors():
-    cfg = KrillConfig()
-    expert = run_episodes(ExpertActor(), pool(3), TASKS, cfg)
+    expert = run_episodes(ExpertActor(), pool(3), TASKS)
     assert all(t.success and t.total_reward == 10.0 and t.num_invalid == 0 for t in expert)
     assert all(len(t.steps) == 6 for t in expert)  # the shortest plan
-    r1 = run_episodes(RandomActor(seed=3), pool(3), TASKS, cfg)
-    r2 = run_episodes(RandomActor(seed=3), pool(1), TASKS, cfg)
+    r1 = run_episodes(RandomActor(seed=3), pool(3), TASKS)
+    r2 = run_episodes(RandomActor(seed=3), pool(1), TASKS)
     assert strip(r1) == strip(r2)  # per-episode RNG: batching does not change choices
-    r3 = run_episodes(RandomActor(seed=4), pool(3), TASKS, cfg)
+    r3 = run_episodes(RandomActor(seed=4), pool(3), TASKS)
     assert strip(r1) != strip(r3)
     assert all(len(t.steps) == KitchenEnv.max_steps for t in r1 if not t.success)
 
 
 def test_group_rollouts_are_independent_episodes_and_stream():
-    cfg = KrillConfig()
     seen = []
     group = ["t1"] * 4 + ["t2"] * 4
-    trajs = run_episodes(RandomActor(seed=0), pool(8), group, cfg, on_episode=seen.append)
+    trajs = run_episodes(RandomActor(seed=0), pool(8), group, on_episode=seen.append)
     assert len(trajs) == 8 and len(seen) == 8
     assert [t.metadata["episode_index"] for t in trajs] == list(range(8))
     assert len({tuple(s.action for s in t.steps) for t in trajs[:4]}) > 1  # copies act independently
@@ -120,8 +118,6 @@ class BrokenEnv(KitchenEnv):
 
 
 def test_env_failure_ends_that_episode_only():
-    trajs = run_episodes(
-        ExpertActor(), EnvListPool([BrokenEnv(), BrokenEnv()]), ["t0", "t1", "t2"], KrillConfig()
-    )
+    trajs = run_episodes(ExpertActor(), EnvListPool([BrokenEnv(), BrokenEnv()]), ["t0", "t1", "t2"])
     assert all(not t.success and "engine exploded" in t.metadata["error"] for t in trajs)
     assert [len(t.steps) for t in trajs] == [2, 2, 2]

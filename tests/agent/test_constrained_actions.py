@@ -73,11 +73,11 @@ def test_random_model_answers_only_given_choices(policy):
 def test_constrained_rollout_never_makes_an_invalid_action(policy):
     cfg = KrillConfig().override({"agent.constrain_actions": True, "model.policy.max_new_tokens": 16})
     actor = LLMActor(policy, Retriever(SkillBank(), HashEmbedder(), cfg.skill_retrieval), cfg)
-    trajs = run_episodes(actor, EnvListPool([KitchenEnv() for _ in range(2)]), ["t0", "t1"], cfg, max_steps=5)
+    trajs = run_episodes(actor, EnvListPool([KitchenEnv() for _ in range(2)]), ["t0", "t1"], max_steps=5)
     steps = [s for t in trajs for s in t.steps]
     assert len(steps) == 10 and all(s.valid for s in steps)
     cfg = cfg.override({"agent.constrain_actions": False})
-    free = run_episodes(LLMActor(policy, None, cfg), EnvListPool([KitchenEnv()]), ["t0"], cfg, max_steps=5)
+    free = run_episodes(LLMActor(policy, None, cfg), EnvListPool([KitchenEnv()]), ["t0"], max_steps=5)
     assert not any(s.valid for s in free[0].steps)
 
 
@@ -85,7 +85,7 @@ def test_constraint_needs_bare_actions_and_a_local_policy(policy):
     cfg = KrillConfig().override({"agent.constrain_actions": True, "agent.think": True})
 
     def first_step(actor):
-        run_episodes(actor, EnvListPool([KitchenEnv()]), ["t0"], actor.cfg, max_steps=1)
+        run_episodes(actor, EnvListPool([KitchenEnv()]), ["t0"], max_steps=1)
 
     with pytest.raises(
         KrillError, match=r"agent.constrain_actions: needs bare actions \(agent.think: false\)"
@@ -119,6 +119,6 @@ def test_a_search_template_is_offered_as_queries_from_the_task_and_webshop_steps
     cfg = KrillConfig().override({"agent.constrain_actions": True, "env.name": "webshop",
                                   "env.webshop.num_products": 200, "env.webshop.num_test_goals": 20})  # fmt: skip
     with SerialPool("webshop", 2, "train", cfg) as pool:
-        trajs = run_episodes(LLMActor(policy, None, cfg), pool, pool.task_ids()[:2], cfg, max_steps=3)
+        trajs = run_episodes(LLMActor(policy, None, cfg), pool, pool.task_ids()[:2], max_steps=3)
     steps = [s for t in trajs for s in t.steps]
     assert steps[0].action.startswith("search[") and all(s.valid for s in steps)

@@ -255,7 +255,7 @@ def test_random_moves_pay_10_times_the_best_progress(games_dir, cache_dir):
 def test_progress_reaches_trajectories(games_dir, cache_dir):
     cfg = KrillConfig(cache_dir=cache_dir).override({"env.alfworld.reward": "progress"})
     with SerialPool("alfworld", 2, "valid_unseen", cfg, games_dir=games_dir) as pool:
-        trajs = run_episodes(ExpertActor(), pool, pool.task_ids()[:2], cfg)
+        trajs = run_episodes(ExpertActor(), pool, pool.task_ids()[:2])
     for t in trajs:
         assert t.success and t.total_reward == 10.0 and t.metadata["progress"] == 1.0
 

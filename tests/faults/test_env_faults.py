@@ -112,9 +112,7 @@ def test_env_server_goes_away_mid_episode_and_comes_back(faults):
             server.start()  # the server comes back (same port, sessions gone)
 
     try:
-        trajs = run_episodes(
-            ExpertActor(), outage, ["ok-0", "ok-2", "ok-4", "ok-0"], cfg, on_episode=on_episode
-        )
+        trajs = run_episodes(ExpertActor(), outage, ["ok-0", "ok-2", "ok-4", "ok-0"], on_episode=on_episode)
     finally:
         pool.close()
         server.stop()

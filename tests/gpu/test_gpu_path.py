@@ -168,7 +168,7 @@ def test_rollout_logprobs_equal_grpo_scoring_on_device(model, dtype, tol_mean, t
         else SerialPool("webshop", 4, "train", cfg)
     )
     try:
-        trajs = run_episodes(actor, pool, pool.task_ids()[:4], cfg, max_steps=3)
+        trajs = run_episodes(actor, pool, pool.task_ids()[:4], max_steps=3)
     finally:
         pool.close()
     per_step = [

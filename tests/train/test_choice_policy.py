@@ -101,7 +101,7 @@ def test_recorded_choice_logprobs_equal_what_the_update_recomputes(context):
     policy.model = make_trainable(policy.model, cfg.sft.lora)
     actor = LLMActor(policy, None, cfg, cfg.sampling("rollout"), want_logprobs=True, seed=3)
     pool = EnvListPool([KitchenEnv() for _ in range(3)])
-    trajs = run_episodes(actor, pool, ["t0", "t1", "t2"], cfg, max_steps=4)
+    trajs = run_episodes(actor, pool, ["t0", "t1", "t2"], max_steps=4)
     samples = build_samples(trajs, torch.tensor([1.0, -1.0, 0.5]), policy.tokenizer, choice=True)
     decisions = [c for s in samples for c in s.choice_steps]
     assert len(decisions) == 12 and all(c.recorded is not None for c in decisions)
@@ -117,7 +117,7 @@ def test_update_on_choices_starts_at_ratio_one_and_moves_the_taken_action(tmp_pa
     policy = LocalPolicy("tiny", device="cpu", batch_size=4)
     policy.model = make_trainable(policy.model, cfg.sft.lora)
     actor = LLMActor(policy, None, cfg, cfg.sampling("rollout"), want_logprobs=True, seed=1)
-    trajs = run_episodes(actor, EnvListPool([KitchenEnv() for _ in range(2)]), ["t0", "t1"], cfg, max_steps=3)
+    trajs = run_episodes(actor, EnvListPool([KitchenEnv() for _ in range(2)]), ["t0", "t1"], max_steps=3)
     samples = build_samples(trajs, torch.tensor([1.0, 0.0]), policy.tokenizer, choice=True)
     tok = policy.tokenizer
 
@@ -147,7 +147,7 @@ def test_no_reference_pass_at_kl_zero_and_no_old_pass_with_one_epoch(monkeypatch
     policy = LocalPolicy("tiny", device="cpu", batch_size=2)
     policy.model = make_trainable(policy.model, cfg.sft.lora)
     actor = LLMActor(policy, None, cfg, cfg.sampling("rollout"), want_logprobs=True, seed=1)
-    trajs = run_episodes(actor, EnvListPool([KitchenEnv()]), ["t0"], cfg, max_steps=2)
+    trajs = run_episodes(actor, EnvListPool([KitchenEnv()]), ["t0"], max_steps=2)
     samples = build_samples(trajs, torch.tensor([1.0]), policy.tokenizer, choice=True)
     tok = policy.tokenizer
     opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=1e-3)

@@ -159,9 +159,7 @@ def _rollout(policy, cfg, slots, sample=True, tasks=("t0", "t1", "t2", "t3")):
     policy.reset_prefix_cache()
     sampling = cfg.sampling("rollout" if sample else "collect")
     actor = LLMActor(policy, None, cfg, sampling, want_logprobs=True, seed=3)
-    return run_episodes(
-        actor, EnvListPool([KitchenEnv() for _ in range(slots)]), list(tasks), cfg, max_steps=4
-    )
+    return run_episodes(actor, EnvListPool([KitchenEnv() for _ in range(slots)]), list(tasks), max_steps=4)
 
 
 def test_batched_conversations_equal_one_at_a_time_and_prefill_only_new_turns(policy):
@@ -234,9 +232,7 @@ def test_a_served_policy_gets_the_same_chat_as_messages():
             return [Generation(text=f"go to fridge 1 ({len(m)})\n") for m in batch]
 
     served = Served()
-    trajs = run_episodes(
-        LLMActor(served, None, _cfg()), EnvListPool([KitchenEnv()]), ["t0"], _cfg(), max_steps=3
-    )
+    trajs = run_episodes(LLMActor(served, None, _cfg()), EnvListPool([KitchenEnv()]), ["t0"], max_steps=3)
     last = served.seen[-1]
     assert [m["role"] for m in last] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert [m["content"] for m in last if m["role"] == "assistant"] == [

@@ -105,7 +105,7 @@ def _collect(
             progress.advance(len(previous))
         if todo:
             new = run_episodes(
-                actor, pool, [plan[i] for i in todo], cfg, max_steps=opts.max_steps, seed=opts.seed,
+                actor, pool, [plan[i] for i in todo], max_steps=opts.max_steps, seed=opts.seed,
                 split=opts.split, indices=todo, on_episode=writer.write, progress=progress,
             )  # fmt: skip
     finally:

@@ -53,7 +53,6 @@ def run_episodes(
     actor: Any,
     pool: Pool,
     task_ids: Sequence[str],
-    cfg: Any = None,
     *,
     max_steps: int | None = None,
     seed: int = 0,

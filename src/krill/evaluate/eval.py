@@ -220,7 +220,7 @@ def _play(
                 bar.advance()
 
             if todo:
-                run_episodes(actor, pool, todo, cfg, seed=cfg.eval.seed, split=split, on_episode=on_episode)
+                run_episodes(actor, pool, todo, seed=cfg.eval.seed, split=split, on_episode=on_episode)
     finally:
         writer.close()
     wanted = {_episode_id(t) for t in tasks}

@@ -215,7 +215,7 @@ def expert_items(
         chunk = max(1, min(len(tasks), len(pool)))
         with progress_bar("expert demos", n) as bar:
             for lo in range(0, len(tasks), chunk):
-                trajs = run_episodes(actor, pool, tasks[lo : lo + chunk], cfg, seed=cfg.sft.seed, split=split)
+                trajs = run_episodes(actor, pool, tasks[lo : lo + chunk], seed=cfg.sft.seed, split=split)
                 for t in trajs:
                     new = _items_of(t, "expert")
                     items.extend(new)

@@ -332,7 +332,7 @@ class GrpoRecipe:
 
         todo = [t for t in dict.fromkeys(tasks) if t not in self.experts]
         if todo:
-            runs = run_episodes(ExpertActor(), self.pool, todo, self.cfg, max_steps=self.cfg.rl.max_steps,
+            runs = run_episodes(ExpertActor(), self.pool, todo, max_steps=self.cfg.rl.max_steps,
                                 split="train")  # fmt: skip
             self.experts.update({t: expert_actions(r) for t, r in zip(todo, runs, strict=True)})
         return {t: self.experts[t] for t in tasks}
@@ -397,7 +397,7 @@ class GrpoRecipe:
                          want_logprobs=True, seed=seed, guides=guides)  # fmt: skip
         self.model.eval()
         runs = run_episodes(
-            actor, self.pool, task_list, self.cfg, max_steps=rl.max_steps, seed=rl.seed + it + 7919 * round_,
+            actor, self.pool, task_list, max_steps=rl.max_steps, seed=rl.seed + it + 7919 * round_,
             split="train",
         )  # fmt: skip
         for k, run in enumerate(runs):
