@@ -66,7 +66,10 @@ class PolicyConfig(EndpointConfig):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     max_new_tokens: int = Field(64, ge=1, description="tokens generated per agent step")
     temperature: float = Field(
-        0.0, ge=0, description="0 = greedy (eval default); RL sampling uses rl.temperature"
+        0.0,
+        ge=0,
+        description="the policy's temperature when collecting (`krill collect`, the train run's untrained "
+        "episodes); 0 = greedy. Evaluation reads eval.temperature, RL rollouts rl.temperature",
     )
     top_p: float = Field(
         1.0, gt=0, le=1, description="nucleus sampling mass (1 = off); every phase shares it"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,21 @@ class DemoActor:
         return decisions
 
 
+@dataclass
+class DemoItem:
+    """One step a demo is made of: the prompt the agent saw (built by the actor's own prompt code),
+    the action to learn, the skills that prompt carried, and where it came from."""
+
+    messages: list[dict[str, str]]
+    action: str
+    skills: list[dict[str, str]]
+    task: str
+    category: str | None
+    step: int
+    source: str
+    episode: str
+
+
 def _skill_cards(retrieved: Any) -> list[dict[str, str]]:
     if retrieved is None:
         return []
@@ -123,12 +139,12 @@ def format_target(action: str, reasoning: str | None, think: bool) -> str:
     return f"<think>{reasoning or ''}</think><action>{action}</action>"
 
 
-def _llm_reasonings(teacher: Any, items: list[dict[str, Any]]) -> list[str | None]:
+def _llm_reasonings(teacher: Any, items: list[DemoItem]) -> list[str | None]:
     prompts = [
         [
             {
                 "role": "user",
-                "content": TEACHER_PROMPT.format(prompt=_step_prompt(it["messages"]), action=it["action"]),
+                "content": TEACHER_PROMPT.format(prompt=_step_prompt(it.messages), action=it.action),
             }
         ]
         for it in items
@@ -157,49 +173,47 @@ def _reasoning_client(cfg: KrillConfig, teacher: Any) -> Any:
     return None
 
 
-def finish_demos(items: list[dict[str, Any]], cfg: KrillConfig, teacher: Any) -> list[dict[str, Any]]:
+def finish_demos(items: list[DemoItem], cfg: KrillConfig, teacher: Any) -> list[dict[str, Any]]:
     """Turn (messages, action, skills) items into chat demos with the teacher's targets."""
     llm = _reasoning_client(cfg, teacher) if cfg.agent.think else None
     reasons = _llm_reasonings(llm, items) if llm is not None and items else [None] * len(items)
     out = []
     for it, r in zip(items, reasons, strict=True):
         if cfg.agent.think and r is None:  # analytic teacher, or the LLM gave nothing usable
-            r = analytic_reasoning(it["task"], it["action"], it["skills"])
-        target = format_target(it["action"], r, cfg.agent.think)
-        meta = {"task": it["task"], "category": it["category"], "step": it["step"], "source": it["source"]}
-        out.append({"messages": [*it["messages"], {"role": "assistant", "content": target}], "meta": meta})
+            r = analytic_reasoning(it.task, it.action, it.skills)
+        target = format_target(it.action, r, cfg.agent.think)
+        meta = {"task": it.task, "category": it.category, "step": it.step, "source": it.source}
+        out.append({"messages": [*it.messages, {"role": "assistant", "content": target}], "meta": meta})
     return episode_demos(out, items) if cfg.agent.context == "conversation" else out
 
 
-def episode_demos(steps: list[dict[str, Any]], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def episode_demos(steps: list[dict[str, Any]], items: list[DemoItem]) -> list[dict[str, Any]]:
     """Conversation mode: each episode's step demos become one chat, its first prompt then, per step,
     the target and the next user turn (an episode whose steps have a gap is cut at the gap)."""
     out: list[dict[str, Any]] = []
     for k, (demo, it) in enumerate(zip(steps, items, strict=True)):
-        same = k > 0 and it.get("episode") == items[k - 1].get("episode") and out
-        if same and out[-1]["meta"]["steps"] == it["step"]:
+        same = k > 0 and it.episode == items[k - 1].episode and out
+        if same and out[-1]["meta"]["steps"] == it.step:
             out[-1]["messages"] += [demo["messages"][-2], demo["messages"][-1]]  # user turn, target
             out[-1]["meta"]["steps"] += 1
-        elif not same and it["step"] == 0:
+        elif not same and it.step == 0:
             out.append({"messages": [*demo["messages"][:2], demo["messages"][-1]],
                         "meta": {**demo["meta"], "step": 0, "steps": 1}})  # fmt: skip
     return out
 
 
-def whole_episodes(items: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+def whole_episodes(items: list[DemoItem], n: int) -> list[DemoItem]:
     """The items of the first episodes, up to the one that brings the step count to `n`."""
-    out: list[dict[str, Any]] = []
+    out: list[DemoItem] = []
     for k, it in enumerate(items):
-        if len(out) >= n and it.get("episode") != items[k - 1].get("episode"):
+        if len(out) >= n and it.episode != items[k - 1].episode:
             break
         out.append(it)
     return out
 
 
 # -- sources ---------------------------------------------------------------------------------------
-def expert_items(
-    bank: SkillBank | None, cfg: KrillConfig, n: int, *, split: str = "train"
-) -> list[dict[str, Any]]:
+def expert_items(bank: SkillBank | None, cfg: KrillConfig, n: int, *, split: str = "train") -> list[DemoItem]:
     """Steps of successful expert episodes on seeded train tasks, until `n` steps are collected."""
     from krill.agent.rollout import run_episodes
     from krill.envs.pool import make_pool
@@ -211,7 +225,7 @@ def expert_items(
             raise KrillError(f"the {cfg.env.name} {split} split has no tasks")
         random.Random(cfg.sft.seed).shuffle(tasks)
         actor = DemoActor(make_retriever(bank, cfg), cfg)
-        items: list[dict[str, Any]] = []
+        items: list[DemoItem] = []
         chunk = max(1, min(len(tasks), len(pool)))
         with progress_bar("expert demos", n) as bar:
             for lo in range(0, len(tasks), chunk):
@@ -227,7 +241,7 @@ def expert_items(
     return whole_episodes(items, n) if cfg.agent.context == "conversation" else items[:n]
 
 
-def _items_of(t: Trajectory, source: str) -> list[dict[str, Any]]:
+def _items_of(t: Trajectory, source: str) -> list[DemoItem]:
     if not t.success:
         return []
     out = []
@@ -235,23 +249,20 @@ def _items_of(t: Trajectory, source: str) -> list[dict[str, Any]]:
         extra = s.model_extra or {}
         if not s.valid or "prompt_messages" not in extra:
             continue
-        out.append({
-            "messages": extra["prompt_messages"], "action": s.action, "skills": extra.get("retrieved_skills", []),
-            "task": t.task_description, "category": t.task_category, "step": s.step_index, "source": source,
-            "episode": t.id,
-        })  # fmt: skip
+        out.append(DemoItem(extra["prompt_messages"], s.action, extra.get("retrieved_skills", []), t.task_description,
+                            t.task_category, s.step_index, source, t.id))  # fmt: skip
     return out
 
 
 def trajectory_items(
     trajs: list[Trajectory], bank: SkillBank | None, cfg: KrillConfig, n: int
-) -> list[dict[str, Any]]:
+) -> list[DemoItem]:
     """Prompts rebuilt step by step for given successful trajectories (e.g. converted ETO data)."""
     from krill.agent.prompts import PromptState, Turn, build_conversation, build_messages
 
     retriever = make_retriever(bank, cfg)
     env_name = cfg.env.name
-    items: list[dict[str, Any]] = []
+    items: list[DemoItem] = []
     for t in trajs:
         if not t.success or not t.steps:
             continue
@@ -275,10 +286,8 @@ def trajectory_items(
                     first,
                 )
                 msgs = build_messages(state, cfg, retrieved)
-            items.append({
-                "messages": msgs, "action": s.action, "skills": _skill_cards(retrieved), "task": t.task_description,
-                "category": t.task_category, "step": s.step_index, "source": "trajectories", "episode": t.id,
-            })  # fmt: skip
+            items.append(DemoItem(msgs, s.action, _skill_cards(retrieved), t.task_description, t.task_category,
+                                  s.step_index, "trajectories", t.id))  # fmt: skip
             history.append((s.observation, s.action))
             turns[-1].reply = s.action
         if len(items) >= n:
