@@ -257,39 +257,29 @@ def _items_of(t: Trajectory, source: str) -> list[DemoItem]:
 def trajectory_items(
     trajs: list[Trajectory], bank: SkillBank | None, cfg: KrillConfig, n: int
 ) -> list[DemoItem]:
-    """Prompts rebuilt step by step for given successful trajectories (e.g. converted ETO data)."""
-    from krill.agent.prompts import PromptState, Turn, build_conversation, build_messages
+    """Prompts for given successful trajectories (e.g. converted ETO data), replayed step by step
+    through the agent's own prompt builder (`LLMActor.prompt_for`: retrieval, conversation fitting),
+    so a demo shows exactly what the agent would have been shown."""
+    from krill.agent.prompts import Turn
+    from krill.agent.rollout import Episode
 
-    retriever = make_retriever(bank, cfg)
-    env_name = cfg.env.name
+    prompter = DemoActor(make_retriever(bank, cfg), cfg).prompter
     items: list[DemoItem] = []
     for t in trajs:
         if not t.success or not t.steps:
             continue
-        retrieved = retriever.retrieve(t.task_description, t.task_category) if retriever else None
-        history: list[tuple[str, str]] = []
-        turns: list[Turn] = []
-        first = t.steps[0].observation
+        ep = Episode(index=0, task_id=t.id, slot=0, task=t.task_description, category=t.task_category,
+                     initial_observation=t.steps[0].observation, env_name=cfg.env.name)  # fmt: skip
         for s in t.steps:
-            admissible = (s.model_extra or {}).get("admissible_actions") or []
-            turns.append(Turn(s.observation, admissible))
-            if cfg.agent.context == "conversation":
-                msgs = build_conversation(t.task_description, turns, cfg, retrieved, env_name=env_name)
-            else:
-                state = PromptState(
-                    t.task_description,
-                    s.observation,
-                    admissible,
-                    list(history),
-                    len(history),
-                    env_name,
-                    first,
-                )
-                msgs = build_messages(state, cfg, retrieved)
-            items.append(DemoItem(msgs, s.action, _skill_cards(retrieved), t.task_description, t.task_category,
+            ep.observation = s.observation
+            ep.admissible = list((s.model_extra or {}).get("admissible_actions") or [])
+            ep.turns.append(Turn(s.observation, ep.admissible))
+            msgs = prompter.prompt_for(ep)
+            items.append(DemoItem(msgs, s.action, _skill_cards(ep.retrieved), t.task_description, t.task_category,
                                   s.step_index, "trajectories", t.id))  # fmt: skip
-            history.append((s.observation, s.action))
-            turns[-1].reply = s.action
+            ep.history.append((s.observation, s.action))
+            ep.steps.append(s)
+            ep.turns[-1].reply = s.action
         if len(items) >= n:
             break
     return whole_episodes(items, n) if cfg.agent.context == "conversation" else items[:n]
