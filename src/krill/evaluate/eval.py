@@ -118,7 +118,7 @@ def _evaluate(
     sampling = cfg.sampling("eval")
     use_skills = use_skills and (bank is not None or retriever is not None) and cfg.agent.use_skills
     tasks = _eval_tasks(cfg, split, episodes, pool)
-    traj_path = out.with_name(out.stem + ".trajectories.jsonl")
+    traj_path = trajectories_path(out)
     actor = actor or make_actor(
         policy,
         cfg,
@@ -269,6 +269,12 @@ def provenance(
         "max_steps": max_steps,
         "seed": cfg.eval.seed,
     }
+
+
+def trajectories_path(out: str | Path) -> Path:
+    """Where an eval result's episodes are written: `<name>.trajectories.jsonl` beside `<name>.json`."""
+    out = Path(out)
+    return out.with_name(out.stem + ".trajectories.jsonl")
 
 
 def tasks_hash(trajs: list[Trajectory]) -> str:

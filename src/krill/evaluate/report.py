@@ -61,13 +61,14 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         raise KrillError(
             "nothing to report yet: no rl/metrics.jsonl, banks/cycle_*.json or eval/*.json", path=run_dir
         )
+    config = read_yaml(run_dir / "config.yaml")
     return {
         "metrics": [m for m in metrics if "iteration" in m],
         "banks": [(_cycle_num(p), load_bank(p)) for p in banks],
         "evals": evals,
         "eval_paths": eval_paths,
-        "config": read_yaml(run_dir / "config.yaml"),
-        "facts": run_facts(read_yaml(run_dir / "config.yaml"), evals, run_dir, metrics),
+        "config": config,
+        "facts": run_facts(config, evals, run_dir, metrics),
     }
 
 

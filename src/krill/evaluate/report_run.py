@@ -15,10 +15,10 @@ from typing import Any
 
 from matplotlib.ticker import MaxNLocator
 
-from krill.errors import KrillError
 from krill.evaluate.figures import _img, _save, plt
-from krill.io import read_json, read_jsonl
+from krill.io import read_jsonl
 from krill.schema import SkillBank
+from krill.train.runs import finished_phases
 
 PHASE_FIGURES = ("expert_episodes", "policy_episodes", "total", "examples", "initial_loss", "final_loss",
                  "iterations", "updates", "success_rate")  # fmt: skip
@@ -27,15 +27,8 @@ OBSERVATION_CHARS = 300  # an example step's observation, cut: the page stays re
 
 def phase_rows(run_dir: Path) -> list[tuple[str, float | None, str]]:
     """(phase, wall seconds, key figures) of every phase `state.json` records as done, in run order."""
-    state = run_dir / "state.json"
-    try:
-        done = read_json(state).get("done", {}) if state.is_file() else {}
-    except (KrillError, AttributeError):
-        return []  # a damaged state is the run's to report; the page shows what it can
     rows = []
-    for phase, info in done.items() if isinstance(done, dict) else ():
-        if not isinstance(info, dict):
-            continue
+    for phase, info in finished_phases(run_dir).items():
         figures = ", ".join(f"{k.replace('_', ' ')} {_num(info[k])}" for k in PHASE_FIGURES if k in info)
         wall = info.get("wall_time_s")
         rows.append((phase, float(wall) if isinstance(wall, int | float) else None, figures))
@@ -92,7 +85,9 @@ def sft_curve(points: list[tuple[int, float]], path: Path) -> Path | None:
 
 def episodes_of(eval_path: Path) -> list[dict]:
     """The episodes an eval result was computed from (`<name>.trajectories.jsonl` beside `<name>.json`)."""
-    path = eval_path.with_name(eval_path.stem + ".trajectories.jsonl")
+    from krill.evaluate.eval import trajectories_path
+
+    path = trajectories_path(eval_path)
     if not path.is_file():
         return []
     return [t for t in read_jsonl(path, repair_tail=True) if isinstance(t, dict) and "steps" in t]

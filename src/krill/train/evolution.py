@@ -69,7 +69,7 @@ def _validator(cfg: KrillConfig, rl_dir: Path, embedder: Any):
 
     def validate(policy: Any, bank: SkillBank, iteration: int) -> list[Trajectory]:
         from krill.agent.actors import LLMActor
-        from krill.evaluate.eval import evaluate
+        from krill.evaluate.eval import evaluate, trajectories_path
         from krill.formats.trajectories import load_trajectories
         from krill.skills.retrieval import build_retriever
 
@@ -77,6 +77,6 @@ def _validator(cfg: KrillConfig, rl_dir: Path, embedder: Any):
         out = rl_dir / "validation" / f"iter_{iteration}.json"
         evaluate(cfg, policy="local", bank=bank, out=out, split="valid_seen",
                  episodes=cfg.evolution.validation_episodes, actor=actor)  # fmt: skip
-        return load_trajectories(out.with_name(out.stem + ".trajectories.jsonl"))
+        return load_trajectories(trajectories_path(out))
 
     return validate

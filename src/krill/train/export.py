@@ -24,11 +24,9 @@ import yaml
 
 from krill.errors import KrillError
 from krill.io import atomic_write_text, read_json, read_text, write_json
-from krill.train.runs import RunSetup, run_setup
+from krill.models.loading import SMOLLM2_ALIASES, SMOLLM2_HUB_ID
+from krill.train.runs import RunSetup, finished_phases, run_setup
 
-# krill's model names → the hub id of the weights they load (the embedded SmolLM2 is that model's GGUF)
-HUB_IDS = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
-           "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}  # fmt: skip
 EVAL_LABELS = {"before": "the untrained base model (`eval/before.json`)", "after": "this policy (`eval/after.json`)",
                "after_no_skills": "this policy without skills (`eval/after_no_skills.json`)"}  # fmt: skip
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
@@ -49,8 +47,8 @@ def base_model_id(model: str, given: str | None = None) -> str:
     local model folder's own `_name_or_path`; a local path that names nothing else is an error."""
     if given:
         return given
-    if model in HUB_IDS or model in HUB_IDS.values():
-        return HUB_IDS.get(model, model)
+    if model in SMOLLM2_ALIASES:  # the embedded model is that hub model's GGUF
+        return SMOLLM2_HUB_ID
     if model == "tiny" or model.startswith("random:"):
         return f"krill:{model}"  # built in-process by krill.models.tiny: there is no hub copy
     folder = Path(model).expanduser()
@@ -161,12 +159,8 @@ def model_card(run: Path, setup: RunSetup, config: dict[str, Any], base: str, ba
 
 def _training_lines(run: Path, bank: Path | None) -> list[str]:
     """One bullet per phase the run recorded (state.json), with its key figures and wall time."""
-    state = run / "state.json"
-    done = (read_json(state).get("done") or {}) if state.is_file() else {}
     lines = []
-    for phase, info in done.items():
-        if not isinstance(info, dict):
-            continue
+    for phase, info in finished_phases(run).items():
         figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()
                             if isinstance(v, int | float) and k != "cpu_time_s")  # fmt: skip
         lines.append(f"- `{phase}`: {figures}")

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from krill.errors import KrillError
+from krill.io import read_json
 
 
 @dataclass(frozen=True)
@@ -39,3 +43,14 @@ def run_setup(folder: Path) -> RunSetup | None:
         if (adapter / "adapter_config.json").is_file():
             return RunSetup(folder / "config.yaml", adapter, bank if bank.is_file() else None)
     return None
+
+
+def finished_phases(folder: Path) -> dict[str, dict[str, Any]]:
+    """The phases `folder/state.json` records as done, with their figures, in run order; {} when there
+    is no state or it is damaged (resuming reports that: a page or a model card shows what it can)."""
+    state = folder / "state.json"
+    try:
+        done = read_json(state).get("done", {}) if state.is_file() else {}
+    except (KrillError, AttributeError):
+        return {}
+    return {k: v for k, v in done.items() if isinstance(v, dict)} if isinstance(done, dict) else {}
