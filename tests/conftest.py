@@ -12,3 +12,20 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `krill ARGS` in-process like the console script: returns (exit code, stdout, stderr)."""
+    from krill.cli.main import main
+
+    def run(*args: str):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

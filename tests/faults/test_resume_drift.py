@@ -161,30 +161,19 @@ def test_accepting_a_change_keeps_the_old_record_and_says_what_changed(tmp_path)
         record_config(a, run)
 
 
-def _cli(args: list[str], capsys) -> tuple[int, str]:
-    from krill.cli.main import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, capsys.readouterr().err
-
-
-def test_force_config_on_the_cli_resumes_a_drifted_collect(tmp_path, monkeypatch, capsys):
+def test_force_config_on_the_cli_resumes_a_drifted_collect(tmp_path, monkeypatch, cli):
     """`krill collect --force-config` (a global flag, after the verb) continues a file made with another
     seed: the new settings are recorded and the old record kept beside the file."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KRILL_CACHE", str(tmp_path / "cache"))
     args = ["--preset", "tiny", "collect", "--policy", "expert", "--episodes", "2", "--out", "t.jsonl"]
-    assert _cli(args, capsys)[0] == 0
-    code, err = _cli([*args, "--resume", "--set", "seed=7"], capsys)
+    assert cli(*args)[0] == 0
+    code, _, err = cli(*args, "--resume", "--set", "seed=7")
     assert code == 2 and "--force-config" in err and "Traceback" not in err
-    code, err = _cli([*args, "--resume", "--set", "seed=7", "--force-config"], capsys)
+    code, _, err = cli(*args, "--resume", "--set", "seed=7", "--force-config")
     assert code == 0, err
     assert "accepted changed settings" in err and "seed (0 → 7)" in err
     assert (tmp_path / ".t.jsonl.config.superseded-1.yaml").exists()
     assert "seed: 7" in (tmp_path / ".t.jsonl.config.yaml").read_text()
-    code, err = _cli([*args, "--resume", "--set", "seed=0"], capsys)  # the flag holds for one invocation
+    code, _, err = cli(*args, "--resume", "--set", "seed=0")  # the flag holds for one invocation
     assert code == 2 and "made with 7, not 0" in err

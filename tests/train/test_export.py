@@ -141,22 +141,11 @@ def test_an_export_that_fails_midway_leaves_no_half_bundle(tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no `out`, no temp folder
 
 
-def test_cli_export(tmp_path, monkeypatch, capsys):
-    from krill.cli.main import main
-
+def test_cli_export(tmp_path, monkeypatch, cli):
     cfg, run = _trained_run(tmp_path)
     monkeypatch.setenv("KRILL_CACHE", str(cfg.cache_dir))
-
-    def cli(args):
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        return code, capsys.readouterr()
-
-    code, out = cli(["export", str(run), str(tmp_path / "out")])
-    assert code == 0, out.err
-    assert "krill:tiny" in " ".join(out.out.split()) and (tmp_path / "out" / "README.md").is_file()
-    code, out = cli(["export", str(run), str(tmp_path / "out")])
-    assert code == 2 and "already exists" in out.err and "Traceback" not in out.err
+    code, out, err = cli("export", str(run), str(tmp_path / "out"))
+    assert code == 0, err
+    assert "krill:tiny" in " ".join(out.split()) and (tmp_path / "out" / "README.md").is_file()
+    code, _, err = cli("export", str(run), str(tmp_path / "out"))
+    assert code == 2 and "already exists" in err and "Traceback" not in err
