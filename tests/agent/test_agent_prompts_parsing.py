@@ -60,7 +60,17 @@ def test_sections_present_in_order_and_fixed_part_first():
 def test_think_mode_and_no_skills_mode():
     msgs = build_messages(state(), cfg(think=True), retrieved())
     assert "<think>" in msgs[0]["content"] and "<action>" in msgs[0]["content"]
-    plain = build_messages(state(), cfg(use_skills=False), retrieved())[1]["content"]
+    # agent.use_skills: false is decided once (make_retriever gives no retriever), so no phase's
+    # prompt carries skills, however it builds its prompt
+    from krill.schema import SkillBank
+    from krill.skills.retrieval import make_retriever, shows_skills
+
+    off = cfg(use_skills=False, context="conversation")
+    bank = SkillBank(general_skills=retrieved().general)
+    assert make_retriever(bank, off) is None and not shows_skills(off, bank)
+    assert not shows_skills(cfg(), bank, wanted=False) and not shows_skills(cfg(), None)
+    assert shows_skills(cfg(), None, retriever=object())  # the raw-trajectory memory
+    plain = build_messages(state(), off, None)[1]["content"]
     assert SKILLS_HEADER not in plain and "Use the microwave" not in plain and "## Task" in plain
 
 

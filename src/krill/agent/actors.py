@@ -53,7 +53,8 @@ class LLMActor:
 
     `sampling` comes from the phase that runs the actor (`cfg.sampling("eval")`, `"rollout"`, ...;
     default `"collect"`): G copies of one task in a batch sampled at `rl.temperature` are independent
-    samples (GRPO groups). `use_skills` (default `agent.use_skills`) turns the skills off for an ablation.
+    samples (GRPO groups). Prompts show skills exactly when there is a `retriever` (built by
+    `krill.skills.retrieval.make_retriever`, the one rule for it).
     `guides` (RL's `rl.guidance`): episode index → expert actions played before the policy acts; they
     are recorded in the chat exactly as the policy's own replies would be, with `guided: True`.
     """
@@ -66,14 +67,10 @@ class LLMActor:
         sampling: Sampling | None = None,
         want_logprobs: bool = False,
         seed: int = 0,
-        use_skills: bool | None = None,
         guides: dict[int, list[str]] | None = None,
     ):
         self.policy, self.retriever, self.cfg = policy, retriever, cfg
         self.sampling = sampling or cfg.sampling("collect")
-        self.use_skills = (
-            cfg.agent.use_skills if use_skills is None else use_skills
-        ) and retriever is not None
         self.want_logprobs, self.seed = want_logprobs, seed
         self.guides = guides or {}
         self.name = getattr(policy, "name", type(policy).__name__)
@@ -88,15 +85,14 @@ class LLMActor:
 
     def prompt_for(self, ep: Episode) -> list[dict[str, str]]:
         """The chat messages for this episode's current step (retrieval done once per episode)."""
-        use_skills = self.use_skills
-        if use_skills and ep.retrieved is None:
+        if self.retriever is not None and ep.retrieved is None:
             ep.retrieved = self.retriever.retrieve(ep.task, ep.category)
         if self.cfg.agent.context == "conversation":
             turns = ep.turns or [Turn(ep.observation, ep.admissible)]
             count = self.count_tokens or default_count_tokens
             first = fit_conversation(turns, ep.scratch.get("first", 0), self.cfg.rl.max_prompt_length, count)
             ep.scratch["first"] = first
-            return build_conversation(ep.task, turns, self.cfg, ep.retrieved if use_skills else None,
+            return build_conversation(ep.task, turns, self.cfg, ep.retrieved,
                                       env_name=ep.env_name, first=first)  # fmt: skip
         state = PromptState(
             task=ep.task,
@@ -107,9 +103,7 @@ class LLMActor:
             env_name=ep.env_name,
             initial_observation=ep.initial_observation,
         )
-        return build_messages(
-            state, self.cfg, ep.retrieved if use_skills else None, count_tokens=self.count_tokens
-        )
+        return build_messages(state, self.cfg, ep.retrieved, count_tokens=self.count_tokens)
 
     def act(self, episodes: list[Episode], pool: Pool) -> list[Decision]:
         batch = [self.prompt_for(ep) for ep in episodes]
@@ -187,7 +181,7 @@ class LLMActor:
         return new, False
 
     def _decide(self, ep: Episode, messages, gen, context=None, choices: list[str] | None = None) -> Decision:
-        skills = ep.retrieved.skill_ids() if (ep.retrieved is not None and self.use_skills) else []
+        skills = ep.retrieved.skill_ids() if ep.retrieved is not None else []
         if context is not None:  # conversation: this step's new ids, not the (growing) whole prompt
             where = {"context_ids": list(context[0]), "context_reset": context[1]}
         else:
@@ -275,7 +269,7 @@ def make_actor(
     if kind not in ACTOR_KINDS:
         raise KrillError(f"unknown policy {kind!r}; choose one of {', '.join(ACTOR_KINDS)}", where="--policy")
     from krill.models import build_policy
-    from krill.skills.retrieval import build_retriever
+    from krill.skills.retrieval import make_retriever
 
     backend = "local" if kind == "local" else "openai"
     if backend == "openai" and cfg.agent.constrain_actions and cfg.model.policy.guided_choice == "none":
@@ -289,9 +283,8 @@ def make_actor(
         )
         cfg = cfg.override({"agent.constrain_actions": False})
     pcfg = cfg if cfg.model.policy.backend == backend else cfg.override({"model.policy.backend": backend})
-    use = use_skills and (bank is not None or retriever is not None) and cfg.agent.use_skills
-    retriever = (retriever or build_retriever(bank, cfg)) if use else None
-    return LLMActor(build_policy(pcfg), retriever, cfg, sampling, seed=seed, use_skills=use)
+    retriever = make_retriever(bank, cfg, retriever=retriever, wanted=use_skills)
+    return LLMActor(build_policy(pcfg), retriever, cfg, sampling, seed=seed)
 
 
 def _check_constrainable(policy: Any, cfg: KrillConfig) -> None:

@@ -21,6 +21,7 @@ from krill.errors import KrillError
 from krill.formats.trajectories import TrajectoryWriter
 from krill.io import MAX_TRAJECTORY_BYTES, read_jsonl
 from krill.schema import Trajectory
+from krill.skills.retrieval import shows_skills
 
 if TYPE_CHECKING:
     from krill.envs.base import Pool
@@ -84,7 +85,7 @@ def _collect(
     cfg: KrillConfig, opts: CollectOptions, pool: Pool | None, actor: Any, progress: Any
 ) -> CollectResult:
     bank = None
-    if opts.skill_bank and cfg.agent.use_skills and opts.policy in ("local", "openai"):
+    if opts.policy in ("local", "openai") and shows_skills(cfg, opts.skill_bank):
         from krill.formats.banks import load_bank
 
         bank = load_bank(opts.skill_bank)

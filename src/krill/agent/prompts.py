@@ -118,7 +118,8 @@ def build_messages(
 ) -> Messages:
     """System + user chat messages for one step, capped at `rl.max_prompt_length` tokens.
 
-    Skills are left out when `agent.use_skills` is False. History beyond `agent.history_window`
+    `retrieved` is what the prompt shows of the bank (None: no skills; whether skills are shown is
+    decided once, by `krill.skills.retrieval.make_retriever`). History beyond `agent.history_window`
     is not shown; if the prompt is still too long, the oldest shown entries are dropped first.
     """
     count = count_tokens or default_count_tokens
@@ -126,7 +127,7 @@ def build_messages(
     system = "\n\n".join(
         [ENV_ROLES.get(state.env_name, DEFAULT_ROLE), THINK_FORMAT if acfg.think else BARE_FORMAT]
     )
-    fixed = _fixed_part(state, retrieved if acfg.use_skills else None)
+    fixed = _fixed_part(state, retrieved)
     window = list(state.history)[-acfg.history_window :] if acfg.history_window else []
     first_index = len(state.history) - len(window)
     while True:
@@ -150,7 +151,7 @@ def build_conversation(
     step the reply and the next observation. Exchanges 1..`first` are left out (see `fit_conversation`)."""
     acfg = cfg.agent
     system = "\n\n".join([ENV_ROLES.get(env_name, DEFAULT_ROLE), THINK_FORMAT if acfg.think else BARE_FORMAT])
-    head = [skills_section(retrieved if acfg.use_skills else None), TASK_TEMPLATE.format(task=task.strip())]
+    head = [skills_section(retrieved), TASK_TEMPLATE.format(task=task.strip())]
     messages = [{"role": "system", "content": system}]
     messages.append(
         {"role": "user", "content": "\n\n".join([*filter(None, head), _turn_text(turns[0], task, cfg)])}

@@ -116,7 +116,13 @@ def _evaluate(
     from krill.envs.pool import make_pool
 
     sampling = cfg.sampling("eval")
-    use_skills = use_skills and (bank is not None or retriever is not None) and cfg.agent.use_skills
+    from krill.skills.retrieval import shows_skills
+
+    # an LLM actor of the caller's (validation) shows skills exactly when it has a retriever
+    if hasattr(actor, "retriever"):
+        use_skills = actor.retriever is not None
+    else:
+        use_skills = shows_skills(cfg, bank, retriever, use_skills)
     tasks = _eval_tasks(cfg, split, episodes, pool)
     traj_path = trajectories_path(out)
     actor = actor or make_actor(

@@ -71,9 +71,10 @@ def _validator(cfg: KrillConfig, rl_dir: Path, embedder: Any):
         from krill.agent.actors import LLMActor
         from krill.evaluate.eval import evaluate, trajectories_path
         from krill.formats.trajectories import load_trajectories
-        from krill.skills.retrieval import build_retriever
+        from krill.skills.retrieval import build_retriever, shows_skills
 
-        actor = LLMActor(policy, build_retriever(bank, cfg, embedder), cfg, cfg.sampling("validation"))
+        retriever = build_retriever(bank, cfg, embedder) if shows_skills(cfg, bank) else None
+        actor = LLMActor(policy, retriever, cfg, cfg.sampling("validation"))
         out = rl_dir / "validation" / f"iter_{iteration}.json"
         evaluate(cfg, policy="local", bank=bank, out=out, split="valid_seen",
                  episodes=cfg.evolution.validation_episodes, actor=actor)  # fmt: skip
