@@ -27,7 +27,7 @@ def _adapted_model(model_name: str, out_dir: str, cache_dir: str):
     from krill.models.loading import load_causal_lm
     from krill.train.checkpoint import make_trainable
 
-    lora = load_config(preset="quick").sft.lora
+    lora = load_config(preset="quick").lora
     model, _, _ = load_causal_lm(model_name, device="cpu", dtype="float32", cache_dir=cache_dir)
     peft_model = make_trainable(model, lora, seed=0)
     g = torch.Generator().manual_seed(0)

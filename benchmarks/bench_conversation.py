@@ -28,7 +28,7 @@ def build_cfg(args, context: str):
             f"env.alfworld.max_steps={args.steps}", "agent.constrain_actions=true",
             "agent.show_admissible=false" if context == "conversation" else "agent.show_admissible=true",
             "sft.epochs=1", "sft.batch_size=1", "sft.micro_batch_size=1", "sft.max_length=4096",
-            "rl.max_prompt_length=4096", "model.policy.device=cpu"]  # fmt: skip
+            "agent.max_prompt_length=4096", "model.policy.device=cpu"]  # fmt: skip
     return load_config(preset="quick", overrides=sets)
 
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from krill.config_keys import validation_message
+from krill.config_renames import apply_renames
 from krill.config_schema import PRESETS, KrillConfig, _nest, deep_merge
 from krill.errors import KrillError
 from krill.schema import format_loc
@@ -80,16 +81,16 @@ def load_config(
     data: dict[str, Any] = {}
     preset = preset or os.environ.get("KRILL_PRESET") or None
     if preset:
-        data = deep_merge(data, preset_dict(preset))
+        data = deep_merge(data, apply_renames(preset_dict(preset), f"preset {preset}"))
     source = "config"
     if config_file:
-        data = deep_merge(data, read_config_file(config_file))
+        data = deep_merge(data, apply_renames(read_config_file(config_file), str(config_file)))
         source = str(config_file)
     if extra:
-        data = deep_merge(data, extra)
+        data = deep_merge(data, apply_renames(extra))
     for item in overrides or []:
         keys, value = parse_override(item)
-        data = deep_merge(data, _nest(keys, value))
+        data = deep_merge(data, apply_renames(_nest(keys, value), "--set"))
     try:
         cfg = KrillConfig.model_validate(data)
     except ValidationError as exc:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from krill.config_renames import apply_renames
 from krill.secrets import mask_urls
 
 PRESETS = ("tiny", "quick", "gpu-small", "paper")
@@ -64,7 +65,12 @@ class PolicyConfig(EndpointConfig):
         "auto", description="auto | float32 | bfloat16 | float16 (auto: bf16 on GPU, fp32 on CPU)"
     )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    max_new_tokens: int = Field(64, ge=1, description="tokens generated per agent step")
+    max_new_tokens: int = Field(
+        64,
+        ge=1,
+        description="most tokens of one reply, in every phase (collection, evaluation, validation, RL rollouts); "
+        "formerly also rl.max_response_length",
+    )
     temperature: float = Field(
         0.0,
         ge=0,
@@ -166,6 +172,12 @@ class AgentConfig(_Section):
         False, description="also list the actions taken before the history window (one line, no observations)"
     )
     restate_task: bool = Field(False, description="repeat the task in the last line, right before the answer")
+    max_prompt_length: int = Field(
+        6000,
+        ge=32,
+        description="tokens of every phase's prompt (collection, SFT demos, RL rollouts, evaluation); the oldest "
+        "history is dropped first (formerly rl.max_prompt_length)",
+    )
     use_skills: bool = Field(True, description="inject retrieved skills (False = ablation)")
     show_admissible: bool = Field(True, description="list admissible actions in the prompt")
     max_admissible: int = Field(40, ge=1, description="cap on listed admissible actions (prompt length)")
@@ -232,8 +244,9 @@ class SftConfig(_Section):
     num_examples: int = Field(7500, ge=1, description="demo steps in the SFT set (original krill default)")
     max_length: int = Field(2048, ge=64, description="tokens per example (prompt + response)")
     checkpoint_every: int = Field(50, ge=1, description="optimizer steps between resumable checkpoints")
-    lora: LoraConfig = Field(default_factory=LoraConfig, description="the adapter trained by SFT and RL")
-    seed: int = Field(0, description="demo order and adapter initialisation")
+    seed: int = Field(
+        0, description="demo order, and the adapter's initialisation (also RL's, when RL starts without SFT)"
+    )
 
 
 class RlConfig(_Section):
@@ -247,8 +260,6 @@ class RlConfig(_Section):
     invalid_action_penalty: float = Field(
         0.1, ge=0, description="subtracted from the return per invalid action"
     )
-    max_prompt_length: int = Field(6000, ge=32, description="tokens; oldest history dropped first")
-    max_response_length: int = Field(1024, ge=1, description="tokens per agent step")
     iterations: int = Field(150, ge=1, description="RL iterations (paper: 150 epochs)")
     ppo_epochs: int = Field(1, ge=1, description="passes over each iteration's samples")
     micro_batch_tokens: int = Field(
@@ -399,6 +410,10 @@ class KrillConfig(_Section):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     skill_retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    lora: LoraConfig = Field(
+        default_factory=LoraConfig,
+        description="the adapter SFT trains and RL goes on training (formerly sft.lora)",
+    )
     sft: SftConfig = Field(default_factory=SftConfig)
     rl: RlConfig = Field(default_factory=RlConfig)
     evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
@@ -409,22 +424,22 @@ class KrillConfig(_Section):
 
     def sampling(self, phase: Phase) -> Sampling:
         """How `phase` decodes: collect and eval read their own temperature, RL rollouts sample at
-        `rl.temperature` up to `rl.max_response_length` tokens, validation is greedy."""
+        `rl.temperature`, validation is greedy; every phase's replies stop at `model.policy.max_new_tokens`."""
         policy = self.model.policy
-        temperature, max_new = {
-            "collect": (policy.temperature, policy.max_new_tokens),
-            "eval": (self.eval.temperature, policy.max_new_tokens),
-            "validation": (0.0, policy.max_new_tokens),
-            "rollout": (self.rl.temperature, self.rl.max_response_length),
+        temperature = {
+            "collect": policy.temperature,
+            "eval": self.eval.temperature,
+            "validation": 0.0,
+            "rollout": self.rl.temperature,
         }[phase]
-        return Sampling(temperature, policy.top_p, max_new)
+        return Sampling(temperature, policy.top_p, policy.max_new_tokens)
 
     def override(self, changes: dict[str, Any]) -> KrillConfig:
         """A validated copy with dotted keys changed (`{"model.policy.backend": "openai"}`): configs
         are read-only once loaded, so a phase that needs other settings derives its own."""
         data = self.model_dump()
         for key, value in changes.items():
-            data = deep_merge(data, _nest(key.split("."), value))
+            data = deep_merge(data, apply_renames(_nest(key.split("."), value), "override"))
         return KrillConfig.model_validate(data)
 
     def to_public_dict(self) -> dict[str, Any]:

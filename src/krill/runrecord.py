@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from krill.config import KrillConfig
+from krill.config_renames import apply_renames
 from krill.errors import KrillError
 from krill.io import append_jsonl, atomic_write_text, read_text
 
@@ -114,7 +115,7 @@ def config_changes(
                          path=path) from None  # fmt: skip
     if not isinstance(recorded, dict):
         raise KrillError("the run's config record is damaged (not a mapping); use another --out", path=path)
-    now, then = _flat(cfg.to_public_dict()), _flat(recorded)
+    now, then = _flat(cfg.to_public_dict()), _flat(apply_renames(recorded, str(path), record=True))
     defaults = _flat(KrillConfig(cache_dir=cfg.cache_dir).to_public_dict())
     changes = []
     for key, value in now.items():

@@ -63,7 +63,7 @@ def test_think_mode_and_no_skills_mode():
     # agent.use_skills: false is decided once (make_retriever gives no retriever), so no phase's
     # prompt carries skills, however it builds its prompt
     from krill.schema import SkillBank
-    from krill.skills.retrieval import make_retriever, shows_skills
+    from krill.agent.prompts import make_retriever, shows_skills
 
     off = cfg(use_skills=False, context="conversation")
     bank = SkillBank(general_skills=retrieved().general)
@@ -118,11 +118,11 @@ def test_prompt_capped_by_dropping_oldest_history_first():
     full = build_messages(state(n_hist=5), c, retrieved(), count_tokens=words)
     full_len = sum(words(m["content"]) for m in full)
     c = c.override(
-        {"rl.max_prompt_length": full_len - 1}
+        {"agent.max_prompt_length": full_len - 1}
     )  # one token too many: drop exactly the oldest entry
     capped = build_messages(state(n_hist=5), c, retrieved(), count_tokens=words)[1]["content"]
     assert "obs number 0" not in capped and "obs number 1" in capped and "Use the microwave" in capped
-    c = c.override({"rl.max_prompt_length": 32})  # far too small: all history goes, the rest stays
+    c = c.override({"agent.max_prompt_length": 32})  # far too small: all history goes, the rest stays
     tiny = build_messages(state(n_hist=5), c, retrieved(), count_tokens=words)[1]["content"]
     assert "## Recent History" not in tiny and "## Current Observation" in tiny
 

@@ -13,6 +13,7 @@ from krill.models.choices import ChoiceTrie
 from krill.models.local import LocalPolicy
 from krill.schema import SkillBank
 from krill.skills.retrieval import Retriever
+from krill.testing.scoring import teacher_forced_logprobs
 from krill.train.demos import DemoActor
 
 CHOICES = ["go to cabinet 1", "go to cabinet 10", "take mug 1 from cabinet 1", "look"]
@@ -47,7 +48,7 @@ def test_greedy_answer_is_the_most_likely_whole_choice(policy):
     for msgs, g in zip(prompts, gens, strict=True):
         text = policy.prompt_text(msgs)
         ids = [[*policy.tokenizer(c, add_special_tokens=False)["input_ids"], end] for c in CHOICES]
-        totals = [sum(lp) for lp in policy.score([text] * len(ids), ids)]
+        totals = [sum(lp) for lp in teacher_forced_logprobs(policy, [text] * len(ids), ids)]
         assert g.text == CHOICES[max(range(len(ids)), key=totals.__getitem__)]
         assert sum(g.logprobs) == pytest.approx(max(totals), abs=1e-4)
 
@@ -65,7 +66,7 @@ def test_random_model_answers_only_given_choices(policy):
         if temperature == 0:
             assert gens[5].text == free[5].text  # an unconstrained row in the same batch is untouched
         # recorded log-probs are the model's own (unmasked), which is what GRPO's score() recomputes
-        rescored = policy.score([g.prompt_text for g in gens], [g.token_ids for g in gens])
+        rescored = teacher_forced_logprobs(policy, [g.prompt_text for g in gens], [g.token_ids for g in gens])
         for g, lp in zip(gens, rescored, strict=True):
             assert lp == pytest.approx(g.logprobs, abs=1e-4)
 

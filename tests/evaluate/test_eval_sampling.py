@@ -1,7 +1,7 @@
 """Each phase decodes with its own settings, given to the actor explicitly; no call changes the config.
 
 The bug this guards: `krill eval --set eval.temperature=0.7` sampled at `rl.temperature` with up to
-`rl.max_response_length` tokens while the result recorded 0.7, and eval trajectories on
+`rl.max_response_length` tokens (now one key, `model.policy.max_new_tokens`) while the result recorded 0.7, and eval trajectories on
 `valid_unseen` were labelled "train".
 """
 
@@ -33,7 +33,6 @@ def _cfg(base_url: str) -> KrillConfig:
             "model.policy.temperature": 0.0,
             "eval.temperature": 0.7,
             "rl.temperature": 1.3,
-            "rl.max_response_length": 999,
         }
     )
 
@@ -75,7 +74,7 @@ def test_collect_decodes_at_the_policy_settings_and_leaves_the_config_alone(tmp_
         ("collect", Sampling(0.0, 0.9, 24)),
         ("eval", Sampling(0.7, 0.9, 24)),
         ("validation", Sampling(0.0, 0.9, 24)),
-        ("rollout", Sampling(1.3, 0.9, 999)),
+        ("rollout", Sampling(1.3, 0.9, 24)),
     ],
 )
 def test_every_phase_reads_its_own_sampling_settings(phase, want):

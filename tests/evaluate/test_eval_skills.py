@@ -130,7 +130,7 @@ def test_eval_of_a_run_folder_uses_the_runs_settings_adapter_and_bank(tmp_path, 
     run = tmp_path / "run"
     record_config(cfg, run)
     model, tok = build_tiny_model(0)
-    export_model(make_trainable(model, cfg.sft.lora), tok, run / "rl" / "adapter", cfg)
+    export_model(make_trainable(model, cfg.lora), tok, run / "rl" / "adapter", cfg)
     save_bank(hand_bank(), run / "rl" / "bank.json")
     with pytest.raises(SystemExit) as done:
         main(["eval", "--model", str(run), "--episodes", "2", "--out", "r.json"])

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.faults
 def _trainable():
     cfg = load_config(preset="tiny")
     model, tok = build_tiny_model(0)
-    model = make_trainable(model, cfg.sft.lora)
+    model = make_trainable(model, cfg.lora)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     return cfg, model, tok, opt
 

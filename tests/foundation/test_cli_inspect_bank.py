@@ -226,7 +226,7 @@ def test_config_explain_tells_what_a_key_does(capsys):
     assert out.exit_code == 0 and out.stdout.startswith("agent.context = 'window'")
     assert "conversation: the episode is one chat" in out.stdout
     section = CliRunner().invoke(app, ["config", "explain", "rl"]).stdout
-    assert "rl.max_prompt_length = 6000" in section and "rl.group_size = 8" in section
+    assert "rl.kl_coef = 0.01" in section and "rl.group_size = 8" in section
     bad = subprocess.run([sys.executable, "-m", "krill.cli.main", "config", "explain", "agent.contxt"],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr == "error: agent.contxt: no such config key\n"

@@ -128,7 +128,7 @@ def test_original_config_maps_every_key(tmp_path, capsys):
     cfg = load_config(p)
     assert (cfg.sft.learning_rate, cfg.sft.batch_size, cfg.sft.epochs) == (2e-4, 8, 2)
     assert (cfg.rl.kl_coef, cfg.rl.clip_ratio, cfg.rl.iterations, cfg.rl.group_size) == (0.02, 0.3, 7, 4)
-    assert (cfg.rl.invalid_action_penalty, cfg.rl.max_prompt_length, cfg.rl.max_response_length) == (
+    assert (cfg.rl.invalid_action_penalty, cfg.agent.max_prompt_length, cfg.model.policy.max_new_tokens) == (
         0.2,
         4000,
         512,

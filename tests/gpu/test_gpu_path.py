@@ -25,9 +25,10 @@ from krill.agent.actors import LLMActor
 from krill.agent.rollout import run_episodes
 from krill.config import load_config
 from krill.envs.pool import SerialPool
-from krill.models.decoding import _prefill
+from krill.models.decoding import prefill
 from krill.models.local import LocalPolicy
 from krill.schema import Step, Trajectory
+from krill.testing.scoring import teacher_forced_logprobs
 from krill.train.checkpoint import latest_checkpoint
 from krill.train.grpo import group_advantages
 from krill.train.samples import build_samples, sequence_logprobs
@@ -126,7 +127,9 @@ def test_real_shape_bf16_batched_greedy_matches_one_at_a_time(gpu_record):
         # different rounding in a padded batch may flip a near tie, never a clear choice
         t = next(i for i, (x, y) in enumerate(zip(b.token_ids, s.token_ids, strict=False)) if x != y)
         alt = s.token_ids[:t] + [b.token_ids[t]]
-        lp_single, lp_batched = policy.score([s.prompt_text] * 2, [s.token_ids[: t + 1], alt])
+        lp_single, lp_batched = teacher_forced_logprobs(
+            policy, [s.prompt_text] * 2, [s.token_ids[: t + 1], alt]
+        )
         gap = abs(lp_single[-1] - lp_batched[-1])
         worst_tie = max(worst_tie, gap)
         assert gap < BF16_MAX, f"row {task[:30]!r}: batched picked a token {gap:.3f} nats below the best"
@@ -138,7 +141,9 @@ def test_bf16_and_fp32_agree_on_a_real_shape(gpu_record):
     p16 = LocalPolicy(REAL, device=DEVICE.type, dtype="bfloat16")
     gens = p32.generate([_msgs(t) for t in TASKS], max_new_tokens=16, want_logprobs=True)
     prompts, responses = [g.prompt_text for g in gens], [g.token_ids for g in gens]
-    mean, worst = _gaps(p32.score(prompts, responses), p16.score(prompts, responses))
+    mean, worst = _gaps(
+        teacher_forced_logprobs(p32, prompts, responses), teacher_forced_logprobs(p16, prompts, responses)
+    )
     g16 = p16.generate([_msgs(t) for t in TASKS], max_new_tokens=16)
     agree = sum(
         a == b for x, y in zip(gens, g16, strict=True) for a, b in zip(x.token_ids, y.token_ids, strict=False)
@@ -205,7 +210,9 @@ def test_trie_choices_on_device_pick_the_best_whole_action(model, dtype, tol_mea
         assert g.text in ACTIONS
         end = g.token_ids[-1]
         ids = [[*policy.tokenizer(a, add_special_tokens=False)["input_ids"], end] for a in ACTIONS]
-        totals = [sum(lp) for lp in policy.score([policy.prompt_text(msgs)] * len(ids), ids)]
+        totals = [
+            sum(lp) for lp in teacher_forced_logprobs(policy, [policy.prompt_text(msgs)] * len(ids), ids)
+        ]
         worst_pick = max(worst_pick, max(totals) - totals[ACTIONS.index(g.text)])
         worst_sum = max(worst_sum, abs(sum(g.logprobs) - totals[ACTIONS.index(g.text)]))
     gpu_record(pick_gap_nats=worst_pick, logprob_sum_gap=worst_sum, rows=len(TASKS))
@@ -254,9 +261,9 @@ def test_kv_caches_live_on_the_device(tiny_dev, gpu_record):
     devices = {t.device.type for kv in cache.entries.values() for k, v in kv for t in (k, v)}
     assert devices == {DEVICE.type}
     ids = tiny_dev.tokenizer(tiny_dev.prompt_text(_msgs(TASKS[1])), add_special_tokens=False)["input_ids"]
-    decode_cache, logits, *_ = _prefill(tiny_dev.model, tiny_dev.tokenizer, [ids], None)
-    assert logits.device.type == DEVICE.type
-    assert {layer.keys.device.type for layer in decode_cache.layers} == {DEVICE.type}
+    batch = prefill(tiny_dev.model, tiny_dev.tokenizer, [ids], None)
+    assert batch.logits.device.type == DEVICE.type
+    assert {layer.keys.device.type for layer in batch.cache.layers} == {DEVICE.type}
     gpu_record(prefix_entries=len(cache.entries), reused_tokens=cache.stats()["reused_tokens"])
 
 
@@ -269,7 +276,7 @@ from krill.models.tiny import build_tiny_model
 assert not torch.cuda.is_available()
 out, ids = sys.argv[1], json.loads(sys.argv[2])
 cfg = load_config(preset="tiny", overrides=["model.policy.device=cpu"])
-model = make_trainable(build_tiny_model(0)[0], cfg.sft.lora)
+model = make_trainable(build_tiny_model(0)[0], cfg.lora)
 opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 state = load_checkpoint(latest_checkpoint(out), model, opt)
 exported = LocalPolicy("tiny", adapter=out, device="cpu")

@@ -10,6 +10,7 @@ from krill.models.base import Policy
 from krill.models.decoding import find_stop
 from krill.models.local import LocalPolicy
 from krill.models.tiny import build_tiny_model
+from krill.testing.scoring import teacher_forced_logprobs
 
 TASKS = [
     "Your task is to: heat some potato and put it in the fridge.",
@@ -92,7 +93,7 @@ def test_sampling_is_seeded_and_logprobs_match_score(policy):
     c = policy.generate(batch, max_new_tokens=16, temperature=1.0, top_p=0.9, seed=8, want_logprobs=True)
     assert [g.token_ids for g in a] == [g.token_ids for g in b]
     assert [g.token_ids for g in a] != [g.token_ids for g in c]
-    scored = policy.score([g.prompt_text for g in a], [g.token_ids for g in a])
+    scored = teacher_forced_logprobs(policy, [g.prompt_text for g in a], [g.token_ids for g in a])
     for g, s in zip(a, scored, strict=True):
         assert len(s) == len(g.token_ids)
         assert s == pytest.approx(g.logprobs, abs=1e-4)
@@ -100,7 +101,7 @@ def test_sampling_is_seeded_and_logprobs_match_score(policy):
 
 def test_score_handles_empty_responses(policy):
     g = policy.generate([_msgs(TASKS[0])], max_new_tokens=5, want_logprobs=True)[0]
-    out = policy.score([g.prompt_text, g.prompt_text], [[], g.token_ids])
+    out = teacher_forced_logprobs(policy, [g.prompt_text, g.prompt_text], [[], g.token_ids])
     assert out[0] == [] and out[1] == pytest.approx(g.logprobs, abs=1e-4)
 
 
@@ -144,7 +145,9 @@ def test_peft_adapter_is_loaded(tmp_path):
     a = base.generate(msgs, max_new_tokens=8, want_logprobs=True)[0]
     b = tuned.generate(msgs, max_new_tokens=8, want_logprobs=True)[0]
     assert a.logprobs != pytest.approx(b.logprobs, abs=1e-3)
-    assert tuned.score([b.prompt_text], [b.token_ids])[0] == pytest.approx(b.logprobs, abs=1e-4)
+    assert teacher_forced_logprobs(tuned, [b.prompt_text], [b.token_ids])[0] == pytest.approx(
+        b.logprobs, abs=1e-4
+    )
 
 
 def test_generate_keeps_the_callers_training_mode(policy):

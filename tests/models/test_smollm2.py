@@ -8,6 +8,7 @@ import pytest
 
 from krill.models import loading
 from krill.models.local import LocalPolicy
+from krill.testing.scoring import teacher_forced_logprobs
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,7 @@ def test_answers_a_chat_prompt(smol):
     assert "Paris" in gens[0].text
     assert gens[0].prompt_text.startswith("<|im_start|>system\n")
     assert gens[0].finish_reason == "stop" and gens[0].token_ids[-1] == pol.tokenizer.eos_token_id
-    scored = pol.score([g.prompt_text for g in gens], [g.token_ids for g in gens])
+    scored = teacher_forced_logprobs(pol, [g.prompt_text for g in gens], [g.token_ids for g in gens])
     for g, s in zip(gens, scored, strict=True):
         assert s == pytest.approx(g.logprobs, abs=2e-3)
 

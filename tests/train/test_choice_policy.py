@@ -57,7 +57,7 @@ def test_a_step_with_one_admissible_action_carries_no_loss():
     # and the sample builder does not even make a decision of it: no samples, the update is skipped
     cfg = _cfg()
     model, tok = build_tiny_model(0)
-    model = make_trainable(model, cfg.sft.lora)
+    model = make_trainable(model, cfg.lora)
     step = Step(
         observation="o",
         action="look",
@@ -98,7 +98,7 @@ def test_choice_scores_sum_the_tokens_of_each_path_then_end_of_turn():
 def test_recorded_choice_logprobs_equal_what_the_update_recomputes(context):
     cfg = _cfg(f"agent.context={context}", "rl.temperature=0.7", "rl.max_steps=4")
     policy = LocalPolicy("tiny", device="cpu", batch_size=4)
-    policy.model = make_trainable(policy.model, cfg.sft.lora)
+    policy.model = make_trainable(policy.model, cfg.lora)
     actor = LLMActor(policy, None, cfg, cfg.sampling("rollout"), want_logprobs=True, seed=3)
     pool = EnvListPool([KitchenEnv() for _ in range(3)])
     trajs = run_episodes(actor, pool, ["t0", "t1", "t2"], max_steps=4)
@@ -115,7 +115,7 @@ def test_recorded_choice_logprobs_equal_what_the_update_recomputes(context):
 def test_update_on_choices_starts_at_ratio_one_and_moves_the_taken_action(tmp_path):
     cfg = _cfg("agent.context=conversation", "rl.temperature=1.0", "rl.learning_rate=0.05", "rl.kl_coef=0")
     policy = LocalPolicy("tiny", device="cpu", batch_size=4)
-    policy.model = make_trainable(policy.model, cfg.sft.lora)
+    policy.model = make_trainable(policy.model, cfg.lora)
     actor = LLMActor(policy, None, cfg, cfg.sampling("rollout"), want_logprobs=True, seed=1)
     trajs = run_episodes(actor, EnvListPool([KitchenEnv() for _ in range(2)]), ["t0", "t1"], max_steps=3)
     samples = build_samples(trajs, torch.tensor([1.0, 0.0]), policy.tokenizer, choice=True)
@@ -145,7 +145,7 @@ def test_no_reference_pass_at_kl_zero_and_no_old_pass_with_one_epoch(monkeypatch
     )
     cfg = _cfg("agent.context=conversation", "rl.kl_coef=0")
     policy = LocalPolicy("tiny", device="cpu", batch_size=2)
-    policy.model = make_trainable(policy.model, cfg.sft.lora)
+    policy.model = make_trainable(policy.model, cfg.lora)
     actor = LLMActor(policy, None, cfg, cfg.sampling("rollout"), want_logprobs=True, seed=1)
     trajs = run_episodes(actor, EnvListPool([KitchenEnv()]), ["t0"], max_steps=2)
     samples = build_samples(trajs, torch.tensor([1.0]), policy.tokenizer, choice=True)

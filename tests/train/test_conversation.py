@@ -32,7 +32,7 @@ from krill.train.sft import collate, summed_token_ce, tokenize_demo  # noqa: E40
 
 def _cfg() -> KrillConfig:
     return KrillConfig().override(
-        {"agent.context": "conversation", "model.policy.max_new_tokens": 6, "rl.max_response_length": 6}
+        {"agent.context": "conversation", "model.policy.max_new_tokens": 6}
     )
 
 

@@ -114,7 +114,7 @@ def test_demo_jsonl_round_trip_and_datasets(tmp_path):
 
 
 def test_expert_demos_use_the_llm_agent_prompt_on_a_real_env():
-    cfg = _cfg(True, **{"env.name": "webshop", "rl.max_prompt_length": 4000})
+    cfg = _cfg(True, **{"env.name": "webshop", "agent.max_prompt_length": 4000})
     demos = build_sft_demos(_bank(), cfg, source="expert", n=4)
     assert len(demos) == 4
     first, second = demos[0]["messages"], demos[1]["messages"]

@@ -127,7 +127,7 @@ def test_grpo_with_dynamic_sampling_updates_where_plain_grpo_skips(tmp_path, mon
     monkeypatch.setenv("KRILL_EMBEDDER", "hash")
     monkeypatch.setenv("KRILL_CACHE", str(tmp_path / "cache"))
     sets = ["model.policy.device=cpu", "rl.iterations=1", "rl.group_size=2", "rl.batch_size=4",
-            "rl.max_response_length=4", "model.policy.batch_size=4", "rl.tasks=[win0,lose0,win1,lose1,mix0,mix1]"]  # fmt: skip
+            "model.policy.max_new_tokens=4", "model.policy.batch_size=4", "rl.tasks=[win0,lose0,win1,lose1,mix0,mix1]"]  # fmt: skip
     bank = SkillBank(general_skills=[Skill(name="Any", principle="Say it.", when_to_apply="Always.")])
     metrics = {}
     for dynamic in (False, True):

@@ -25,7 +25,7 @@ def _trained_run(tmp_path):
     recorded config, a state.json and an evaluation."""
     cfg = load_config(preset="tiny", overrides=["model.policy.device=cpu", f"cache_dir={tmp_path / 'cache'}"])
     run = tmp_path / "run"
-    model = make_trainable(build_tiny_model(0)[0], cfg.sft.lora, seed=0)
+    model = make_trainable(build_tiny_model(0)[0], cfg.lora, seed=0)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:

@@ -18,7 +18,7 @@ def _setup(**rl):
         preset="tiny", overrides=["model.policy.device=cpu", *[f"rl.{k}={v}" for k, v in rl.items()]]
     )
     model, tok = build_tiny_model(0)
-    model = make_trainable(model, cfg.sft.lora)
+    model = make_trainable(model, cfg.lora)
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.rl.learning_rate, weight_decay=0
     )

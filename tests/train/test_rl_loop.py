@@ -72,7 +72,7 @@ def _pool():
 def _cfg(iterations, **extra):
     sets = [
         "model.policy.device=cpu", f"rl.iterations={iterations}", "rl.group_size=3", "rl.batch_size=6",
-        "rl.max_response_length=6", "rl.learning_rate=0.02", "model.policy.batch_size=6", "rl.temperature=1.5",
+        "model.policy.max_new_tokens=6", "rl.learning_rate=0.02", "model.policy.batch_size=6", "rl.temperature=1.5",
         *[f"{k}={v}" for k, v in extra.items()],
     ]  # fmt: skip
     return load_config(preset="tiny", overrides=sets)

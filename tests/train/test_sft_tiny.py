@@ -55,7 +55,7 @@ def _cfg(**sft):
 
 def _policy(cfg):
     model, tok = build_tiny_model(0)
-    return SimpleNamespace(model=make_trainable(model, cfg.sft.lora), tokenizer=tok)
+    return SimpleNamespace(model=make_trainable(model, cfg.lora), tokenizer=tok)
 
 
 def _demo_loss(policy, demos, max_length=512):

@@ -90,7 +90,9 @@ class LLMActor:
         if self.cfg.agent.context == "conversation":
             turns = ep.turns or [Turn(ep.observation, ep.admissible)]
             count = self.count_tokens or default_count_tokens
-            first = fit_conversation(turns, ep.scratch.get("first", 0), self.cfg.rl.max_prompt_length, count)
+            first = fit_conversation(
+                turns, ep.scratch.get("first", 0), self.cfg.agent.max_prompt_length, count
+            )
             ep.scratch["first"] = first
             return build_conversation(ep.task, turns, self.cfg, ep.retrieved,
                                       env_name=ep.env_name, first=first)  # fmt: skip
@@ -268,8 +270,8 @@ def make_actor(
         return RandomActor(seed)
     if kind not in ACTOR_KINDS:
         raise KrillError(f"unknown policy {kind!r}; choose one of {', '.join(ACTOR_KINDS)}", where="--policy")
+    from krill.agent.prompts import make_retriever
     from krill.models import build_policy
-    from krill.skills.retrieval import make_retriever
 
     backend = "local" if kind == "local" else "openai"
     if backend == "openai" and cfg.agent.constrain_actions and cfg.model.policy.guided_choice == "none":

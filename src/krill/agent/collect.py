@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from krill.agent.actors import make_actor
+from krill.agent.prompts import shows_skills
 from krill.agent.rollout import run_episodes
 from krill.config import KrillConfig
 from krill.errors import KrillError
 from krill.formats.trajectories import TrajectoryWriter
 from krill.io import MAX_TRAJECTORY_BYTES, read_jsonl
 from krill.schema import Trajectory
-from krill.skills.retrieval import shows_skills
 
 if TYPE_CHECKING:
     from krill.envs.base import Pool

@@ -4,12 +4,12 @@
 step. Layout chosen for prefix KV-cache reuse: everything that stays fixed within an episode comes
 FIRST (system text, retrieved skills, task, initial observation); what changes every step comes
 LAST (history window, current observation, admissible actions). Over-long prompts lose their
-oldest history first (`rl.max_prompt_length`).
+oldest history first (`agent.max_prompt_length`).
 
 `agent.context: conversation` (`build_conversation`): the episode is one chat. The first user turn
 holds the skills, the task and the initial observation; every step adds the agent's reply and a
 user turn with the next observation. Over-long chats lose their oldest exchanges (the first turn
-stays), down to 3/4 of `rl.max_prompt_length` so the next steps extend the cut chat again.
+stays), down to 3/4 of `agent.max_prompt_length` so the next steps extend the cut chat again.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from krill.config import KrillConfig
 from krill.models.base import Messages
+from krill.schema import SkillBank
 from krill.skills.memory import MEMORY_HEADER
 from krill.skills.retrieval import Retrieved
 
@@ -116,7 +118,7 @@ def build_messages(
     *,
     count_tokens: Callable[[str], int] | None = None,
 ) -> Messages:
-    """System + user chat messages for one step, capped at `rl.max_prompt_length` tokens.
+    """System + user chat messages for one step, capped at `agent.max_prompt_length` tokens.
 
     `retrieved` is what the prompt shows of the bank (None: no skills; whether skills are shown is
     decided once, by `krill.skills.retrieval.make_retriever`). History beyond `agent.history_window`
@@ -132,7 +134,7 @@ def build_messages(
     first_index = len(state.history) - len(window)
     while True:
         user = "\n\n".join([fixed, _changing_part(state, window, first_index, cfg)])
-        if not window or count(system) + count(user) <= cfg.rl.max_prompt_length:
+        if not window or count(system) + count(user) <= cfg.agent.max_prompt_length:
             break
         window, first_index = window[1:], first_index + 1  # drop the oldest history entry
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -258,3 +260,22 @@ def _category_title(retrieved: Retrieved) -> str:
 
 def _squash(text: str) -> str:
     return " ".join(text.split())
+
+
+def shows_skills(cfg: KrillConfig, bank: Any = None, retriever: Any = None, wanted: bool = True) -> bool:
+    """The one rule for whether prompts show skills, in every phase (collection, SFT demos, RL
+    rollouts, evaluation, validation): `agent.use_skills` is on, the caller wants them (an ablation's
+    `--no-skills` does not), and there is a `bank` or a ready `retriever` (the raw-trajectory memory)."""
+    return wanted and cfg.agent.use_skills and (bank is not None or retriever is not None)
+
+
+def make_retriever(
+    bank: SkillBank | None, cfg: KrillConfig, *, retriever: Any = None, wanted: bool = True
+) -> Any:
+    """The retriever prompts draw skills from (`retriever` when given, else one over `bank`), or None
+    when `shows_skills` says the prompts show none."""
+    if not shows_skills(cfg, bank, retriever, wanted):
+        return None
+    from krill.skills.retrieval import build_retriever
+
+    return retriever or build_retriever(bank, cfg)

@@ -116,7 +116,7 @@ def _evaluate(
     from krill.envs.pool import make_pool
 
     sampling = cfg.sampling("eval")
-    from krill.skills.retrieval import shows_skills
+    from krill.agent.prompts import shows_skills
 
     # an LLM actor of the caller's (validation) shows skills exactly when it has a retriever
     if hasattr(actor, "retriever"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from krill.config_renames import RENAMED
 from krill.errors import KrillError
 
 # original "section.key" → krill "section.key"
@@ -26,8 +27,8 @@ KEY_MAP: dict[str, str] = {
     "rl.kl_coeff": "rl.kl_coef",
     "rl.clip_epsilon": "rl.clip_ratio",
     "rl.invalid_action_penalty": "rl.invalid_action_penalty",
-    "rl.max_prompt_length": "rl.max_prompt_length",
-    "rl.max_response_length": "rl.max_response_length",
+    "rl.max_prompt_length": "agent.max_prompt_length",
+    "rl.max_response_length": "model.policy.max_new_tokens",
     "rl.training_epochs": "rl.iterations",
     "skill_retrieval.top_k": "skill_retrieval.top_k",
     "skill_retrieval.similarity_threshold": "skill_retrieval.threshold",
@@ -41,7 +42,8 @@ ROLES = ("policy", "teacher", "embedding")
 MODEL_FIELDS = ("api_base", "model_id", "api_key")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 # Keys only the original had: seeing any of them means the file is in the original shape.
-_SIGNATURE = {k for k, v in KEY_MAP.items() if k != v} | {
+# (krill's own old spellings of the prompt and reply caps are not: `krill.config_renames` reads them)
+_SIGNATURE = {k for k, v in KEY_MAP.items() if k != v and k not in RENAMED} | {
     f"model.{r}_{f}" for r in ROLES for f in MODEL_FIELDS
 }
 

@@ -78,6 +78,31 @@ def next_tokens(
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
+@dataclass
+class _Batch:
+    """The rows still decoding: their KV cache, next-token logits [B, V], mask, last positions and
+    original row indices. `keep` is the one way rows leave (answered from choices, or finished)."""
+
+    cache: object
+    logits: torch.Tensor
+    attention_mask: torch.Tensor
+    positions: torch.Tensor
+    live: list[int]
+
+    def keep(self, keep: list[int]) -> None:
+        if len(keep) == len(self.live) or not keep:  # all stay, or none: nothing left to select
+            self.live = [self.live[j] for j in keep]
+            return
+        idx = torch.tensor(keep, device=self.attention_mask.device)
+        self.cache.batch_select_indices(idx)
+        self.logits, self.attention_mask, self.positions = (
+            self.logits[idx],
+            self.attention_mask[idx],
+            self.positions[idx],
+        )
+        self.live = [self.live[j] for j in keep]
+
+
 @torch.no_grad()
 def decode_batch(
     model,
@@ -96,59 +121,67 @@ def decode_batch(
 ) -> list[RowResult]:
     """Decode every prompt (token ids) together until EOS, a stop string, or `max_new_tokens`.
 
-    With `prefix_cache`, each row reuses the stored KV states of its longest known prefix and only
-    the rest is prefilled; the new prompts' states are stored for the next call. `rowwise_prefill`
-    (needs the cache) prefills one row at a time, so no compute goes to padding: on CPU prefill is
-    compute-bound and gains nothing from batching, while decode (memory-bound) still runs batched.
-    `choices[i]` (token-id sequences, or None): row i answers the most likely of them (or samples
-    one from π_T), then end-of-turn; all such rows are scored in one pass (`krill.models.choices`,
-    `choice_score` sum | mean).
+    Three steps: `prefill` (the prompts, reusing `prefix_cache`'s stored prefixes), `choose` (rows
+    given `choices[i]`, token-id sequences, answer the most likely of them, or sample one from π_T,
+    then end-of-turn: all scored in one pass, `krill.models.choices`, `choice_score` sum | mean),
+    `decode` (the other rows, token by token). `rowwise_prefill` (needs the cache) prefills one row at
+    a time, so no compute goes to padding: on CPU prefill is compute-bound and gains nothing from
+    batching, while decode (memory-bound) still runs batched.
     """
-    n = len(prompts)
-    # row-wise only when every row's states fit in the cache at once (else the batch would recompute
-    # them), and only for long suffixes: a short one (a conversation's new turn) is bound by reading
-    # the weights, so one padded batch pass beats n row passes
+    rows = [RowResult() for _ in prompts]
+    eos = _eos_ids(model, tokenizer)
+    batch = prefill(model, tokenizer, prompts, prefix_cache, rowwise=rowwise_prefill)
+    if choices and any(choices):
+        end_of_turn = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos)
+        choose(model, batch, rows, choices, end_of_turn, temperature, generator, choice_score)
+    if batch.live:
+        decode(model, tokenizer, batch, rows, max_new_tokens, temperature, top_p, stop, eos, generator)
+    for row in rows:
+        _finalize(tokenizer, row, [s for s in (stop or []) if s], eos)
+    return rows
+
+
+def prefill(model, tokenizer, prompts: list[list[int]], prefix_cache: PrefixCache | None, *,
+            rowwise: bool = False) -> _Batch:  # fmt: skip
+    """The prompts through the model, each row starting from its longest stored prefix; the new
+    prompts' states are stored for the next call. Row-wise only when every row's states fit in the
+    cache at once (else the batch would recompute them), and only for long suffixes: a short one (a
+    conversation's new turn) is bound by reading the weights, so one padded pass beats n row passes."""
     fits = (
         prefix_cache is not None
         and sum(map(len, prompts)) * kv_bytes_per_token(model) <= prefix_cache.max_bytes
     )
-    if rowwise_prefill and fits and n > 1 and _longest_suffix(prompts, prefix_cache) >= ROWWISE_MIN_TOKENS:
-        for ids in prompts:  # each row's states land in the cache; the batch below reuses them
-            _prefill(model, tokenizer, [ids], prefix_cache)
-        prefix_cache.paused = True  # the batch step below re-reads them: not new reuse, nothing to store
-    stops = [s for s in (stop or []) if s]
-    eos = _eos_ids(model, tokenizer)
-    end_of_turn = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos)
-    rows = [RowResult() for _ in range(n)]
-    tries = [ChoiceTrie.build(c) if c else None for c in (choices or [None] * n)]
-    live = list(range(n))  # original row index of each row still in the batch
-    try:
-        cache, logits, attention_mask, positions = _prefill(model, tokenizer, prompts, prefix_cache)
-    finally:
-        if prefix_cache is not None:
-            prefix_cache.paused = False
-    cache_kw = cache_kwarg(model)
-    device = attention_mask.device
-    if any(tries):  # rows with choices are answered at once; the others decode below
-        picks = pick_choices(model, cache, attention_mask, positions, logits, tries, end_of_turn, cache_kw,
-                             temperature, generator, choice_score)  # fmt: skip
-        for i, pick in enumerate(picks):
-            if pick is not None:
-                rows[i].token_ids, rows[i].logprobs = pick.token_ids, pick.logprobs
-                rows[i].choice_index, rows[i].choice_logprob = pick.index, pick.choice_logprob
-                rows[i].finish_reason = "stop"
-        live = [i for i in range(n) if picks[i] is None]
-        if not live:
-            max_new_tokens = 0
-        elif len(live) < n:
-            idx = torch.tensor(live, device=device)
-            cache.batch_select_indices(idx)
-            logits, attention_mask, positions = logits[idx], attention_mask[idx], positions[idx]
+    if rowwise and fits and len(prompts) > 1 and _longest_suffix(prompts, prefix_cache) >= ROWWISE_MIN_TOKENS:
+        for ids in prompts:  # each row's states land in the cache; the batch pass below reuses them
+            _forward_prompts(model, tokenizer, [ids], prefix_cache)
+        # the batch pass re-reads what was just stored: not new reuse, nothing new to store
+        return _forward_prompts(model, tokenizer, prompts, prefix_cache, record=False)
+    return _forward_prompts(model, tokenizer, prompts, prefix_cache)
+
+
+def choose(model, batch: _Batch, rows: list[RowResult], choices, end_of_turn: int, temperature: float,
+           generator: torch.Generator | None, choice_score: str) -> None:  # fmt: skip
+    """Answer the rows that have choices at once (their tokens, log-probs, choice); they leave `batch`."""
+    tries = [ChoiceTrie.build(c) if c else None for c in choices]
+    picks = pick_choices(model, batch.cache, batch.attention_mask, batch.positions, batch.logits, tries,
+                         end_of_turn, cache_kwarg(model), temperature, generator, choice_score)  # fmt: skip
+    for row, pick in zip(rows, picks, strict=True):
+        if pick is not None:
+            row.token_ids, row.logprobs = pick.token_ids, pick.logprobs
+            row.choice_index, row.choice_logprob, row.finish_reason = pick.index, pick.choice_logprob, "stop"
+    batch.keep([j for j, i in enumerate(batch.live) if picks[i] is None])
+
+
+def decode(model, tokenizer, batch: _Batch, rows: list[RowResult], max_new_tokens: int, temperature: float,
+           top_p: float, stop: list[str] | None, eos: set[int], generator: torch.Generator | None) -> None:  # fmt: skip
+    """Token by token until each row hits EOS, a stop string or `max_new_tokens`; finished rows leave
+    the batch, so later steps cost less. Each token's log-prob is recorded at T=1 (module docstring)."""
+    stops, cache_kw = [s for s in (stop or []) if s], cache_kwarg(model)
     for _ in range(max_new_tokens):
-        tokens, logps = next_tokens(logits, temperature, top_p, generator)
+        tokens, logps = next_tokens(batch.logits, temperature, top_p, generator)
         keep = []
         for j, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist(), strict=True)):
-            row = rows[live[j]]
+            row = rows[batch.live[j]]
             row.token_ids.append(tok)
             row.logprobs.append(lp)
             if tok in eos or _hit_stop(tokenizer, row, stops):
@@ -156,32 +189,30 @@ def decode_batch(
             else:
                 keep.append(j)
         if not keep:
-            break
-        if len(keep) < len(live):  # finished rows leave the batch: later steps cost less
-            idx = torch.tensor(keep, device=device)
-            cache.batch_select_indices(idx)
-            tokens, attention_mask, positions = tokens[idx], attention_mask[idx], positions[idx]
-            live = [live[j] for j in keep]
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(live), 1))], dim=-1)
-        positions = positions[:, -1:] + 1
-        logits = model(
+            return
+        if len(keep) < len(batch.live):
+            tokens = tokens[torch.tensor(keep, device=tokens.device)]
+        batch.keep(keep)
+        batch.attention_mask = torch.cat(
+            [batch.attention_mask, batch.attention_mask.new_ones((len(keep), 1))], -1
+        )
+        batch.positions = batch.positions[:, -1:] + 1
+        batch.logits = model(
             input_ids=tokens[:, None],
-            attention_mask=attention_mask,
-            position_ids=positions,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.positions,
             use_cache=True,
-            **{cache_kw: cache},
+            **{cache_kw: batch.cache},
         ).logits[:, -1, :]
-    for row in rows:
-        _finalize(tokenizer, row, stops, eos)
-    return rows
 
 
 def _longest_suffix(prompts: list[list[int]], prefix_cache: PrefixCache) -> int:
     return max(len(ids) - prefix_cache.lookup(ids)[1] for ids in prompts)
 
 
-def _prefill(model, tokenizer, prompts: list[list[int]], prefix_cache: PrefixCache | None):
-    """Run the prompts through the model; returns (cache, last logits [B, V], mask, positions)."""
+def _forward_prompts(model, tokenizer, prompts: list[list[int]], prefix_cache: PrefixCache | None, *,
+                     record: bool = True) -> _Batch:  # fmt: skip
+    """One prefill pass; with `record`, the cache counts reuse and stores the prompts' states."""
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
@@ -203,12 +234,12 @@ def _prefill(model, tokenizer, prompts: list[list[int]], prefix_cache: PrefixCac
         logits_to_keep=1,
         **{cache_kwarg(model): cache},
     )
-    if prefix_cache is not None and not prefix_cache.paused:
+    if prefix_cache is not None and record:
         prefix_cache.reused_tokens += sum(reuse)
         prefix_cache.prefilled_tokens += sum(len(p) for p in prompts) - sum(reuse)
         for ids_b, kv in zip(prompts, extract_rows(cache, mask), strict=True):
             prefix_cache.put(ids_b, kv)
-    return cache, out.logits[:, -1, :], mask, positions
+    return _Batch(cache, out.logits[:, -1, :], mask, positions, list(range(len(prompts))))
 
 
 def cache_kwarg(model) -> str:

@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
@@ -20,6 +20,9 @@ import httpx
 from krill.errors import KrillError
 from krill.retry import TransientError, async_retrying, status_of
 from krill.secrets import mask_url
+
+if TYPE_CHECKING:
+    from krill.config import EndpointConfig
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 T = TypeVar("T")
@@ -45,7 +48,7 @@ def redact(text: str, key: str | None) -> str:
 class Endpoint:
     """Where to send requests and with which key (read only from the env var named in config)."""
 
-    def __init__(self, cfg, *, where: str):
+    def __init__(self, cfg: EndpointConfig, *, where: str):
         self.base_url = (cfg.api_base or DEFAULT_API_BASE).rstrip("/")
         self.shown_url = mask_url(self.base_url)  # what messages say: credentials in the URL masked
         self.where, self.timeout, self.model = where, float(cfg.timeout), cfg.model

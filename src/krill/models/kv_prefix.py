@@ -51,7 +51,6 @@ class PrefixCache:
         self.sizes: dict[tuple[int, ...], int] = {}
         self.version: tuple[int, int, float] | None = None
         self.reused_tokens = self.prefilled_tokens = 0
-        self.paused = False  # True while a batch re-reads states it has just stored (no stats, no stores)
 
     def stats(self) -> dict[str, int]:
         return {

@@ -17,7 +17,6 @@ from krill.models.base import Generation, Messages
 from krill.models.decoding import decode_batch
 from krill.models.kv_prefix import PrefixCache, kv_bytes_per_token
 from krill.models.loading import load_causal_lm
-from krill.models.logprobs import left_pad, trailing_logprobs
 
 
 def default_cache_dir() -> str:
@@ -79,7 +78,9 @@ class LocalPolicy:
         self.rowwise_prefill = self.device.type == "cpu" if rowwise_prefill is None else rowwise_prefill
 
     def reset_prefix_cache(self) -> None:
-        """Forget stored prompt states (benchmarks: so a second run does not reuse the first's prompts)."""
+        """Forget stored prompt states (benchmarks: so a second run does not reuse the first's prompts).
+        Not needed after a weight update: the cache drops states computed under other weights by itself
+        (`kv_prefix.weights_version`, the one invalidation rule)."""
         if self.prefix_cache is not None:
             self.prefix_cache = PrefixCache(self.prefix_cache.max_bytes, self.prefix_cache.min_reuse)
 
@@ -160,41 +161,3 @@ class LocalPolicy:
                     )
                 )
         return out
-
-    # -- RL ----------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def score(
-        self,
-        prompt_texts: list[str],
-        response_token_ids: list[list[int]],
-        *,
-        batch_size: int = 8,
-        max_logit_rows: int = 4096,
-    ) -> list[list[float]]:
-        """Teacher-forced log-probs (temperature 1) of each response token given its templated prompt.
-
-        Rows go `batch_size` at a time, fewer when `rows × longest response` would exceed
-        `max_logit_rows` (the [rows, response, vocab] logits are the memory peak).
-        """
-        out: list[list[float]] = [[] for _ in prompt_texts]
-        todo = sorted((i for i, r in enumerate(response_token_ids) if r), key=lambda i: len(prompt_texts[i]))
-        while todo:
-            chunk = [todo[0]]
-            for i in todo[1:batch_size]:
-                longest = max(len(response_token_ids[j]) for j in [*chunk, i])
-                if (len(chunk) + 1) * longest > max_logit_rows:
-                    break
-                chunk.append(i)
-            todo = todo[len(chunk) :]
-            lps = self._score_chunk([prompt_texts[i] for i in chunk], [response_token_ids[i] for i in chunk])
-            for i, row in zip(chunk, lps, strict=True):
-                out[i] = row
-        return out
-
-    def _score_chunk(self, prompts: list[str], responses: list[list[int]]) -> list[list[float]]:
-        seqs = [p + r for p, r in zip(self._encode(prompts), responses, strict=True)]
-        ids, mask = left_pad(seqs, self.tokenizer.pad_token_id, self.device)
-        n_resp = max(len(r) for r in responses)
-        with eval_mode(self.model):
-            logp, _ = trailing_logprobs(self.model, ids, mask, n_resp)  # [B, n_resp]
-        return [logp[b, n_resp - len(r) :].tolist() for b, r in enumerate(responses)]

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from krill.models.embedder import normalize_rows
 from krill.models.endpoint import ApiStats, Endpoint, chat_once, chat_params, describe_error, run_sync
 from krill.models.jsonschema_lite import extract_json, validate
 from krill.retry import TransientError, async_retrying
+
+if TYPE_CHECKING:
+    from krill.config import EndpointConfig, TeacherConfig
 
 CHARS_PER_TOKEN_CAP = 16  # a server ignoring max_tokens cannot flood us: answers are cut at this × max_tokens
 REASK = (
@@ -56,7 +59,7 @@ class _Served:
 
     where = "model"
 
-    def __init__(self, cfg, *, check: bool = True):
+    def __init__(self, cfg: EndpointConfig, *, check: bool = True):
         self.cfg = cfg
         self.name = f"openai:{cfg.model}"
         self.endpoint = Endpoint(cfg, where=self.where)
@@ -183,7 +186,7 @@ class OpenAIChatClient:
     an interrupted job does not ask finished prompts again.
     """
 
-    def __init__(self, cfg, cache_path: str | Path | None = None, *, check: bool = True):
+    def __init__(self, cfg: TeacherConfig, cache_path: str | Path | None = None, *, check: bool = True):
         self.cfg = cfg
         self.endpoint = Endpoint(cfg, where="model.teacher")
         self.stats = ApiStats()

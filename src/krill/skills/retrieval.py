@@ -23,7 +23,7 @@ skills of the category, no similarity) is kept as `mode="template"`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -267,18 +267,3 @@ def retrieve(
 
         embedder = build_embedder(kcfg or KrillConfig())
     return Retriever(bank, embedder, rcfg).retrieve(task, category)
-
-
-def shows_skills(cfg: Any, bank: Any = None, retriever: Any = None, wanted: bool = True) -> bool:
-    """The one rule for whether prompts show skills, in every phase (collection, SFT demos, RL
-    rollouts, evaluation, validation): `agent.use_skills` is on, the caller wants them (an ablation's
-    `--no-skills` does not), and there is a `bank` or a ready `retriever` (the raw-trajectory memory)."""
-    return wanted and cfg.agent.use_skills and (bank is not None or retriever is not None)
-
-
-def make_retriever(bank: SkillBank | None, cfg: Any, *, retriever: Any = None, wanted: bool = True) -> Any:
-    """The retriever prompts draw skills from (`retriever` when given, else one over `bank`), or None
-    when `shows_skills` says the prompts show none."""
-    if not shows_skills(cfg, bank, retriever, wanted):
-        return None
-    return retriever or build_retriever(bank, cfg)

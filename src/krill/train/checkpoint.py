@@ -59,8 +59,8 @@ def make_trainable(model: Any, lora: LoraConfig, init: str | Path | None = None,
     targets = [t for t in lora.target_modules if any(n.endswith(t) for n, _ in model.named_modules())]
     if not targets:
         raise KrillError(
-            f"none of sft.lora.target_modules {lora.target_modules} is a module of the model",
-            where="sft.lora.target_modules",
+            f"none of lora.target_modules {lora.target_modules} is a module of the model",
+            where="lora.target_modules",
         )
     peft_cfg = PeftLoraConfig(
         r=lora.r,

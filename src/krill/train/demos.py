@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from krill.agent.prompts import make_retriever
 from krill.config import KrillConfig
 from krill.errors import KrillError
 from krill.io import MAX_TRAJECTORY_BYTES, read_jsonl, write_jsonl
 from krill.progress import progress_bar
 from krill.schema import SkillBank, Trajectory
-from krill.skills.retrieval import make_retriever
 
 if TYPE_CHECKING:
     from krill.agent.actors import Decision

@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from krill.agent.prompts import make_retriever
 from krill.config import KrillConfig
 from krill.errors import KrillError
 from krill.io import read_jsonl
 from krill.progress import progress_bar
 from krill.schema import SkillBank, Trajectory
 from krill.skills.evolved import evolved_skill_ids
-from krill.skills.retrieval import make_retriever
 from krill.train import checkpoint as ckpt_io
 from krill.train.grpo import group_advantages, zero_variance_groups
 from krill.train.guidance import (
@@ -268,8 +268,6 @@ class GrpoRecipe:
         samples = build_samples(trajs, adv, self.tok, per_step, choice=self.cfg.agent.constrain_actions)
         upd = grpo_update(self.model, self.optimizer, samples, self.cfg, self.accel, self.pad_id,
                           self.reference, end_of_turn=self.tok.eos_token_id)  # fmt: skip
-        if upd["update/skipped"] == 0.0 and hasattr(self.rollout_policy, "reset_prefix_cache"):
-            self.rollout_policy.reset_prefix_cache()  # cached prompt KV states belong to the old weights
         t2 = time.perf_counter()
         zero_var = zero_variance_groups(rewards, group_ids) if trajs else 0
         own = [

@@ -17,7 +17,7 @@ a guide prefix stay in the ids as context and carry no gradient; an expert episo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,6 +25,9 @@ from krill.models.choices import StepOptions, choice_logprobs, step_choice_score
 from krill.models.decoding import cache_kwarg
 from krill.models.logprobs import left_pad, trailing_logprobs
 from krill.schema import Trajectory
+
+if TYPE_CHECKING:
+    from krill.config import RlConfig
 
 
 @dataclass
@@ -81,7 +84,7 @@ def step_rewards(traj: Trajectory, penalty: float) -> list[float]:
 
 
 def gigpo_step_advantages(
-    trajs: list[Trajectory], episode_adv: torch.Tensor, group_ids: torch.Tensor, rl: Any
+    trajs: list[Trajectory], episode_adv: torch.Tensor, group_ids: torch.Tensor, rl: RlConfig
 ) -> list[list[float]]:
     """GiGPO's A_{i,t} = A^E_i + ω·A^S_{i,t} for every step (`krill.train.grpo`), from `rl.gamma`,
     `rl.step_advantage_weight` and the invalid-action penalty."""

@@ -48,7 +48,7 @@ def load_training_policy(cfg: KrillConfig, init: str | Path | None = None, devic
         changes["model.policy.model"] = str(init)  # a fully fine-tuned model saved by an earlier run
         init = None
     policy = build_policy(cfg.override(changes))
-    policy.model = ckpt_io.make_trainable(policy.model, cfg.sft.lora, init, seed=cfg.sft.seed)
+    policy.model = ckpt_io.make_trainable(policy.model, cfg.lora, init, seed=cfg.sft.seed)
     return policy
 
 
