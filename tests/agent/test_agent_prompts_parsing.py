@@ -62,8 +62,8 @@ def test_think_mode_and_no_skills_mode():
     assert "<think>" in msgs[0]["content"] and "<action>" in msgs[0]["content"]
     # agent.use_skills: false is decided once (make_retriever gives no retriever), so no phase's
     # prompt carries skills, however it builds its prompt
-    from krill.schema import SkillBank
     from krill.agent.prompts import make_retriever, shows_skills
+    from krill.schema import SkillBank
 
     off = cfg(use_skills=False, context="conversation")
     bank = SkillBank(general_skills=retrieved().general)

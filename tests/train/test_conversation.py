@@ -31,9 +31,7 @@ from krill.train.sft import collate, summed_token_ce, tokenize_demo  # noqa: E40
 
 
 def _cfg() -> KrillConfig:
-    return KrillConfig().override(
-        {"agent.context": "conversation", "model.policy.max_new_tokens": 6}
-    )
+    return KrillConfig().override({"agent.context": "conversation", "model.policy.max_new_tokens": 6})
 
 
 def _chat(replies=("go to fridge 1", "open fridge 1", "take apple 1 from fridge 1")):
