@@ -3,11 +3,16 @@
     python benchmarks/bench_decode_overhead.py                                   # tiny model, CPU
     python benchmarks/bench_decode_overhead.py --model random:smollm2-360m --profile   # on a GPU
 
-Three loops decode the same prompt greedily for `--tokens` steps at 1 and `--rows` rows:
-  krill      `LocalPolicy.generate` (decoding.decode_batch: mask, positions, log-probs, stop checks)
+Five loops decode the same prompt greedily for `--tokens` steps at 1 and `--rows` rows:
+  krill      `LocalPolicy.generate` on the growing cache (decoding.decode: mask, positions, log-probs,
+             stop checks)
+  static     the same on krill's static cache (decoding.decode_static; on CUDA its step is a CUDA graph)
   hf+mask    the model called with the same 2-D attention mask and position ids krill passes
   hf         the model alone (no mask: the causal fast path), argmax kept on the device
-The ratio krill / hf is what krill's loop adds per step. On CPU compute dominates and the loops
+  hf-graph   the model alone on transformers' StaticCache, the step compiled with CUDA graphs
+             (`torch.compile(mode="reduce-overhead")`; eager on CPU): what an inference engine's step costs
+The ratio krill / hf is what krill's loop adds per step; static / hf-graph is issue 34's target (≤ 1.2 at
+32 rows on a GPU). On CPU compute dominates and the loops
 cost the same; on the H100 of docs/benchmarks.md krill took 96.7 ms/step where the bare loop took
 41.4 (random:smollm2-360m, bf16, one row): this script exists to find where the difference goes.
 `--profile` prints torch.profiler's top operators of one krill call by self CPU time.
@@ -57,6 +62,20 @@ def hf_loop(model, ids: torch.Tensor, tokens: int, with_mask: bool) -> None:
         )
 
 
+@torch.no_grad()
+def hf_graph_loop(model, ids: torch.Tensor, tokens: int, step) -> None:
+    """Greedy decoding on a preallocated cache with a captured step (`step`: the compiled forward)."""
+    from transformers import StaticCache
+
+    from krill.models.decoding import cache_kwarg
+
+    kw = cache_kwarg(model)
+    cache = StaticCache(config=model.config, max_cache_len=ids.shape[1] + tokens)
+    nxt = model(input_ids=ids, use_cache=True, **{kw: cache}).logits[:, -1].argmax(-1, keepdim=True)
+    for _ in range(tokens - 1):
+        nxt = step(nxt, cache).argmax(-1, keepdim=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny", help="tiny | random:<shape> | smollm2 | HF path")
@@ -65,37 +84,66 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="torch.profiler table of one krill call")
     args = ap.parse_args()
 
+    from krill.models.decoding import cache_kwarg
     from krill.models.local import LocalPolicy
+    from krill.models.static_decode import StaticDecoder
 
-    policy = LocalPolicy(args.model, prefix_cache_bytes=0)  # no reuse: every call does the same work
+    policy = LocalPolicy(
+        args.model, prefix_cache_bytes=0, static_cache=False
+    )  # no reuse: same work every call
     model, tok = policy.model, policy.tokenizer
+    static = StaticDecoder(model, cache_kwarg(model))  # compiled on CUDA
+    kw = cache_kwarg(model)
+
+    def forward(nxt, cache):
+        return model(input_ids=nxt, use_cache=True, **{kw: cache}).logits[:, -1]
+
+    graph = (
+        torch.compile(forward, mode="reduce-overhead", dynamic=False)
+        if torch.cuda.is_available()
+        else forward
+    )
+
+    def krill(batch, decoder):
+        policy.static = decoder
+        return policy.generate(batch, max_new_tokens=args.tokens, stop=["\x00"])
+
     msgs = [{"role": "user", "content": "Instruction: i need a pair of waterproof hiking shoes. " * 8}]
     prompt = tok(policy.prompt_text(msgs), add_special_tokens=False)["input_ids"]
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     print(
         f"machine: {where}; model {args.model} ({next(model.parameters()).dtype}); prompt {len(prompt)} tokens"
     )
-    policy.generate([msgs], max_new_tokens=4)  # warm-up: kernels, allocator
     for rows in (1, args.rows):
         ids = torch.tensor([prompt] * rows, device=policy.device)
         # a stop string that never matches keeps krill's per-step stop check in the loop
         batch = [msgs] * rows
-        krill = timed(lambda b=batch: policy.generate(b, max_new_tokens=args.tokens, stop=["\x00"]))
+        krill(batch, static), hf_graph_loop(model, ids, args.tokens, graph)  # warm-up: capture, allocator
+        krill(batch, None)
+        dynamic_s = timed(lambda b=batch: krill(b, None))
+        static_s = timed(lambda b=batch: krill(b, static))
         masked = timed(lambda i=ids: hf_loop(model, i, args.tokens, True))
         bare = timed(lambda i=ids: hf_loop(model, i, args.tokens, False))
-        ms = [1000 * t / args.tokens for t in (krill, masked, bare)]
-        print(f"rows {rows:>3}: krill {ms[0]:7.1f} ms/step   hf+mask {ms[1]:7.1f}   hf {ms[2]:7.1f}   "
-              f"krill/hf {ms[0] / ms[2]:.2f}x")  # fmt: skip
-        name = f"decode ms/step, krill loop vs bare HF loop, {rows} rows ({args.model}, {where})"
-        print("BENCH " + json.dumps({"name": name, "value": round(ms[0], 2), "unit": "ms/step",
-                                     "baseline": round(ms[2], 2), "ratio": round(ms[0] / ms[2], 2)}))  # fmt: skip
+        graphed = timed(lambda i=ids: hf_graph_loop(model, i, args.tokens, graph))
+        ms = [1000 * t / args.tokens for t in (dynamic_s, static_s, masked, bare, graphed)]
+        print(f"rows {rows:>3}: krill {ms[0]:7.1f} ms/step   static {ms[1]:7.1f}   hf+mask {ms[2]:7.1f}   "
+              f"hf {ms[3]:7.1f}   hf-graph {ms[4]:7.1f}   krill/hf {ms[0] / ms[3]:.2f}x   "
+              f"static/hf-graph {ms[1] / ms[4]:.2f}x   krill/static {ms[0] / ms[1]:.2f}x")  # fmt: skip
+        for name, value, base in (("krill loop vs bare HF loop", ms[0], ms[3]),
+                                  ("krill static loop vs graphed bare HF loop", ms[1], ms[4]),
+                                  ("krill dynamic loop vs krill static loop", ms[0], ms[1])):  # fmt: skip
+            label = f"decode ms/step, {name}, {rows} rows ({args.model}, {where})"
+            print("BENCH " + json.dumps({"name": label, "value": round(value, 2), "unit": "ms/step",
+                                         "baseline": round(base, 2), "ratio": round(value / base, 2)}))  # fmt: skip
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-        with profile(activities=acts) as prof:
-            policy.generate([msgs], max_new_tokens=16, stop=["\x00"])
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        for name, decoder in (("growing cache", None), ("static cache", static)):
+            with profile(activities=acts) as prof:
+                krill([msgs] * args.rows, decoder)
+            print(f"-- {name}, {args.rows} rows")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
     python benchmarks/bench_rollout.py --context conversation --steps 8   # episodes as chats
     python benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
         --serial-episodes 8 --max-new-tokens 32          # GPU: a real shape, random weights (gpu_check.sh)
+    python benchmarks/bench_rollout.py ... --compare-decoders   # batched, krill's growing vs static KV cache
 
 Both runs play the same tasks with the same greedy policy for `--steps` steps each, so they
 generate (nearly) the same tokens; the figure is generated tokens per second of wall time, prompt
@@ -15,6 +16,9 @@ on CPU, ≥ 10× at 32 episodes on a GPU. On CPU a step is prefill-bound (prefil
 is compute-bound and does not batch), so short bare-action responses gain less than long ones.
 With `--context conversation` a step prefills only its new turn (the prefix cache holds the rest
 of the chat), so more of the step is decode, which batches: the CPU target is ≥ 4× there too.
+`--compare-decoders` plays the batched rollout twice instead, on the growing cache (`decoding.decode`) and
+on the static cache (`decoding.decode_static`, a CUDA graph per bucket on a GPU): issue 34's target is
+≥ 10× generated tokens/s for the static one at the same batch on a GPU.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ def main() -> None:
     ap.add_argument("--serial-episodes", type=int, default=0, help="episodes played one at a time (0: all)")
     ap.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--compare-decoders", action="store_true", help="batched: growing vs static KV cache")
     args = ap.parse_args()
 
     import torch
@@ -97,6 +102,8 @@ def main() -> None:
           f"max_new_tokens {args.max_new_tokens}; think {args.think}; context {args.context}")  # fmt: skip
 
     run(actor, lambda: SerialPool(env, 1, "train", cfg), tasks[:1], cfg, 1)  # warm-up (weights, kernels)
+    if args.compare_decoders:
+        return compare_decoders(actor, env, tasks, cfg, args)
     b_trajs, b_wall, b_gen, b_prompt = run(
         actor, lambda: SerialPool(env, len(tasks), "train", cfg), tasks, cfg, args.steps
     )
@@ -129,6 +136,34 @@ def main() -> None:
     name = f"rollout gen tok/s, batch {len(tasks)} vs 1 ({args.model}, {args.context}, {where})"
     print("BENCH " + json.dumps({"name": name, "value": round(b_tps, 1), "unit": "tok/s", "baseline": round(s_tps, 1),
                                  "ratio": round(ratio, 2)}))  # fmt: skip
+
+
+def compare_decoders(actor, env, tasks, cfg, args) -> None:
+    """The batched rollout on the growing cache, then on the static one (same tasks, same policy)."""
+    import torch
+
+    from krill.envs.pool import SerialPool
+    from krill.models.decoding import cache_kwarg
+    from krill.models.static_decode import StaticDecoder
+
+    policy = actor.policy
+    static = StaticDecoder(policy.model, cache_kwarg(policy.model))
+    figures = {}
+    for name, decoder in (("dynamic", None), ("static", static), ("dynamic", None), ("static", static)):
+        policy.static = decoder  # the first pass of each captures/warms, the second is measured
+        policy.reset_prefix_cache()
+        trajs, wall, gen, _ = run(
+            actor, lambda: SerialPool(env, len(tasks), "train", cfg), tasks, cfg, args.steps
+        )
+        figures[name] = (gen / wall, [s.action for t in trajs for s in t.steps])
+    same = sum(a == b for a, b in zip(figures["dynamic"][1], figures["static"][1], strict=False))
+    (d_tps, _), (s_tps, _) = figures["dynamic"], figures["static"]
+    print(f"batched x{len(tasks)}: growing cache {d_tps:.1f} gen tok/s, static cache {s_tps:.1f}: {s_tps / d_tps:.2f}x; "
+          f"same actions in {same}/{len(figures['static'][1])} steps")  # fmt: skip
+    where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    name = f"rollout gen tok/s, static vs growing KV cache, batch {len(tasks)} ({args.model}, {args.context}, {where})"
+    print("BENCH " + json.dumps({"name": name, "value": round(s_tps, 1), "unit": "tok/s", "baseline": round(d_tps, 1),
+                                 "ratio": round(s_tps / d_tps, 2)}))  # fmt: skip
 
 
 if __name__ == "__main__":

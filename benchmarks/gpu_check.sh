@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU path in one go (≤ 8 min on one H100): deps, `pytest -m gpu`, rollout throughput, end-to-end train.
 #
-#   bash benchmarks/gpu_check.sh [--out DIR] [--dry-run] [--wheels DIR] [--real-train]
+#   bash benchmarks/gpu_check.sh [--out DIR] [--dry-run] [--wheels DIR] [--real-train] [--estimate]
 #
 #   --out DIR     where the figures go (default gpu_check/): summary.md (the table), summary.json,
 #                 gpu_tests.json (what each GPU test measured) and log.txt (every step's output)
@@ -9,15 +9,21 @@
 #                 the ones that do
 #   --wheels DIR  wheels for what the GPU image lacks (default .whl/, made by benchmarks/gpu_wheels.sh)
 #   --real-train  also step 5 (about 4 more minutes on an H100 machine: 96 s GPU + 142 s on 16 cores)
+#   --estimate    also step 6 (several minutes: give it a call of its own when device time is short)
 #
 # Steps:
 #   1. deps        import what the check needs; install the carried wheels (--no-deps) if any is missing
 #   2. gpu tests   pytest -m gpu tests/gpu (tiny model + random weights of SmolLM2-135M's shape)
 #   3. rollout     batched (32 episodes) vs one at a time, generated tokens/s, random:smollm2-360m, bf16,
 #                  each step a fresh window, then episodes as chats (agent.context=conversation);
-#                  then krill's decoding loop vs a bare HF forward loop, ms per step (+ profiler table)
+#                  then the same chats on krill's growing vs static KV cache (issue 34: ≥ 10x);
+#                  then krill's decoding loops vs bare HF loops, eager and CUDA-graphed, ms per step
+#                  (issue 34: krill's static step within 1.2x of the graphed bare one at 32 rows)
 #   4. train       `krill --preset tiny train` (WebShop, hash embedder) on the GPU, then on CPU cores
 #   5. train-real  (--real-train) the same with random:smollm2-135m, the default policy's shape
+#   6. estimate    (--estimate) one GRPO iteration, one evaluation and a short SFT of the gpu-small shape
+#                  (random Qwen2.5-0.5B weights, WebShop), growing vs static cache, and the gpu-small
+#                  ablation's wall time estimated from them (benchmarks/gpu_small_estimate.py)
 # Steps 1-4 took 4 min 5 s on one H100 before the decode-overhead step was added (docs/benchmarks.md).
 # The summary is rewritten after every step, so a run cut short still leaves its figures.
 # No step downloads anything: models are built in-process, the environment is the offline WebShop.
@@ -28,12 +34,14 @@ out="gpu_check"
 dry=0
 wheels=".whl"
 real=0
+estimate=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --dry-run) dry=1; shift ;;
     --wheels) wheels="$2"; shift 2 ;;
     --real-train) real=1; shift ;;
+    --estimate) estimate=1; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -130,6 +138,9 @@ if [ "$cuda" = "1" ]; then
   NOTE="the same, episodes as chats (agent.context=conversation), 6 steps" timed rollout-conversation 240 \
     "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
     --serial-episodes 4 --steps 6 --max-new-tokens 32 --threads 8 --context conversation
+  NOTE="the same chats, batched, growing vs static KV cache" timed rollout-static 240 \
+    "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
+    --steps 6 --max-new-tokens 32 --threads 8 --context conversation --compare-decoders
   NOTE="krill's loop vs a bare HF loop, ms/step, random:smollm2-360m bf16" timed decode-overhead 120 \
     "$py" benchmarks/bench_decode_overhead.py --model random:smollm2-360m --rows 32 --tokens 64 --profile
 else
@@ -160,6 +171,16 @@ elif [ "$cuda" = "1" ]; then
 else
   skip train-real-gpu "needs CUDA"
   skip train-real-cpu "runs beside train-real-gpu only (a 135M-shape train on CPU takes minutes)"
+fi
+
+# -- 6. the gpu-small estimate ------------------------------------------------------------------------------
+if [ "$estimate" -eq 0 ]; then
+  skip estimate "not asked for (--estimate)"
+elif [ "$cuda" = "1" ]; then
+  NOTE="random:qwen2.5-0.5b, WebShop, growing vs static cache" timed estimate 540 \
+    "$py" benchmarks/gpu_small_estimate.py --out "$out/estimate" --episodes 16
+else
+  skip estimate "needs CUDA"
 fi
 
 summarize

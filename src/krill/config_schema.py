@@ -81,6 +81,11 @@ class PolicyConfig(EndpointConfig):
         1.0, gt=0, le=1, description="nucleus sampling mass (1 = off); every phase shares it"
     )
     batch_size: int = Field(8, ge=1, description="episodes generated per forward pass")
+    static_cache: bool | None = Field(
+        None,
+        description="local policy: decode on a preallocated KV cache whose one-token step is captured as a CUDA "
+        "graph and replayed (krill.models.static_decode; the same tokens and log-probs); unset: on CUDA only",
+    )
     guided_choice: Literal["none", "vllm", "json_schema"] = Field(
         "none",
         description="how a served policy honours agent.constrain_actions: vllm (the admissible actions as "

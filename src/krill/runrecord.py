@@ -45,6 +45,7 @@ OPERATIONAL = (
     "cache_dir",
     "model.policy.device",
     "model.policy.batch_size",
+    "model.policy.static_cache",  # how decoding runs, not what it computes
     "model.*.api_base",
     "model.*.api_key_env",
     "model.*.concurrency",

@@ -41,7 +41,7 @@ def build_policy(cfg) -> Policy:
 
     return LocalPolicy(pc.model, adapter=pc.adapter, dtype=pc.dtype, device=pc.device, cache_dir=cfg.cache_dir,
                        batch_size=pc.batch_size, seed=cfg.seed, choice_score=cfg.agent.choice_score,
-                       max_prompt_tokens=cfg.agent.max_prompt_length)  # fmt: skip
+                       max_prompt_tokens=cfg.agent.max_prompt_length, static_cache=pc.static_cache)  # fmt: skip
 
 
 def build_embedder(cfg) -> Embedder:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from krill.models.choices import ChoiceTrie, pick_choices
 from krill.models.kv_prefix import PrefixCache, build_inputs, extract_rows, kv_bytes_per_token, stack_prefixes
+from krill.models.static_decode import StaticDecoder
 
 ROWWISE_MIN_TOKENS = 128  # CPU: a shorter prefill is bound by reading the weights: n row passes, n reads
 
@@ -118,6 +119,7 @@ def decode_batch(
     rowwise_prefill: bool = False,
     choices: list[list[list[int]] | None] | None = None,
     choice_score: str = "sum",
+    static: StaticDecoder | None = None,
 ) -> list[RowResult]:
     """Decode every prompt (token ids) together until EOS, a stop string, or `max_new_tokens`.
 
@@ -126,7 +128,8 @@ def decode_batch(
     then end-of-turn: all scored in one pass, `krill.models.choices`, `choice_score` sum | mean),
     `decode` (the other rows, token by token). `rowwise_prefill` (needs the cache) prefills one row at
     a time, so no compute goes to padding: on CPU prefill is compute-bound and gains nothing from
-    batching, while decode (memory-bound) still runs batched.
+    batching, while decode (memory-bound) still runs batched. `static` decodes on its preallocated,
+    bucketed cache instead of a growing one (a GPU replays one captured step; same tokens and log-probs).
     """
     rows = [RowResult() for _ in prompts]
     eos = _eos_ids(model, tokenizer)
@@ -134,7 +137,11 @@ def decode_batch(
     if choices and any(choices):
         end_of_turn = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos)
         choose(model, batch, rows, choices, end_of_turn, temperature, generator, choice_score)
-    if batch.live:
+    if batch.live and static is not None:
+        decode_static(
+            static, tokenizer, batch, rows, max_new_tokens, temperature, top_p, stop, eos, generator
+        )
+    elif batch.live:
         decode(model, tokenizer, batch, rows, max_new_tokens, temperature, top_p, stop, eos, generator)
     for row in rows:
         _finalize(tokenizer, row, [s for s in (stop or []) if s], eos)
@@ -179,15 +186,7 @@ def decode(model, tokenizer, batch: _Batch, rows: list[RowResult], max_new_token
     stops, cache_kw = [s for s in (stop or []) if s], cache_kwarg(model)
     for _ in range(max_new_tokens):
         tokens, logps = next_tokens(batch.logits, temperature, top_p, generator)
-        keep = []
-        for j, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist(), strict=True)):
-            row = rows[batch.live[j]]
-            row.token_ids.append(tok)
-            row.logprobs.append(lp)
-            if tok in eos or _hit_stop(tokenizer, row, stops):
-                row.finish_reason = "stop"
-            else:
-                keep.append(j)
+        keep = _record(tokenizer, rows, batch.live, tokens, logps, stops, eos)
         if not keep:
             return
         if len(keep) < len(batch.live):
@@ -204,6 +203,47 @@ def decode(model, tokenizer, batch: _Batch, rows: list[RowResult], max_new_token
             use_cache=True,
             **{cache_kw: batch.cache},
         ).logits[:, -1, :]
+
+
+def decode_static(decoder: StaticDecoder, tokenizer, batch: _Batch, rows: list[RowResult], max_new_tokens: int,
+                  temperature: float, top_p: float, stop: list[str] | None, eos: set[int],
+                  generator: torch.Generator | None) -> None:  # fmt: skip
+    """`decode` on a preallocated cache (`krill.models.static_decode`): the same tokens and log-probs;
+    finished rows stay in their bucket until half are done, then the live ones move to a smaller one."""
+    stops = [s for s in (stop or []) if s]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    static = decoder.start(
+        batch.cache.layers, batch.attention_mask, batch.positions, batch.live, max_new_tokens
+    )
+    logits = batch.logits
+    for step in range(max_new_tokens):
+        live = static.live_slots()
+        tokens, logps = next_tokens(logits, temperature, top_p, generator)  # the live rows, in row order
+        keep = set(_record(tokenizer, rows, [static.rows[s] for s in live], tokens, logps, stops, eos))
+        for j, slot in enumerate(live):
+            if j not in keep:
+                static.rows[slot] = None
+        if not keep or step == max_new_tokens - 1:
+            return
+        static = decoder.shrink(static, max_new_tokens - step - 1)
+        ids = [rows[r].token_ids[-1] if r is not None else pad for r in static.rows]
+        out = decoder.step(torch.tensor(ids, device=static.mask.device), static)
+        logits = out[torch.tensor(static.live_slots(), device=out.device)]
+
+
+def _record(tokenizer, rows: list[RowResult], row_ids: list[int], tokens: torch.Tensor, logps: torch.Tensor,
+            stops: list[str], eos: set[int]) -> list[int]:  # fmt: skip
+    """Append each row's new token and log-prob; the positions (in `row_ids`) of the rows still going."""
+    keep = []
+    for j, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist(), strict=True)):
+        row = rows[row_ids[j]]
+        row.token_ids.append(tok)
+        row.logprobs.append(lp)
+        if tok in eos or _hit_stop(tokenizer, row, stops):
+            row.finish_reason = "stop"
+        else:
+            keep.append(j)
+    return keep
 
 
 def _longest_suffix(prompts: list[list[int]], prefix_cache: PrefixCache) -> int:

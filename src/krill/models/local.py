@@ -8,15 +8,18 @@ The RL trainer reuses `.model` and `.tokenizer` directly (LoRA training updates 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
 import torch
 
 from krill.models.base import Generation, Messages
-from krill.models.decoding import decode_batch
+from krill.models.decoding import cache_kwarg, decode_batch
 from krill.models.kv_prefix import PrefixCache, kv_bytes_per_token
 from krill.models.loading import load_causal_lm
+from krill.models.static_decode import StaticDecoder
+from krill.models.static_decode import supported as static_supported
 
 
 def default_cache_dir() -> str:
@@ -55,6 +58,7 @@ class LocalPolicy:
         rowwise_prefill: bool | None = None,
         choice_score: str = "sum",
         max_prompt_tokens: int = 2048,
+        static_cache: bool | None = None,
     ):
         self.name = model_name_or_path if not adapter else f"{model_name_or_path}+{adapter}"
         self.choice_score = choice_score  # how choices are scored: sum | mean (agent.choice_score)
@@ -76,6 +80,17 @@ class LocalPolicy:
         self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         # CPU prefill is compute-bound: one row at a time wastes nothing on padding (None = on CPU only)
         self.rowwise_prefill = self.device.type == "cpu" if rowwise_prefill is None else rowwise_prefill
+        # decode on a preallocated cache, the step captured as a CUDA graph (None = on CUDA only: on a CPU
+        # a step is bound by compute, and the growing cache costs nothing measurable; see static_decode.py)
+        self.static = None
+        if static_cache if static_cache is not None else self.device.type == "cuda":
+            if static_supported():
+                self.static = StaticDecoder(self.model, cache_kwarg(self.model))
+            else:
+                logging.getLogger(__name__).warning(
+                    "model.policy.static_cache: this transformers' StaticCache is too old (needs 5.x); "
+                    "decoding on the growing cache"
+                )
 
     def reset_prefix_cache(self) -> None:
         """Forget stored prompt states (benchmarks: so a second run does not reuse the first's prompts).
@@ -145,6 +160,7 @@ class LocalPolicy:
                     rowwise_prefill=self.rowwise_prefill,
                     choices=chunk_choices,
                     choice_score=self.choice_score,
+                    static=self.static,
                 )
             for text, row, row_ids in zip(chunk, rows, ids, strict=True):
                 out.append(

@@ -1,0 +1,144 @@
+"""Decoding on a preallocated KV cache, one fixed-shape step that a GPU captures once and replays.
+
+`decoding.decode` grows a DynamicCache: every step concatenates each layer's K/V and hands the model
+new shapes, so on a GPU a step is hundreds of small kernel launches the host must issue one by one
+(docs/benchmarks.md: 17,894 launches for 64 steps, 48.6 ms of CUDA time against 816 ms of CPU).
+Here instead:
+- the cache is preallocated (transformers' `StaticCache`) for `rows` rows × `columns` positions, both
+  rounded up to buckets; a step writes one column in place, and the attention mask is one fixed
+  [rows, columns] tensor whose next column is switched on;
+- the step therefore has the same shapes every time: on CUDA it is compiled once per bucket
+  (`torch.compile(mode="reduce-overhead")`: CUDA graphs) and replayed; on CPU it runs eagerly;
+- a bucket's cache is kept and reused across calls (its buffers keep their addresses, which a
+  captured graph needs);
+- finished rows stay in the batch, their outputs dropped, until at most half the rows are live;
+  the live rows then move to the next smaller bucket, whose step is captured once, not per step.
+Tokens and log-probs are those of the dynamic path (tests/models/test_static_decode.py): the same
+mask, positions and sampling, and the sampler sees only the live rows, in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+COLUMN_BUCKET = 256  # cache length rounds up to a multiple: prompts of similar length share a graph
+
+
+def supported() -> bool:
+    """Whether this transformers' StaticCache writes where its own device-side counter says (5.x):
+    older versions place tokens by a `cache_position` argument this decoder does not pass."""
+    try:
+        from transformers.cache_utils import StaticLayer
+
+        return isinstance(getattr(StaticLayer(max_cache_len=1), "cumulative_length", None), torch.Tensor)
+    except (ImportError, TypeError):
+        return False
+
+
+def row_bucket(n: int) -> int:
+    """The smallest bucket holding `n` rows (multiples of the largest bucket past it)."""
+    top = ROW_BUCKETS[-1]
+    return next((b for b in ROW_BUCKETS if b >= n), -(-n // top) * top)
+
+
+def column_bucket(n: int) -> int:
+    return -(-n // COLUMN_BUCKET) * COLUMN_BUCKET
+
+
+@dataclass
+class StaticBatch:
+    """Rows decoding on a static cache: `rows[s]` is the original row index at slot s (None: a
+    padding or finished slot); `column` is where the next token's K/V goes."""
+
+    cache: object
+    mask: torch.Tensor  # [R, C] long
+    positions: torch.Tensor  # [R, 1] position of the last token per slot
+    rows: list[int | None]
+    column: int
+
+    def live_slots(self) -> list[int]:
+        return [s for s, r in enumerate(self.rows) if r is not None]
+
+
+class StaticDecoder:
+    """Per model: the bucketed static caches and the (compiled on CUDA) one-token step."""
+
+    def __init__(self, model, cache_kw: str, compile_step: bool | None = None):
+        self.model, self.cache_kw = model, cache_kw  # `decoding.cache_kwarg(model)`
+        device = next(model.parameters()).device
+        self.compiled = device.type == "cuda" if compile_step is None else compile_step
+        self.caches: dict[tuple[int, int], object] = {}
+        self._step = None
+        if self.compiled:
+            # one graph per (rows, columns) bucket: past dynamo's default of 8 it would fall back to eager
+            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+            self._step = torch.compile(self._forward, mode="reduce-overhead", dynamic=False)
+
+    def _forward(
+        self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache
+    ) -> torch.Tensor:
+        out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=True,
+                         **{self.cache_kw: cache})  # fmt: skip
+        return out.logits[:, -1, :]
+
+    def step(self, tokens: torch.Tensor, batch: StaticBatch) -> torch.Tensor:
+        """One token per slot: writes column `batch.column`, returns next logits [R, V]."""
+        if self.compiled:  # a compiler's warm-up run may advance the cache's write counter: set it
+            for layer in batch.cache.layers:
+                layer.cumulative_length.fill_(batch.column)
+        batch.mask[:, batch.column] = 1
+        batch.positions += 1
+        batch.column += 1
+        fn = self._step if self._step is not None else self._forward
+        logits = fn(tokens[:, None], batch.mask, batch.positions, batch.cache)
+        return (
+            logits.clone() if self.compiled else logits
+        )  # a graph's output buffer is reused by the next replay
+
+    def _cache(self, rows: int, columns: int):
+        from transformers import StaticCache
+
+        key = (rows, columns)
+        if key not in self.caches:
+            self.caches[key] = StaticCache(config=self.model.config, max_cache_len=columns)
+        cache = self.caches[key]
+        cache.reset()
+        return cache
+
+    def start(
+        self, layers, mask: torch.Tensor, positions: torch.Tensor, rows: list[int], max_new: int
+    ) -> StaticBatch:
+        """A static batch from a prefilled dynamic cache's `layers` (their rows in `rows` order)."""
+        n, length = mask.shape
+        slots = row_bucket(n)
+        pick = torch.tensor(list(range(n)) + [0] * (slots - n), device=mask.device)  # padding copies row 0
+        kv = [(layer.keys[pick], layer.values[pick]) for layer in layers]
+        return self._fill(
+            kv, mask[pick], positions[pick, -1:], [*rows, *[None] * (slots - n)], length, max_new
+        )
+
+    def shrink(self, batch: StaticBatch, remaining: int) -> StaticBatch:
+        """Move the live slots to the smallest bucket that holds them, once at most half are live."""
+        live = batch.live_slots()
+        if not live or len(batch.rows) == 1 or len(live) * 2 > len(batch.rows):
+            return batch
+        slots = row_bucket(len(live))
+        pick = torch.tensor(live + [live[0]] * (slots - len(live)), device=batch.mask.device)
+        kv = [(layer.keys[pick, :, : batch.column], layer.values[pick, :, : batch.column])
+              for layer in batch.cache.layers]  # fmt: skip
+        rows = [batch.rows[s] for s in live] + [None] * (slots - len(live))
+        return self._fill(
+            kv, batch.mask[pick, : batch.column], batch.positions[pick], rows, batch.column, remaining
+        )
+
+    def _fill(self, kv, mask, positions, rows, length: int, max_new: int) -> StaticBatch:
+        columns = column_bucket(length + max_new)
+        cache = self._cache(len(rows), columns)
+        for i, (k, v) in enumerate(kv):
+            cache.update(k.contiguous(), v.contiguous(), i)
+        full = mask.new_zeros((len(rows), columns))
+        full[:, :length] = mask
+        return StaticBatch(cache, full, positions.clone(), rows, length)

@@ -1,0 +1,117 @@
+"""The static-cache decoder (issue 34) gives the dynamic path's tokens and log-probs (fp32: to 1e-5),
+for window prompts, conversations on the prefix cache and constrained rows, rows that finish early
+included; finished rows leave through smaller buckets, and a bucket's cache is reused across calls."""
+
+from __future__ import annotations
+
+import pytest
+
+from krill.models.local import LocalPolicy
+from krill.models.static_decode import column_bucket, row_bucket
+
+SYSTEM = "You are an expert agent operating in the ALFRED Embodied Environment. " * 3
+TASKS = ["heat some egg", "put a clean mug in the coffeemachine", "look at a book under the lamp", "cool a tomato",
+         "put two pencils in the drawer", "find a key"]  # fmt: skip
+
+
+def msgs(task: str, step: int = 0) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"## Task\n{task}\nstep {step}"},
+    ]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return LocalPolicy("tiny", device="cpu", static_cache=True), LocalPolicy(
+        "tiny", device="cpu", static_cache=False
+    )
+
+
+def assert_same(a, b) -> None:
+    assert [g.token_ids for g in a] == [g.token_ids for g in b]
+    assert [g.text for g in a] == [g.text for g in b]
+    assert [g.finish_reason for g in a] == [g.finish_reason for g in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
+        assert x.choice_index == y.choice_index
+
+
+def test_buckets():
+    assert [row_bucket(n) for n in (1, 2, 3, 5, 33, 256, 300)] == [1, 2, 4, 8, 64, 256, 512]
+    assert column_bucket(1) == column_bucket(256) == 256 and column_bucket(257) == 512
+
+
+@pytest.mark.parametrize(("temperature", "seed"), [(0.0, None), (1.0, 11)])
+def test_window_prompts_give_the_same_tokens_and_logprobs(pair, temperature, seed):
+    static, dynamic = pair
+    assert static.static is not None and dynamic.static is None
+    batch = [msgs(t) for t in TASKS]  # 6 rows: a bucket of 8, two padding slots
+    kw = dict(max_new_tokens=12, temperature=temperature, top_p=0.9, want_logprobs=True, seed=seed)
+    assert_same(static.generate(batch, **kw), dynamic.generate(batch, **kw))
+
+
+def test_rows_that_finish_early_leave_through_smaller_buckets(pair):
+    static, dynamic = pair
+    batch = [msgs(t, 3) for t in TASKS]
+    # frequent letters as stop strings end rows at different steps
+    kw = dict(max_new_tokens=16, temperature=1.0, want_logprobs=True, seed=5, stop=["e", "a"])
+    a, b = static.generate(batch, **kw), dynamic.generate(batch, **kw)
+    assert_same(a, b)
+    lengths = sorted(len(g.token_ids) for g in a)
+    assert lengths[0] < lengths[-1] and lengths[0] < 16  # some rows stopped early, some went on
+    assert {rows for rows, _ in static.static.caches} >= {8, 4, 2}  # 6 live rows → 3 → 2 → 1
+
+
+def test_a_buckets_cache_is_reused_across_calls(pair):
+    static, _ = pair
+    batch = [msgs(t, 9) for t in TASKS[:2]]
+    static.generate(batch, max_new_tokens=4)
+    before = dict(static.static.caches)
+    static.generate(batch, max_new_tokens=4)
+    assert static.static.caches.keys() == before.keys()
+    assert all(static.static.caches[k] is before[k] for k in before)
+
+
+def test_conversations_on_the_prefix_cache(pair):
+    """Each step's prompt extends the last one: the prefix cache serves it, the static cache decodes it."""
+    static, dynamic = pair
+    tok = static.tokenizer
+    ids = [tok(static.prompt_text(msgs(t)), add_special_tokens=False)["input_ids"] for t in TASKS[:4]]
+    for step in range(3):
+        kw = dict(max_new_tokens=6, temperature=1.0, want_logprobs=True, seed=step, stop=["\n"])
+        a = static.generate([msgs(t) for t in TASKS[:4]], prompt_ids=ids, **kw)
+        b = dynamic.generate([msgs(t) for t in TASKS[:4]], prompt_ids=ids, **kw)
+        assert_same(a, b)
+        turn = tok(f"\nobservation {step}\n", add_special_tokens=False)["input_ids"]
+        ids = [[*row, *g.token_ids, *turn] for row, g in zip(ids, a, strict=True)]
+    assert static.prefix_cache.stats()["reused_tokens"] > 0
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_constrained_rows_and_free_rows_together(pair, temperature):
+    static, dynamic = pair
+    batch = [msgs(t) for t in TASKS[:4]]
+    choices = [
+        ["open cabinet 1", "go to fridge 1", "look"],
+        None,
+        ["take egg 1 from cabinet 2", "look"],
+        None,
+    ]
+    kw = dict(max_new_tokens=8, temperature=temperature, want_logprobs=True, seed=3, choices=choices)
+    a, b = static.generate(batch, **kw), dynamic.generate(batch, **kw)
+    assert_same(a, b)
+    assert a[0].choice_index is not None and a[1].choice_index is None
+
+
+@pytest.mark.slow
+def test_the_compiled_step_gives_the_same_tokens(pair):
+    """The step as `torch.compile` builds it (on CUDA: CUDA graphs; here: inductor on CPU, ~30 s)."""
+    from krill.models.decoding import cache_kwarg
+    from krill.models.static_decode import StaticDecoder
+
+    compiled = LocalPolicy("tiny", device="cpu", static_cache=True)
+    compiled.static = StaticDecoder(compiled.model, cache_kwarg(compiled.model), compile_step=True)
+    batch = [msgs(t, 4) for t in TASKS]
+    kw = dict(max_new_tokens=10, want_logprobs=True, stop=["e"])
+    assert_same(compiled.generate(batch, **kw), pair[1].generate(batch, **kw))
