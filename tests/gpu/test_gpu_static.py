@@ -43,7 +43,7 @@ def test_the_graph_step_on_device_equals_the_dynamic_path(pair, gpu_record):
     kw = dict(max_new_tokens=8, want_logprobs=True, choices=choices)
     a, b = static.generate(batch, **kw), dynamic.generate(batch, **kw)
     assert [g.token_ids for g in a] == [g.token_ids for g in b]
-    assert {rows for rows, _ in static.static.caches} >= {8, 4}
+    assert set(static.static.caches) >= {8, 4}
     gpu_record(static_vs_dynamic_logprob_max_gap=worst, buckets=sorted(static.static.caches))
 
 

@@ -39,7 +39,7 @@ def assert_same(a, b) -> None:
 
 def test_buckets():
     assert [row_bucket(n) for n in (1, 2, 3, 5, 33, 256, 300)] == [1, 2, 4, 8, 64, 256, 512]
-    assert column_bucket(1) == column_bucket(256) == 256 and column_bucket(257) == 512
+    assert [column_bucket(n) for n in (1, 256, 257, 1000, 1025, 5000)] == [256, 256, 512, 1024, 2048, 8192]
 
 
 @pytest.mark.parametrize(("temperature", "seed"), [(0.0, None), (1.0, 11)])
@@ -60,7 +60,7 @@ def test_rows_that_finish_early_leave_through_smaller_buckets(pair):
     assert_same(a, b)
     lengths = sorted(len(g.token_ids) for g in a)
     assert lengths[0] < lengths[-1] and lengths[0] < 16  # some rows stopped early, some went on
-    assert {rows for rows, _ in static.static.caches} >= {8, 4, 2}  # 6 live rows → 3 → 2 → 1
+    assert set(static.static.caches) >= {8, 4, 2}  # 6 live rows → 3 → 2 → 1
 
 
 def test_a_buckets_cache_is_reused_across_calls(pair):
@@ -70,7 +70,12 @@ def test_a_buckets_cache_is_reused_across_calls(pair):
     before = dict(static.static.caches)
     static.generate(batch, max_new_tokens=4)
     assert static.static.caches.keys() == before.keys()
-    assert all(static.static.caches[k] is before[k] for k in before)
+    assert all(static.static.caches[k][1] is before[k][1] for k in before)
+    # a longer prompt needs more columns: the row bucket's cache is replaced, not kept beside the old one
+    long = [[{"role": "user", "content": "look around the room carefully. " * 60}]] * 2
+    static.generate(long, max_new_tokens=4)
+    columns, cache = static.static.caches[2]
+    assert columns > before[2][0] and cache is not before[2][1] and len(static.static.caches) == len(before)
 
 
 def test_conversations_on_the_prefix_cache(pair):

@@ -9,8 +9,9 @@ Here instead:
   [rows, columns] tensor whose next column is switched on;
 - the step therefore has the same shapes every time: on CUDA it is compiled once per bucket
   (`torch.compile(mode="reduce-overhead")`: CUDA graphs) and replayed; on CPU it runs eagerly;
-- a bucket's cache is kept and reused across calls (its buffers keep their addresses, which a
-  captured graph needs);
+- a row bucket's cache is kept and reused across calls while its column bucket holds (its buffers
+  keep their addresses, which a captured graph needs); one cache per row bucket bounds the memory to
+  about twice the largest batch's rows × columns of K/V;
 - finished rows stay in the batch, their outputs dropped, until at most half the rows are live;
   the live rows then move to the next smaller bucket, whose step is captured once, not per step.
 Tokens and log-probs are those of the dynamic path (tests/models/test_static_decode.py): the same
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-COLUMN_BUCKET = 256  # cache length rounds up to a multiple: prompts of similar length share a graph
+MIN_COLUMNS = 256  # cache length: powers of two from here, so a chat growing step by step recaptures rarely
 
 
 def supported() -> bool:
@@ -45,7 +46,8 @@ def row_bucket(n: int) -> int:
 
 
 def column_bucket(n: int) -> int:
-    return -(-n // COLUMN_BUCKET) * COLUMN_BUCKET
+    """Cache columns for `n` positions: the next power of two, at least `MIN_COLUMNS`."""
+    return max(MIN_COLUMNS, 1 << (n - 1).bit_length())
 
 
 @dataclass
@@ -70,7 +72,7 @@ class StaticDecoder:
         self.model, self.cache_kw = model, cache_kw  # `decoding.cache_kwarg(model)`
         device = next(model.parameters()).device
         self.compiled = device.type == "cuda" if compile_step is None else compile_step
-        self.caches: dict[tuple[int, int], object] = {}
+        self.caches: dict[int, tuple[int, object]] = {}  # row bucket → (its columns, its cache)
         self._step = None
         if self.compiled:
             # one graph per (rows, columns) bucket: past dynamo's default of 8 it would fall back to eager
@@ -92,21 +94,21 @@ class StaticDecoder:
         batch.mask[:, batch.column] = 1
         batch.positions += 1
         batch.column += 1
-        fn = self._step if self._step is not None else self._forward
-        logits = fn(tokens[:, None], batch.mask, batch.positions, batch.cache)
-        return (
-            logits.clone() if self.compiled else logits
-        )  # a graph's output buffer is reused by the next replay
+        if self._step is None:
+            return self._forward(tokens[:, None], batch.mask, batch.positions, batch.cache)
+        # a captured graph's output buffer is overwritten by its next replay
+        return self._step(tokens[:, None], batch.mask, batch.positions, batch.cache).clone()
 
     def _cache(self, rows: int, columns: int):
+        """The row bucket's cache, emptied; a new one (the old one freed) when the columns differ."""
         from transformers import StaticCache
 
-        key = (rows, columns)
-        if key not in self.caches:
-            self.caches[key] = StaticCache(config=self.model.config, max_cache_len=columns)
-        cache = self.caches[key]
-        cache.reset()
-        return cache
+        held = self.caches.get(rows)
+        if held is None or held[0] != columns:
+            self.caches.pop(rows, None)  # freed before the new one is allocated
+            held = self.caches[rows] = (columns, StaticCache(config=self.model.config, max_cache_len=columns))
+        held[1].reset()
+        return held[1]
 
     def start(
         self, layers, mask: torch.Tensor, positions: torch.Tensor, rows: list[int], max_new: int
