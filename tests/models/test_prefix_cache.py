@@ -80,6 +80,37 @@ def test_lookup_and_lru_bound():
     assert len(cache.entries) == 2 and tuple(range(20)) not in cache.entries  # oldest evicted
 
 
+def test_lookup_finds_the_longest_shared_prefix_and_the_lru_order_serves_ties():
+    """Against a brute-force reference over chats that share first turns, extend, and diverge."""
+    import random
+
+    rng = random.Random(0)
+    cache = PrefixCache(max_bytes=1 << 30, min_reuse=4)
+    firsts = [[rng.randrange(50) for _ in range(30)] for _ in range(3)]
+    stored: list[list[int]] = []
+    for i in range(24):
+        ids = firsts[i % 3] + [rng.randrange(50) for _ in range(rng.randrange(0, 40))]
+        if stored and rng.random() < 0.3:  # the next step of an earlier chat: its entry is superseded
+            ids = stored[rng.randrange(len(stored))] + [rng.randrange(50) for _ in range(5)]
+        cache.put(
+            ids, [(torch.zeros(1, 1, 1), torch.zeros(1, 1, 1))]
+        )  # its own states: `is` tells them apart
+        stored = [list(k) for k in cache.entries]
+        for query in (ids + [1, 2], firsts[i % 3][:20] + [7] * 10, [rng.randrange(50) for _ in range(60)]):
+            order = list(cache.entries)  # LRU order before the lookup moves the winner last
+            want = max((_shared(k, query), -n) for n, k in enumerate(order))
+            found, length = cache.lookup(query)
+            expected = -want[1] if want[0] >= cache.min_reuse else None
+            assert length == (want[0] if expected is not None else 0)
+            assert found is (cache.entries[order[expected]] if expected is not None else None)
+    assert all(not (len(a) < len(b) and b[: len(a)] == a) for a in cache.entries for b in cache.entries)
+
+
+def _shared(key: tuple[int, ...], query: list[int]) -> int:
+    n = min(len(key), len(query) - 1)
+    return next((i for i in range(n) if key[i] != query[i]), n)
+
+
 def test_reset_prefix_cache(pair):
     warm, _ = pair
     warm.generate([step_msgs("look at a book", 3)], max_new_tokens=2)

@@ -17,8 +17,6 @@ detected through the parameters' version counters and a checksum of the trainabl
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 import torch
 
@@ -47,8 +45,13 @@ class PrefixCache:
 
     def __init__(self, max_bytes: int = 1 << 30, min_reuse: int = 16):
         self.max_bytes, self.min_reuse = max_bytes, min_reuse
-        self.entries: OrderedDict[tuple[int, ...], KV] = OrderedDict()
+        # plain dicts in LRU order (oldest first; a use moves a key last): iterating an OrderedDict
+        # hashes every key again, and a key is a whole prompt's ids (bench_prefix_lookup.py)
+        self.entries: dict[tuple[int, ...], KV] = {}
         self.sizes: dict[tuple[int, ...], int] = {}
+        # each key's ids as an array, made once, in the same order: a lookup compares against every
+        # entry, and rebuilding an array from a 4,000-token tuple costs more than the comparison
+        self.arrays: dict[tuple[int, ...], np.ndarray] = {}
         self.version: tuple[int, int, float] | None = None
         self.reused_tokens = self.prefilled_tokens = 0
 
@@ -66,6 +69,7 @@ class PrefixCache:
         if version != self.version:
             self.entries.clear()
             self.sizes.clear()
+            self.arrays.clear()
             self.version = version
 
     def lookup(self, ids: list[int]) -> tuple[KV | None, int]:
@@ -75,17 +79,16 @@ class PrefixCache:
         """
         best_key, best = None, 0
         query = np.asarray(ids, dtype=np.int64)
-        for key in self.entries:
+        for key, stored in self.arrays.items():  # LRU order: of two sharing as much, the older serves
             n = min(len(key), len(ids) - 1)
-            if n <= best:
+            if n <= best or stored[best] != query[best]:  # it cannot share more than `best` ids
                 continue
-            diff = np.nonzero(np.asarray(key[:n], dtype=np.int64) != query[:n])[0]
-            common = int(diff[0]) if len(diff) else n
+            common = _common_prefix(stored[:n], query[:n])
             if common > best:
                 best_key, best = key, common
         if best_key is None or best < self.min_reuse:
             return None, 0
-        self.entries.move_to_end(best_key)
+        self._touch(best_key)
         return self.entries[best_key], best
 
     def put(self, ids: list[int], kv: KV) -> None:
@@ -95,14 +98,32 @@ class PrefixCache:
             return
         # An entry that is a prefix of the new one can serve no lookup better than it: a conversation
         # step supersedes the episode's previous step, so the cache holds one entry per live episode.
-        for old in [k for k in self.entries if len(k) < len(key) and key[: len(k)] == k]:
-            del self.entries[old], self.sizes[old]
-        self.entries[key], self.sizes[key] = kv, size
-        self.entries.move_to_end(key)
+        new = np.asarray(ids, dtype=np.int64)
+        stale = [k for k, a in self.arrays.items()
+                 if len(k) < len(key) and a[-1] == new[len(k) - 1] and np.array_equal(a, new[: len(k)])]  # fmt: skip
+        for old in stale:
+            self._drop(old)
+        self.entries[key], self.sizes[key], self.arrays[key] = kv, size, new
+        self._touch(key)
         total = sum(self.sizes.values())
         while total > self.max_bytes:
-            old, _ = self.entries.popitem(last=False)
-            total -= self.sizes.pop(old)
+            oldest = next(iter(self.entries))
+            total -= self.sizes[oldest]
+            self._drop(oldest)
+
+    def _touch(self, key: tuple[int, ...]) -> None:
+        """Most recently used: last in both dicts."""
+        self.entries[key] = self.entries.pop(key)
+        self.arrays[key] = self.arrays.pop(key)
+
+    def _drop(self, key: tuple[int, ...]) -> None:
+        del self.entries[key], self.sizes[key], self.arrays[key]
+
+
+def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    """How many leading ids two equal-length arrays share."""
+    diff = np.flatnonzero(a != b)
+    return int(diff[0]) if len(diff) else len(a)
 
 
 def build_inputs(prompts: list[list[int]], reuse: list[int], pad_id: int, device) -> tuple[torch.Tensor, ...]:
