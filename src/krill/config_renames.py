@@ -7,6 +7,7 @@ recorded before the rename resumes without a drift error.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -26,11 +27,13 @@ RENAMED: dict[str, str] = {
 
 
 def apply_renames(data: dict[str, Any], source: str = "config", *, record: bool = False) -> dict[str, Any]:
-    """`data` (a nested config dict) with every old spelling moved to its new key.
+    """A copy of `data` (a nested config dict) with every old spelling moved to its new key; `data`
+    itself (a caller's `extra`, a parsed file) is not changed.
 
     Both spellings set to different values is a mistake in a config the user wrote (an error naming
     both); in a recorded run config (`record=True`, which always holds both), the two values are kept
     side by side as the new key's value, so the drift check reports the change instead of hiding it."""
+    data = copy.deepcopy(data)
     for old, new in RENAMED.items():
         found, value = _pop(data, old.split("."))
         if not found:

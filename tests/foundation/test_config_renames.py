@@ -74,3 +74,9 @@ def test_a_run_recorded_under_the_old_names_resumes_and_changes_are_still_caught
     with pytest.raises(KrillError) as err:
         check_unchanged(cfg, path)
     assert "model.policy.max_new_tokens" in str(err.value) and "99" in str(err.value)
+
+
+def test_renaming_leaves_the_callers_dict_as_it_was():
+    extra = {"rl": {"max_prompt_length": 555}}
+    assert load_config(extra=extra).agent.max_prompt_length == 555
+    assert extra == {"rl": {"max_prompt_length": 555}}
