@@ -8,7 +8,6 @@ import re
 import pytest
 import torch
 
-from krill.cli.main import main
 from krill.cli.sft import demo_count_note
 from krill.config import load_config
 
@@ -16,20 +15,16 @@ ON_CPU = not torch.cuda.is_available()
 
 
 @pytest.fixture
-def cli(capsys, monkeypatch, tmp_path):
-    """Run `krill ARGS` in-process in an empty directory: (exit code, stdout, stderr with wraps undone)."""
+def cli(cli, monkeypatch, tmp_path):
+    """The suite's in-process `krill ARGS` (tests/conftest.py), run in an empty directory, with the
+    stderr line wraps undone: (exit code, stdout, stderr)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KRILL_PRESET", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
 
     def run(*args: str):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out = capsys.readouterr()
-        return code, out.out, " ".join(out.err.split())
+        code, out, err = cli(*args)
+        return code, out, " ".join(err.split())
 
     return run
 
