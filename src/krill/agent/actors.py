@@ -54,7 +54,7 @@ class LLMActor:
     `sampling` comes from the phase that runs the actor (`cfg.sampling("eval")`, `"rollout"`, ...;
     default `"collect"`): G copies of one task in a batch sampled at `rl.temperature` are independent
     samples (GRPO groups). Prompts show skills exactly when there is a `retriever` (built by
-    `krill.skills.retrieval.make_retriever`, the one rule for it).
+    `krill.agent.prompts.make_retriever`, the one rule for it).
     `guides` (RL's `rl.guidance`): episode index → expert actions played before the policy acts; they
     are recorded in the chat exactly as the policy's own replies would be, with `guided: True`.
     """

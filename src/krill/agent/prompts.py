@@ -121,7 +121,7 @@ def build_messages(
     """System + user chat messages for one step, capped at `agent.max_prompt_length` tokens.
 
     `retrieved` is what the prompt shows of the bank (None: no skills; whether skills are shown is
-    decided once, by `krill.skills.retrieval.make_retriever`). History beyond `agent.history_window`
+    decided once, by `make_retriever` below). History beyond `agent.history_window`
     is not shown; if the prompt is still too long, the oldest shown entries are dropped first.
     """
     count = count_tokens or default_count_tokens
@@ -270,12 +270,17 @@ def shows_skills(cfg: KrillConfig, bank: Any = None, retriever: Any = None, want
 
 
 def make_retriever(
-    bank: SkillBank | None, cfg: KrillConfig, *, retriever: Any = None, wanted: bool = True
+    bank: SkillBank | None,
+    cfg: KrillConfig,
+    *,
+    retriever: Any = None,
+    wanted: bool = True,
+    embedder: Any = None,
 ) -> Any:
-    """The retriever prompts draw skills from (`retriever` when given, else one over `bank`), or None
-    when `shows_skills` says the prompts show none."""
+    """The retriever prompts draw skills from (`retriever` when given, else one over `bank`, with
+    `embedder` or the config's), or None when `shows_skills` says the prompts show none."""
     if not shows_skills(cfg, bank, retriever, wanted):
         return None
     from krill.skills.retrieval import build_retriever
 
-    return retriever or build_retriever(bank, cfg)
+    return retriever or build_retriever(bank, cfg, embedder)

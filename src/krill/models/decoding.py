@@ -132,19 +132,19 @@ def decode_batch(
     bucketed cache instead of a growing one (a GPU replays one captured step; same tokens and log-probs).
     """
     rows = [RowResult() for _ in prompts]
-    eos = _eos_ids(model, tokenizer)
+    eos, stops = _eos_ids(model, tokenizer), [s for s in (stop or []) if s]
     batch = prefill(model, tokenizer, prompts, prefix_cache, rowwise=rowwise_prefill)
     if choices and any(choices):
         end_of_turn = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos)
         choose(model, batch, rows, choices, end_of_turn, temperature, generator, choice_score)
     if batch.live and static is not None:
         decode_static(
-            static, tokenizer, batch, rows, max_new_tokens, temperature, top_p, stop, eos, generator
+            static, tokenizer, batch, rows, max_new_tokens, temperature, top_p, stops, eos, generator
         )
     elif batch.live:
-        decode(model, tokenizer, batch, rows, max_new_tokens, temperature, top_p, stop, eos, generator)
+        decode(model, tokenizer, batch, rows, max_new_tokens, temperature, top_p, stops, eos, generator)
     for row in rows:
-        _finalize(tokenizer, row, [s for s in (stop or []) if s], eos)
+        _finalize(tokenizer, row, stops, eos)
     return rows
 
 
@@ -180,10 +180,10 @@ def choose(model, batch: _Batch, rows: list[RowResult], choices, end_of_turn: in
 
 
 def decode(model, tokenizer, batch: _Batch, rows: list[RowResult], max_new_tokens: int, temperature: float,
-           top_p: float, stop: list[str] | None, eos: set[int], generator: torch.Generator | None) -> None:  # fmt: skip
-    """Token by token until each row hits EOS, a stop string or `max_new_tokens`; finished rows leave
+           top_p: float, stops: list[str], eos: set[int], generator: torch.Generator | None) -> None:  # fmt: skip
+    """Token by token until each row hits EOS, one of `stops` or `max_new_tokens`; finished rows leave
     the batch, so later steps cost less. Each token's log-prob is recorded at T=1 (module docstring)."""
-    stops, cache_kw = [s for s in (stop or []) if s], cache_kwarg(model)
+    cache_kw = cache_kwarg(model)
     for _ in range(max_new_tokens):
         tokens, logps = next_tokens(batch.logits, temperature, top_p, generator)
         keep = _record(tokenizer, rows, batch.live, tokens, logps, stops, eos)
@@ -206,11 +206,10 @@ def decode(model, tokenizer, batch: _Batch, rows: list[RowResult], max_new_token
 
 
 def decode_static(decoder: StaticDecoder, tokenizer, batch: _Batch, rows: list[RowResult], max_new_tokens: int,
-                  temperature: float, top_p: float, stop: list[str] | None, eos: set[int],
+                  temperature: float, top_p: float, stops: list[str], eos: set[int],
                   generator: torch.Generator | None) -> None:  # fmt: skip
     """`decode` on a preallocated cache (`krill.models.static_decode`): the same tokens and log-probs;
     finished rows stay in their bucket until half are done, then the live ones move to a smaller one."""
-    stops = [s for s in (stop or []) if s]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     static = decoder.start(
         batch.cache.layers, batch.attention_mask, batch.positions, batch.live, max_new_tokens

@@ -125,7 +125,7 @@ class StaticDecoder:
     def shrink(self, batch: StaticBatch, remaining: int) -> StaticBatch:
         """Move the live slots to the smallest bucket that holds them, once at most half are live."""
         live = batch.live_slots()
-        if not live or len(batch.rows) == 1 or len(live) * 2 > len(batch.rows):
+        if not live or len(live) * 2 > len(batch.rows):
             return batch
         slots = row_bucket(len(live))
         pick = torch.tensor(live + [live[0]] * (slots - len(live)), device=batch.mask.device)

@@ -69,12 +69,11 @@ def _validator(cfg: KrillConfig, rl_dir: Path, embedder: Any):
 
     def validate(policy: Any, bank: SkillBank, iteration: int) -> list[Trajectory]:
         from krill.agent.actors import LLMActor
-        from krill.agent.prompts import shows_skills
+        from krill.agent.prompts import make_retriever
         from krill.evaluate.eval import evaluate, trajectories_path
         from krill.formats.trajectories import load_trajectories
-        from krill.skills.retrieval import build_retriever
 
-        retriever = build_retriever(bank, cfg, embedder) if shows_skills(cfg, bank) else None
+        retriever = make_retriever(bank, cfg, embedder=embedder)
         actor = LLMActor(policy, retriever, cfg, cfg.sampling("validation"))
         out = rl_dir / "validation" / f"iter_{iteration}.json"
         evaluate(cfg, policy="local", bank=bank, out=out, split="valid_seen",

@@ -22,24 +22,18 @@ def iteration_metrics(
     trajs: list[Trajectory], rewards: torch.Tensor, adv: torch.Tensor, zero_var: int, accel: Any
 ) -> dict[str, float]:
     """Reward, success, invalid actions, steps and tokens per category, advantage stats, zero-variance groups."""
-    from accelerate.utils import gather_object
-
     local = [
         (t.task_category or "?", float(r), float(t.success), float(t.num_invalid), len(t.steps),
          sum(int((s.model_extra or {}).get("prompt_tokens", 0)) for s in t.steps),
          sum(int((s.model_extra or {}).get("response_tokens", 0)) for s in t.steps), float(a))
         for t, r, a in zip(trajs, rewards.tolist(), adv.tolist(), strict=True)
     ]  # fmt: skip
-    rows = gather_object(local) if accel.num_processes > 1 else local
-    zero = gather_object([zero_var]) if accel.num_processes > 1 else [zero_var]
+    rows, zero = _gathered(local, accel), _gathered([zero_var], accel)
     out: dict[str, float] = {"rollout/episodes": float(len(rows)), "groups/zero_variance": float(sum(zero))}
     if not rows:
         return {**out, "rollout/reward": 0.0, "charts/success_rate": 0.0}
     out.update(_summary(rows))
-    for cat in sorted({r[0] for r in rows}):
-        sub = [r for r in rows if r[0] == cat]
-        out[f"rollout/reward/{cat}"] = _mean([r[1] for r in sub])
-        out[f"charts/success_rate/{cat}"] = _mean([r[2] for r in sub])
+    out.update(_per_category(rows, 1, "rollout/reward") | _per_category(rows, 2, "charts/success_rate"))
     advs = torch.tensor([r[7] for r in rows])
     out.update({"adv/mean": advs.mean().item(), "adv/std": advs.std().item() if len(rows) > 1 else 0.0,
                 "adv/abs_max": advs.abs().max().item(), "adv/nonzero_frac": (advs != 0).float().mean().item()})  # fmt: skip
@@ -50,14 +44,23 @@ def drawn_success(trajs: list[Trajectory], accel: Any) -> dict[str, float]:
     """Success over every episode dynamic sampling drew (not only the groups it kept, which are biased
     towards mixed outcomes): overall and per category, as `iteration_metrics` names them, which
     `skills.curriculum: success` reads."""
+    local = [(t.task_category or "?", float(t.success)) for t in trajs if t.metadata.get("guide") != "expert"]
+    rows = _gathered(local, accel)
+    out = {"sampling/episodes_drawn": float(len(rows)), "charts/success_rate": _mean([r[1] for r in rows])}
+    return out | _per_category(rows, 1, "charts/success_rate")
+
+
+def _gathered(local: list, accel: Any) -> list:
+    """Every process's rows (one process: its own)."""
     from accelerate.utils import gather_object
 
-    local = [(t.task_category or "?", float(t.success)) for t in trajs if t.metadata.get("guide") != "expert"]
-    rows = gather_object(local) if accel.num_processes > 1 else local
-    out = {"sampling/episodes_drawn": float(len(rows)), "charts/success_rate": _mean([r[1] for r in rows])}
-    for cat in sorted({r[0] for r in rows}):
-        out[f"charts/success_rate/{cat}"] = _mean([r[1] for r in rows if r[0] == cat])
-    return out
+    return gather_object(local) if accel.num_processes > 1 else local
+
+
+def _per_category(rows: list[tuple], column: int, key: str) -> dict[str, float]:
+    """`key/<category>`: the mean of `column` over each category's rows (category first in each row)."""
+    cats = sorted({r[0] for r in rows})
+    return {f"{key}/{cat}": _mean([r[column] for r in rows if r[0] == cat]) for cat in cats}
 
 
 def group_metrics(groups: list[list[Trajectory]], penalty: float, evolved: set[str]) -> dict[str, float]:
