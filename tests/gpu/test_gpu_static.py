@@ -1,5 +1,6 @@
 """The static-cache decoder on the GPU (issue 34): its CUDA-graph step gives the dynamic path's tokens
-and log-probs, finished rows leave through smaller buckets, and a captured bucket is replayed."""
+and log-probs, finished rows leave through smaller buckets, a captured bucket is replayed, and chats
+kept in the static cache's slots (prefill, trie pass, decode there) match the prefix-cache path."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+from test_chat_slots import play  # noqa: E402
 from test_static_decode import TASKS, assert_same, msgs  # noqa: E402
 
 from krill.models.local import LocalPolicy  # noqa: E402
@@ -43,8 +45,16 @@ def test_the_graph_step_on_device_equals_the_dynamic_path(pair, gpu_record):
     kw = dict(max_new_tokens=8, want_logprobs=True, choices=choices)
     a, b = static.generate(batch, **kw), dynamic.generate(batch, **kw)
     assert [g.token_ids for g in a] == [g.token_ids for g in b]
-    assert set(static.static.caches) >= {8, 4}
+    assert static.slots.rows == 8 and set(static.static.caches) >= {4}  # 4 of 8 slots live: a bucket of 4
     gpu_record(static_vs_dynamic_logprob_max_gap=worst, buckets=sorted(static.static.caches))
+
+
+def test_conversations_in_the_slots_on_device(pair, gpu_record):
+    """Chats turn after turn, some constrained, some ending early, then a group sharing a first prompt."""
+    static, _ = pair
+    play(pair, TASKS, 4, constrained={0, 3}, ends={1: 2})
+    play(pair, [TASKS[2]] * 4, 2, constrained={1})
+    gpu_record(slot_stats=static.slots.stats())
 
 
 def test_a_replayed_bucket_is_faster_than_its_first_capture(pair, gpu_record):

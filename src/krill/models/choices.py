@@ -128,10 +128,12 @@ def pick_choices(
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
     mode: str = "sum",
+    order: list[int] | None = None,
 ) -> list[Pick | None]:
     """The chosen action of each row with a trie (None for rows without): the best (greedy) or one
-    sampled from π_T. `cache` holds the prompts' states (left as it was on return);
-    `attention_mask` [B, K] and `positions` [B, S] are the prefill's; `first_logits` [B, V] its last."""
+    sampled from π_T. `cache` holds the prompts' states (left as it was on return; a static cache writes
+    the nodes at its counter, K); `attention_mask` [B, K] and `positions` [B, S] are the prefill's;
+    `first_logits` [B, V] its last. `order`: the batch positions in their rows' order (default: as they are)."""
     B, K = attention_mask.shape
     T = max(len(t.tokens) if t else 1 for t in tries)
     device = attention_mask.device
@@ -147,6 +149,9 @@ def pick_choices(
             pos[b, :n] = last[b] + 1 + torch.tensor(t.depths)
             tree[b, :n, :n] = t.ancestry()
     mask = torch.cat([attention_mask.bool()[:, None, :].expand(B, T, K).cpu(), tree], dim=-1)[:, None]
+    width = getattr(cache.layers[0], "max_cache_len", None)  # a static cache attends over all its columns
+    if width is not None:
+        mask = torch.nn.functional.pad(mask, (0, width - K - T))
     out = model(
         input_ids=ids.to(device),
         attention_mask=mask.to(device),  # [B, 1, T, K+T]: the prompt, then the node's own path
@@ -157,12 +162,12 @@ def pick_choices(
     cache.crop(-T)
     node_logits = out.logits.float().cpu()  # [B, T, V]: after each node
     first = first_logits.float().cpu()  # [B, V]: after the prompt
-    return [
-        _pick(t, first[b], node_logits[b, : len(t.tokens)], end_of_turn, temperature, generator, mode)
-        if t
-        else None
-        for b, t in enumerate(tries)
-    ]
+    picks: list[Pick | None] = [None] * B
+    for b in order if order is not None else range(B):  # a generator's draws go to the rows in this order
+        if tries[b]:
+            picks[b] = _pick(tries[b], first[b], node_logits[b, : len(tries[b].tokens)], end_of_turn, temperature,
+                             generator, mode)  # fmt: skip
+    return picks
 
 
 def _pick(trie: ChoiceTrie, first_logits, node_logits, end: int, temperature: float, generator, mode) -> Pick:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from krill.models.chat_slots import ChatSlots
 from krill.models.choices import ChoiceTrie, pick_choices
 from krill.models.kv_prefix import PrefixCache, build_inputs, extract_rows, kv_bytes_per_token, stack_prefixes
-from krill.models.static_decode import StaticDecoder
+from krill.models.static_decode import StaticBatch, StaticDecoder
 
 ROWWISE_MIN_TOKENS = 128  # CPU: a shorter prefill is bound by reading the weights: n row passes, n reads
 
@@ -120,6 +121,7 @@ def decode_batch(
     choices: list[list[list[int]] | None] | None = None,
     choice_score: str = "sum",
     static: StaticDecoder | None = None,
+    slots: ChatSlots | None = None,
 ) -> list[RowResult]:
     """Decode every prompt (token ids) together until EOS, a stop string, or `max_new_tokens`.
 
@@ -130,19 +132,39 @@ def decode_batch(
     a time, so no compute goes to padding: on CPU prefill is compute-bound and gains nothing from
     batching, while decode (memory-bound) still runs batched. `static` decodes on its preallocated,
     bucketed cache instead of a growing one (a GPU replays one captured step; same tokens and log-probs).
+    `slots` (with `static`) keeps each chat's states in place in one static cache across calls instead of
+    `prefix_cache`: prefill, choices and decode all run there (`krill.models.chat_slots`).
     """
     rows = [RowResult() for _ in prompts]
     eos, stops = _eos_ids(model, tokenizer), [s for s in (stop or []) if s]
-    batch = prefill(model, tokenizer, prompts, prefix_cache, rowwise=rowwise_prefill)
-    if choices and any(choices):
-        end_of_turn = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos)
-        choose(model, batch, rows, choices, end_of_turn, temperature, generator, choice_score)
-    if batch.live and static is not None:
-        decode_static(
-            static, tokenizer, batch, rows, max_new_tokens, temperature, top_p, stops, eos, generator
-        )
-    elif batch.live:
-        decode(model, tokenizer, batch, rows, max_new_tokens, temperature, top_p, stops, eos, generator)
+    end_of_turn = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos)
+    constrained = choices is not None and any(choices)
+    if slots is not None:  # the prompts' states stay in the slots' static cache: everything runs there
+        reserve = max([max_new_tokens] + [sum(map(len, c)) for c in choices or [] if c])  # ≥ trie nodes
+        static_batch, logits = slots.prefill(prompts, _pad_id(tokenizer), reserve)
+        if constrained:
+            answered = choose(model, static_batch.cache, static_batch.mask[:, : static_batch.column],
+                              static_batch.positions, logits, static_batch.rows, rows, choices, end_of_turn,
+                              temperature, generator, choice_score)  # fmt: skip
+            static_batch.rows = [None if s in answered else r for s, r in enumerate(static_batch.rows)]
+        live = torch.tensor(static_batch.live_slots(), device=logits.device, dtype=torch.long)
+        if len(live):
+            decode_static(static, tokenizer, static_batch, logits[live], rows, max_new_tokens, temperature,
+                          top_p, stops, eos, generator)  # fmt: skip
+    else:
+        batch = prefill(model, tokenizer, prompts, prefix_cache, rowwise=rowwise_prefill)
+        if constrained:
+            answered = choose(model, batch.cache, batch.attention_mask, batch.positions, batch.logits, batch.live,
+                              rows, choices, end_of_turn, temperature, generator, choice_score)  # fmt: skip
+            batch.keep([j for j in range(len(batch.live)) if j not in answered])
+        if batch.live and static is not None:
+            static_batch = static.start(
+                batch.cache.layers, batch.attention_mask, batch.positions, batch.live, max_new_tokens
+            )
+            decode_static(static, tokenizer, static_batch, batch.logits, rows, max_new_tokens, temperature, top_p,
+                          stops, eos, generator)  # fmt: skip
+        elif batch.live:
+            decode(model, tokenizer, batch, rows, max_new_tokens, temperature, top_p, stops, eos, generator)
     for row in rows:
         _finalize(tokenizer, row, stops, eos)
     return rows
@@ -166,17 +188,22 @@ def prefill(model, tokenizer, prompts: list[list[int]], prefix_cache: PrefixCach
     return _forward_prompts(model, tokenizer, prompts, prefix_cache)
 
 
-def choose(model, batch: _Batch, rows: list[RowResult], choices, end_of_turn: int, temperature: float,
-           generator: torch.Generator | None, choice_score: str) -> None:  # fmt: skip
-    """Answer the rows that have choices at once (their tokens, log-probs, choice); they leave `batch`."""
-    tries = [ChoiceTrie.build(c) if c else None for c in choices]
-    picks = pick_choices(model, batch.cache, batch.attention_mask, batch.positions, batch.logits, tries,
-                         end_of_turn, cache_kwarg(model), temperature, generator, choice_score)  # fmt: skip
-    for row, pick in zip(rows, picks, strict=True):
+def choose(model, cache, mask: torch.Tensor, positions: torch.Tensor, logits: torch.Tensor,
+           batch_rows: list[int | None], rows: list[RowResult], choices, end_of_turn: int, temperature: float,
+           generator: torch.Generator | None, choice_score: str) -> set[int]:  # fmt: skip
+    """Answer the rows that have choices at once (their tokens, log-probs, choice). `batch_rows[j]` is
+    the row at batch position j (None: none); returns the positions answered. `cache` holds the prompts
+    (`mask` [B, K] their columns, `positions` [B, ·] ending at their last token, `logits` [B, V] after it)."""
+    tries = [ChoiceTrie.build(choices[r]) if r is not None and choices[r] else None for r in batch_rows]
+    order = sorted((j for j, r in enumerate(batch_rows) if r is not None), key=batch_rows.__getitem__)
+    picks = pick_choices(model, cache, mask, positions, logits, tries, end_of_turn, cache_kwarg(model),
+                         temperature, generator, choice_score, order)  # fmt: skip
+    for r, pick in zip(batch_rows, picks, strict=True):
         if pick is not None:
+            row = rows[r]
             row.token_ids, row.logprobs = pick.token_ids, pick.logprobs
             row.choice_index, row.choice_logprob, row.finish_reason = pick.index, pick.choice_logprob, "stop"
-    batch.keep([j for j, i in enumerate(batch.live) if picks[i] is None])
+    return {j for j, pick in enumerate(picks) if pick is not None}
 
 
 def decode(model, tokenizer, batch: _Batch, rows: list[RowResult], max_new_tokens: int, temperature: float,
@@ -205,16 +232,13 @@ def decode(model, tokenizer, batch: _Batch, rows: list[RowResult], max_new_token
         ).logits[:, -1, :]
 
 
-def decode_static(decoder: StaticDecoder, tokenizer, batch: _Batch, rows: list[RowResult], max_new_tokens: int,
-                  temperature: float, top_p: float, stops: list[str], eos: set[int],
-                  generator: torch.Generator | None) -> None:  # fmt: skip
-    """`decode` on a preallocated cache (`krill.models.static_decode`): the same tokens and log-probs;
-    finished rows stay in their bucket until half are done, then the live ones move to a smaller one."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    static = decoder.start(
-        batch.cache.layers, batch.attention_mask, batch.positions, batch.live, max_new_tokens
-    )
-    logits = batch.logits
+def decode_static(decoder: StaticDecoder, tokenizer, static: StaticBatch, logits: torch.Tensor,
+                  rows: list[RowResult], max_new_tokens: int, temperature: float, top_p: float, stops: list[str],
+                  eos: set[int], generator: torch.Generator | None) -> None:  # fmt: skip
+    """`decode` on a preallocated cache (`krill.models.static_decode`; `logits` [live slots, V]): the same
+    tokens and log-probs; finished rows stay in their slot until half are done, then the live ones move
+    to a smaller bucket."""
+    pad = _pad_id(tokenizer)
     for step in range(max_new_tokens):
         live = static.live_slots()
         tokens, logps = next_tokens(logits, temperature, top_p, generator)  # the live rows, in row order
@@ -285,6 +309,10 @@ def cache_kwarg(model) -> str:
     """transformers ≥ 5.2x names the KV cache argument `cache`; older versions `past_key_values`."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

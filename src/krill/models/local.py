@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from krill.models.base import Generation, Messages
+from krill.models.chat_slots import ChatSlots
 from krill.models.decoding import cache_kwarg, decode_batch
 from krill.models.kv_prefix import PrefixCache, kv_bytes_per_token
 from krill.models.loading import load_causal_lm
@@ -77,20 +78,37 @@ class LocalPolicy:
         if prefix_cache_bytes is None:
             rows = batch_size + batch_size // 2
             prefix_cache_bytes = max(1 << 30, rows * max_prompt_tokens * kv_bytes_per_token(self.model))
+        self.prefix_cache_bytes = prefix_cache_bytes
         self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         # CPU prefill is compute-bound: one row at a time wastes nothing on padding (None = on CPU only)
         self.rowwise_prefill = self.device.type == "cpu" if rowwise_prefill is None else rowwise_prefill
-        # decode on a preallocated cache, the step captured as a CUDA graph (None = on CUDA only: on a CPU
-        # a step is bound by compute, and the growing cache costs nothing measurable; see static_decode.py)
-        self.static = None
-        if static_cache if static_cache is not None else self.device.type == "cuda":
-            if static_supported():
-                self.static = StaticDecoder(self.model, cache_kwarg(self.model))
-            else:
-                logging.getLogger(__name__).warning(
-                    "model.policy.static_cache: this transformers' StaticCache is too old (needs 5.x); "
-                    "decoding on the growing cache"
-                )
+        self.static: StaticDecoder | None = None
+        self.slots: ChatSlots | None = None
+        # a preallocated cache, the decode step captured as a CUDA graph (None = on CUDA only: on a CPU a
+        # step is bound by compute, and the growing cache costs nothing measurable; see static_decode.py)
+        self.use_static_cache(static_cache if static_cache is not None else self.device.type == "cuda")
+
+    def use_static_cache(self, on: bool) -> None:
+        """Decode on the static cache (`static_decode.py`), the chats' states kept in its slots across
+        calls (`chat_slots.py`) where the prefix cache would hold them; or on the growing cache."""
+        if on and not static_supported():
+            logging.getLogger(__name__).warning(
+                "model.policy.static_cache: this transformers' StaticCache is too old (needs 5.x); "
+                "decoding on the growing cache"
+            )
+            on = False
+        caching = self.prefix_cache is not None or self.slots is not None
+        self.static = StaticDecoder(self.model, cache_kwarg(self.model)) if on else None
+        self.slots = ChatSlots(self.model, cache_kwarg(self.model)) if on and caching else None
+        if caching and not on:
+            self.prefix_cache = PrefixCache(self.prefix_cache_bytes)
+        elif on:
+            self.prefix_cache = None
+
+    @property
+    def prompt_cache(self) -> PrefixCache | ChatSlots | None:
+        """Where prompts' states are kept for reuse (`stats()`, `reused_tokens`, `prefilled_tokens`)."""
+        return self.slots if self.slots is not None else self.prefix_cache
 
     def reset_prefix_cache(self) -> None:
         """Forget stored prompt states (benchmarks: so a second run does not reuse the first's prompts).
@@ -98,6 +116,8 @@ class LocalPolicy:
         (`kv_prefix.weights_version`, the one invalidation rule)."""
         if self.prefix_cache is not None:
             self.prefix_cache = PrefixCache(self.prefix_cache.max_bytes, self.prefix_cache.min_reuse)
+        if self.slots is not None:
+            self.slots = ChatSlots(self.model, cache_kwarg(self.model))
 
     # -- prompts ---------------------------------------------------------------------------------
     def prompt_text(self, messages: Messages) -> str:
@@ -161,6 +181,7 @@ class LocalPolicy:
                     choices=chunk_choices,
                     choice_score=self.choice_score,
                     static=self.static,
+                    slots=self.slots,
                 )
             for text, row, row_ids in zip(chunk, rows, ids, strict=True):
                 out.append(

@@ -62,7 +62,8 @@ class StaticBatch:
     column: int
 
     def live_slots(self) -> list[int]:
-        return [s for s, r in enumerate(self.rows) if r is not None]
+        """The slots of rows still decoding, in the rows' order (a sampler's draws go to rows in order)."""
+        return sorted((s for s, r in enumerate(self.rows) if r is not None), key=self.rows.__getitem__)
 
 
 class StaticDecoder:
@@ -88,9 +89,10 @@ class StaticDecoder:
 
     def step(self, tokens: torch.Tensor, batch: StaticBatch) -> torch.Tensor:
         """One token per slot: writes column `batch.column`, returns next logits [R, V]."""
-        if self.compiled:  # a compiler's warm-up run may advance the cache's write counter: set it
-            for layer in batch.cache.layers:
-                layer.cumulative_length.fill_(batch.column)
+        # the write counter is set each step: a compiler's warm-up run may advance it, and a trie pass
+        # on the same cache (`chat_slots`) leaves it wherever it was cropped to
+        for layer in batch.cache.layers:
+            layer.cumulative_length.fill_(batch.column)
         batch.mask[:, batch.column] = 1
         batch.positions += 1
         batch.column += 1

@@ -1,0 +1,247 @@
+"""Each chat's K/V kept in place across calls: one slot of one preallocated cache per conversation.
+
+The prefix cache (`kv_prefix.py`) keeps each prompt's states as tensors of their own and rebuilds a
+batch from them on every call: per row and layer a copy out (`extract_rows`) and a copy back in
+(`stack_prefixes`), hundreds of small copies a GPU waits on, then a copy into the static decoder's
+bucket. Here the store *is* the batch: one `StaticCache` of R slots × C columns (both bucketed, as
+in `static_decode.py`), where a chat stays in its slot from turn to turn and a call writes only what
+is new. Prefill, the trie pass of constrained rows and the decode steps all run on it.
+
+Layout: every slot writes at the same column (a StaticCache has one write counter), so a call's new
+suffixes are left-padded to a common length S and written at [column, column + S); a row with a
+shorter suffix leaves masked gaps. `cols[s]` lists, in order, the columns holding slot s's tokens
+`ids[s]`; the attention mask is rebuilt from them each call. Gaps, dropped tokens, trie nodes and
+decoded tokens (dropped at the end of a call: the next prompt brings the reply back as its new turn)
+are reclaimed when the columns run out: every slot's tokens move left, one gather per layer.
+
+A call's prompt takes, in order of how much it reuses:
+- the slot sharing its longest prefix (a conversation's previous turn, or in window mode the same
+  system, skills and task): tokens past the shared part are dropped in place;
+- if another prompt of the call took that slot (a GRPO group's episodes start from one prompt), the
+  shared part is copied into a free slot;
+- else a free slot (empty, or the least recently used), prefilled whole.
+Tokens and log-probs are those of the prefix-cache path (tests/models/test_chat_slots.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from krill.models.kv_prefix import _common_prefix, kv_bytes_per_token, weights_version
+from krill.models.static_decode import StaticBatch, column_bucket, row_bucket
+
+PREFILL_CHUNK = 512  # queries per prefill pass: bounds the [rows, 1, queries, columns] attention mask
+
+
+class ChatSlots:
+    """The slots, their token ids and columns, and the shared write column (see the module docstring)."""
+
+    def __init__(self, model, cache_kw: str, min_reuse: int = 16):
+        self.model, self.min_reuse = model, min_reuse
+        self.cache_kw = cache_kw  # `decoding.cache_kwarg(model)`
+        self.cache = None  # a StaticCache of `rows` slots × `columns`, allocated on first use
+        self.rows = self.columns = self.column = 0
+        self.ids: list[np.ndarray] = []  # per slot: the token ids it holds, in order
+        self.cols: list[np.ndarray] = []  # per slot: the columns holding them
+        self.used: list[int] = []  # per slot: the call that last used it (the least recent is freed first)
+        self.calls = 0
+        self.version: tuple[int, int, float] | None = None
+        self.reused_tokens = self.prefilled_tokens = 0
+
+    def stats(self) -> dict[str, int]:
+        """Like `PrefixCache.stats`: chats held, their K/V buffer's bytes, reused and prefilled tokens."""
+        return {
+            "entries": sum(len(i) > 0 for i in self.ids),
+            "bytes": self.rows * self.columns * kv_bytes_per_token(self.model),
+            "reused_tokens": self.reused_tokens,
+            "prefilled_tokens": self.prefilled_tokens,
+        }
+
+    def prefill(
+        self, prompts: list[list[int]], pad_id: int, reserve: int
+    ) -> tuple[StaticBatch, torch.Tensor]:
+        """Each prompt into a slot, reusing what the slots hold, with room for `reserve` columns after
+        (the trie pass's nodes, the decoded tokens: written past the prompts, not kept).
+
+        Returns the static batch over every slot (`rows[s]`: the prompt in slot s, None for the others)
+        and the next-token logits [slots, V]."""
+        self.calls += 1
+        if weights_version(self.model) != self.version:  # states computed under other weights: forget them
+            self.version = weights_version(self.model)
+            self.ids, self.cols, self.used = [], [], []
+        slots, reuse, copies = self._assign(prompts)
+        for s, r in zip(slots, reuse, strict=True):  # what a prompt does not share is dropped
+            keep = 0 if s in copies else r  # a copy's destination gets its tokens after the move
+            self.ids[s], self.cols[s], self.used[s] = self.ids[s][:keep], self.cols[s][:keep], self.calls
+        S = max(len(p) - r for p, r in zip(prompts, reuse, strict=True))
+        new = self._make_room(S + reserve)
+        slots = [new[s] for s in slots]
+        self._copy({new[d]: (new[src], r) for d, (src, r) in copies.items()})
+        logits = self._forward_suffixes(prompts, slots, S, pad_id)
+        self.reused_tokens += sum(reuse)
+        self.prefilled_tokens += sum(len(p) for p in prompts) - sum(reuse)
+        rows: list[int | None] = [None] * self.rows
+        for b, s in enumerate(slots):
+            rows[s] = b
+        positions = torch.tensor([[max(len(i) - 1, 0)] for i in self.ids], device=logits.device)
+        return StaticBatch(self.cache, self._mask(logits.device), positions, rows, self.column), logits
+
+    def _assign(self, prompts: list[list[int]]) -> tuple[list[int], list[int], dict[int, tuple[int, int]]]:
+        """(slot of each prompt, tokens it reuses, copies: destination → (source, tokens)); adds empty
+        slots when the free ones do not suffice."""
+        best = [self._longest(np.asarray(p, dtype=np.int64)) for p in prompts]
+        slots, reuse, taken = [-1] * len(prompts), [0] * len(prompts), set()
+        for b in sorted(range(len(prompts)), key=lambda b: -best[b][1]):  # the longest reuse claims first
+            candidates, r = best[b]
+            s = next((s for s in candidates if s not in taken), -1)  # of equals (two chats alike), a free one
+            if s >= 0:
+                slots[b], reuse[b] = s, r
+                taken.add(s)
+        homeless = [b for b in range(len(prompts)) if slots[b] < 0]
+        # free slots: empty ones first, then the least recently used chats
+        free = sorted(set(range(len(self.ids))) - taken, key=lambda s: (len(self.ids[s]) > 0, self.used[s]))
+        while len(free) < len(homeless):
+            free.append(self._add_slot())
+        copies = {}
+        for b, s in zip(homeless, free, strict=False):
+            slots[b] = s
+            (src, *_), r = best[b] if best[b][1] else ([-1], 0)
+            if r:  # its best slot went to a prompt reusing more of it (that one claimed first: r ≤ theirs)
+                copies[s], reuse[b] = (src, r), r
+        return slots, reuse, copies
+
+    def _longest(self, query: np.ndarray) -> tuple[list[int], int]:
+        """(slots, shared tokens): the slots sharing the longest prefix with `query` (one token left over)."""
+        slots, best = [], 0
+        for s, ids in enumerate(self.ids):
+            n = min(len(ids), len(query) - 1)
+            if n >= max(best, 1) and ids[0] == query[0]:
+                common = _common_prefix(ids[:n], query[:n])
+                if common > best:
+                    slots, best = [s], common
+                elif common == best:
+                    slots.append(s)
+        return (slots, best) if best >= self.min_reuse else ([], 0)
+
+    def _add_slot(self) -> int:
+        self.ids.append(np.zeros(0, dtype=np.int64))
+        self.cols.append(np.zeros(0, dtype=np.int64))
+        self.used.append(0)
+        return len(self.ids) - 1
+
+    # -- the buffer ------------------------------------------------------------------------------
+    def _make_room(self, extra: int) -> dict[int, int]:
+        """Every slot this call uses and `extra` free columns after the write column; returns each kept
+        slot's new index. The slots grow to hold the chats of this call and the one before (one step's
+        prompts may come in several calls) and shrink once those fill at most a quarter of them."""
+        now = [s for s in range(len(self.ids)) if self.used[s] == self.calls]
+        recent = [s for s in range(len(self.ids)) if self.used[s] == self.calls - 1 and len(self.ids[s])]
+        rows = row_bucket(len(now) + len(recent))
+        if rows <= self.rows < 4 * rows:  # no churn: keep the size while it fits
+            rows = self.rows
+        if (
+            self.cache is not None
+            and rows == len(self.ids) == self.rows
+            and self.column + extra <= self.columns
+        ):
+            return {s: s for s in range(rows)}
+        others = sorted(set(range(len(self.ids))) - set(now), key=lambda s: -self.used[s])
+        keep = (now + others)[:rows]
+        self._rebuild(keep, rows, extra)
+        return {old: new for new, old in enumerate(keep)}
+
+    def _rebuild(self, keep: list[int], rows: int, extra: int) -> None:
+        """Slot i ← old slot `keep[i]`, each slot's tokens moved to columns [0, its length): one gather
+        per layer, in place when the shape stays (a captured step keeps its buffers' addresses)."""
+        L = max([len(self.cols[s]) for s in keep] + [0])
+        columns = (
+            self.columns if rows == self.rows and L + extra <= self.columns else column_bucket(L + extra)
+        )
+        moved = self._gather(keep, L) if self.cache is not None and L else None
+        if self.cache is None or (rows, columns) != (self.rows, self.columns):
+            self.cache = None  # freed before the new one is allocated
+            self.cache = self._allocate(rows, columns)
+        if moved is not None:
+            for layer, (k, v) in zip(self.cache.layers, moved, strict=True):
+                layer.keys[: len(keep), :, :L] = k
+                layer.values[: len(keep), :, :L] = v
+        empty = np.zeros(0, dtype=np.int64)
+        self.ids = [self.ids[s] for s in keep] + [empty] * (rows - len(keep))
+        self.used = [self.used[s] for s in keep] + [0] * (rows - len(keep))
+        self.cols = [np.arange(len(i), dtype=np.int64) for i in self.ids]
+        self.rows, self.columns, self.column = rows, columns, L
+
+    def _gather(self, keep: list[int], L: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the kept slots' tokens left-aligned: ([len(keep), heads, L, dim], same for values)."""
+        device = self.cache.layers[0].keys.device
+        cols = np.zeros((len(keep), L), dtype=np.int64)  # past a slot's length: column 0, masked out
+        for i, s in enumerate(keep):
+            cols[i, : len(self.cols[s])] = self.cols[s]
+        # slots added by this call are not in the buffer yet (and empty): they read row 0, masked out
+        r = torch.tensor([s if s < self.rows else 0 for s in keep], device=device)[:, None]
+        c = torch.from_numpy(cols).to(device)
+        # advanced indices around a slice put their dims first: [k, L, heads, dim] → [k, heads, L, dim]
+        return [(layer.keys[r, :, c].transpose(1, 2), layer.values[r, :, c].transpose(1, 2))
+                for layer in self.cache.layers]  # fmt: skip
+
+    def _allocate(self, rows: int, columns: int):
+        from transformers import StaticCache
+
+        cfg = self.model.config
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        p = next(self.model.parameters())
+        cache = StaticCache(config=cfg, max_cache_len=columns)
+        zeros = torch.zeros((rows, heads, columns, dim), dtype=p.dtype, device=p.device)
+        for i in range(len(cache.layers)):  # allocates each layer's buffers (their first write)
+            cache.update(zeros, zeros, i)
+        return cache
+
+    def _copy(self, copies: dict[int, tuple[int, int]]) -> None:
+        """Destination slots get their source's first tokens (whole rows are copied: one op per layer)."""
+        if not copies:
+            return
+        device = self.cache.layers[0].keys.device
+        dst = torch.tensor(list(copies), device=device)
+        src = torch.tensor([s for s, _ in copies.values()], device=device)
+        for layer in self.cache.layers:
+            layer.keys[dst] = layer.keys[src]
+            layer.values[dst] = layer.values[src]
+        for d, (s, r) in copies.items():
+            self.ids[d], self.cols[d] = self.ids[s][:r].copy(), self.cols[s][:r].copy()
+
+    def _mask(self, device) -> torch.Tensor:
+        """[slots, columns] long: 1 where a slot's tokens are."""
+        mask = np.zeros((self.rows, self.columns), dtype=np.int64)
+        for s, cols in enumerate(self.cols):
+            mask[s, cols] = 1
+        return torch.from_numpy(mask).to(device)
+
+    def seek(self, column: int) -> None:
+        """Point the cache's write counter (one per layer, on the device) at `column`."""
+        for layer in self.cache.layers:
+            layer.cumulative_length.fill_(column)
+
+    def _forward_suffixes(
+        self, prompts: list[list[int]], slots: list[int], S: int, pad_id: int
+    ) -> torch.Tensor:
+        """Each prompt's new tokens, left-padded to S, written at [column, column + S) in chunks."""
+        ids = np.full((self.rows, S), pad_id, dtype=np.int64)
+        positions = np.zeros((self.rows, S), dtype=np.int64)
+        for p, s in zip(prompts, slots, strict=True):
+            r, k = len(self.ids[s]), len(p) - len(self.ids[s])
+            ids[s, S - k :] = p[r:]
+            positions[s, S - k :] = np.arange(r, r + k)
+            self.ids[s] = np.asarray(p, dtype=np.int64)
+            self.cols[s] = np.concatenate([self.cols[s], np.arange(self.column + S - k, self.column + S)])
+        device = self.cache.layers[0].keys.device
+        ids_t, pos_t = torch.from_numpy(ids).to(device), torch.from_numpy(positions).to(device)
+        mask = self._mask(device)  # the new tokens' columns included: causality hides the later ones
+        for lo in range(0, S, PREFILL_CHUNK):
+            self.seek(self.column + lo)
+            out = self.model(input_ids=ids_t[:, lo : lo + PREFILL_CHUNK], attention_mask=mask,
+                             position_ids=pos_t[:, lo : lo + PREFILL_CHUNK], use_cache=True, logits_to_keep=1,
+                             **{self.cache_kw: self.cache})  # fmt: skip
+        self.column += S
+        return out.logits[:, -1, :]
