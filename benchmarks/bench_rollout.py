@@ -16,9 +16,10 @@ on CPU, ≥ 10× at 32 episodes on a GPU. On CPU a step is prefill-bound (prefil
 is compute-bound and does not batch), so short bare-action responses gain less than long ones.
 With `--context conversation` a step prefills only its new turn (the prefix cache holds the rest
 of the chat), so more of the step is decode, which batches: the CPU target is ≥ 4× there too.
-`--compare-decoders` plays the batched rollout twice instead, on the growing cache (`decoding.decode`) and
-on the static cache (`decoding.decode_static`, a CUDA graph per bucket on a GPU): issue 34's target is
-≥ 10× generated tokens/s for the static one at the same batch on a GPU.
+`--compare-decoders` plays the batched rollout twice instead, on the growing cache (`decoding.decode`, the
+prefix cache) and on the static cache (`decoding.decode_static`, a CUDA graph per bucket on a GPU, the
+chats kept in its slots, `chat_slots.py`): issue 34's target is ≥ 10× generated tokens/s for the static
+one at the same batch on a GPU.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def run(actor, pool_factory, tasks, cfg, steps):
     finally:
         pool.close()
     gen = sum(s.model_extra.get("response_tokens", 0) for t in trajs for s in t.steps)
-    cache = getattr(actor.policy, "prefix_cache", None)
+    cache = getattr(actor.policy, "prompt_cache", None)
     # tokens actually run through the model as prompt (the cache's reuse excluded), else all of them
     prompt = (
         cache.prefilled_tokens
@@ -75,6 +76,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--compare-decoders", action="store_true", help="batched: growing vs static KV cache")
+    ap.add_argument("--constrain", action="store_true", help="agent.constrain_actions: whole-action choices")
     args = ap.parse_args()
 
     import torch
@@ -93,7 +95,7 @@ def main() -> None:
     cfg = KrillConfig().override(
         {"env.name": env, "model.policy.model": args.model, "model.policy.max_new_tokens": args.max_new_tokens,
          "model.policy.batch_size": args.episodes, "model.policy.dtype": args.dtype, "agent.think": args.think,
-         "agent.context": args.context, "agent.history_window": 2}
+         "agent.context": args.context, "agent.history_window": 2, "agent.constrain_actions": args.constrain}
     )  # fmt: skip
     policy = build_policy(cfg)
     actor = LLMActor(policy, None, cfg)
@@ -143,27 +145,59 @@ def compare_decoders(actor, env, tasks, cfg, args) -> None:
     import torch
 
     from krill.envs.pool import SerialPool
-    from krill.models.decoding import cache_kwarg
-    from krill.models.static_decode import StaticDecoder
 
     policy = actor.policy
-    static = StaticDecoder(policy.model, cache_kwarg(policy.model))
     figures = {}
-    for name, decoder in (("dynamic", None), ("static", static), ("dynamic", None), ("static", static)):
-        policy.static = decoder  # the first pass of each captures/warms, the second is measured
+    for name in ("dynamic", "static", "dynamic", "static"):  # the first pass of each captures/warms
+        policy.use_static_cache(name == "static")  # static: the chats kept in its slots (chat_slots.py)
         policy.reset_prefix_cache()
         trajs, wall, gen, _ = run(
             actor, lambda: SerialPool(env, len(tasks), "train", cfg), tasks, cfg, args.steps
         )
-        figures[name] = (gen / wall, [s.action for t in trajs for s in t.steps])
-    same = sum(a == b for a, b in zip(figures["dynamic"][1], figures["static"][1], strict=False))
-    (d_tps, _), (s_tps, _) = figures["dynamic"], figures["static"]
-    print(f"batched x{len(tasks)}: growing cache {d_tps:.1f} gen tok/s, static cache {s_tps:.1f}: {s_tps / d_tps:.2f}x; "
-          f"same actions in {same}/{len(figures['static'][1])} steps")  # fmt: skip
+        steps = sum(len(t.steps) for t in trajs)
+        figures[name] = (gen / wall, steps / wall, [s.action for t in trajs for s in t.steps])
+    ops = {}
+    for name in ("dynamic", "static"):  # a third pass each, counted (slower): host work a GPU waits on
+        policy.use_static_cache(name == "static")
+        policy.reset_prefix_cache()
+        with OpCounter() as counter:
+            trajs, *_ = run(actor, lambda: SerialPool(env, len(tasks), "train", cfg), tasks, cfg, args.steps)
+        ops[name] = counter.ops / max(1, args.steps)
+    same = sum(a == b for a, b in zip(figures["dynamic"][2], figures["static"][2], strict=False))
+    (d_tps, d_sps, _), (s_tps, s_sps, _) = figures["dynamic"], figures["static"]
+    print(f"batched x{len(tasks)}: growing cache {d_tps:.1f} gen tok/s ({d_sps:.2f} steps/s), static cache "
+          f"{s_tps:.1f} ({s_sps:.2f}): {s_tps / d_tps:.2f}x; same actions in {same}/{len(figures['static'][2])} steps; "
+          f"tensor ops per batched step (≈ kernel launches on a GPU): growing {ops['dynamic']:.0f}, "
+          f"static {ops['static']:.0f}")  # fmt: skip
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     name = f"rollout gen tok/s, static vs growing KV cache, batch {len(tasks)} ({args.model}, {args.context}, {where})"
     print("BENCH " + json.dumps({"name": name, "value": round(s_tps, 1), "unit": "tok/s", "baseline": round(d_tps, 1),
                                  "ratio": round(s_tps / d_tps, 2)}))  # fmt: skip
+    name = f"tensor ops per rollout step, static vs growing KV cache, batch {len(tasks)} ({args.model}, {args.context})"
+    print("BENCH " + json.dumps({"name": name, "value": round(ops["static"]), "unit": "ops/step",
+                                 "baseline": round(ops["dynamic"]), "ratio": round(ops["static"] / ops["dynamic"], 2)}))  # fmt: skip
+
+
+class OpCounter:
+    """Counts the tensor operations run (views excluded): each is a kernel launch on a GPU, so their
+    number per step is the host-side work a device waits on, measurable on a CPU."""
+
+    def __enter__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                counter.ops += not func.is_view
+                return func(*args, **(kwargs or {}))
+
+        self.ops, self._mode = 0, Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._mode.__exit__(*exc)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ class ChatSlots:
         self.version: tuple[int, int, float] | None = None
         self.reused_tokens = self.prefilled_tokens = 0
 
+    def clear(self) -> None:
+        """Forget every chat and the counts; the buffer stays (its addresses are a captured step's)."""
+        self.ids, self.cols, self.used = [], [], []
+        self.reused_tokens = self.prefilled_tokens = 0
+
     def stats(self) -> dict[str, int]:
         """Like `PrefixCache.stats`: chats held, their K/V buffer's bytes, reused and prefilled tokens."""
         return {
@@ -69,7 +74,7 @@ class ChatSlots:
         self.calls += 1
         if weights_version(self.model) != self.version:  # states computed under other weights: forget them
             self.version = weights_version(self.model)
-            self.ids, self.cols, self.used = [], [], []
+            self.ids, self.cols, self.used = [], [], []  # the buffer stays
         slots, reuse, copies = self._assign(prompts)
         for s, r in zip(slots, reuse, strict=True):  # what a prompt does not share is dropped
             keep = 0 if s in copies else r  # a copy's destination gets its tokens after the move

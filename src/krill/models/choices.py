@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
@@ -63,12 +64,15 @@ class ChoiceTrie:
     def ancestry(self) -> torch.Tensor:
         """[n, n] bool: node i may attend to node j (j is i or one of its ancestors). Built once."""
         if self._ancestry is None:
+            # one level of ancestors per pass, every node at once (a trie is a few levels deep; a loop over
+            # nodes was ~90 small tensor ops per trie, the largest host cost of a constrained step)
             n = len(self.tokens)
-            seen = torch.eye(n, dtype=torch.bool)
-            for i in range(n):
-                if self.parents[i] >= 0:
-                    seen[i] |= seen[self.parents[i]]
-            self._ancestry = seen
+            parents = np.asarray(self.parents, dtype=np.int64)
+            seen, node, up = np.eye(n, dtype=bool), np.arange(n), parents.copy()
+            while (has := up >= 0).any():
+                seen[node[has], up[has]] = True
+                up[has] = parents[up[has]]
+            self._ancestry = torch.from_numpy(seen)
         return self._ancestry
 
 

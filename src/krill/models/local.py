@@ -84,6 +84,7 @@ class LocalPolicy:
         self.rowwise_prefill = self.device.type == "cpu" if rowwise_prefill is None else rowwise_prefill
         self.static: StaticDecoder | None = None
         self.slots: ChatSlots | None = None
+        self._static_parts: tuple[StaticDecoder, ChatSlots] | None = None
         # a preallocated cache, the decode step captured as a CUDA graph (None = on CUDA only: on a CPU a
         # step is bound by compute, and the growing cache costs nothing measurable; see static_decode.py)
         self.use_static_cache(static_cache if static_cache is not None else self.device.type == "cuda")
@@ -98,12 +99,14 @@ class LocalPolicy:
             )
             on = False
         caching = self.prefix_cache is not None or self.slots is not None
-        self.static = StaticDecoder(self.model, cache_kwarg(self.model)) if on else None
-        self.slots = ChatSlots(self.model, cache_kwarg(self.model)) if on and caching else None
-        if caching and not on:
-            self.prefix_cache = PrefixCache(self.prefix_cache_bytes)
-        elif on:
-            self.prefix_cache = None
+        if on and self._static_parts is None:  # made once: a captured step keeps its buffers across switches
+            kw = cache_kwarg(self.model)
+            self._static_parts = StaticDecoder(self.model, kw), ChatSlots(self.model, kw)
+        if on:
+            self.static, self.slots = self._static_parts[0], (self._static_parts[1] if caching else None)
+        else:
+            self.static = self.slots = None
+        self.prefix_cache = PrefixCache(self.prefix_cache_bytes) if caching and not on else None
 
     @property
     def prompt_cache(self) -> PrefixCache | ChatSlots | None:
@@ -117,7 +120,7 @@ class LocalPolicy:
         if self.prefix_cache is not None:
             self.prefix_cache = PrefixCache(self.prefix_cache.max_bytes, self.prefix_cache.min_reuse)
         if self.slots is not None:
-            self.slots = ChatSlots(self.model, cache_kwarg(self.model))
+            self.slots.clear()
 
     # -- prompts ---------------------------------------------------------------------------------
     def prompt_text(self, messages: Messages) -> str:
