@@ -16,7 +16,8 @@
 #   2. gpu tests   pytest -m gpu tests/gpu (tiny model + random weights of SmolLM2-135M's shape)
 #   3. rollout     batched (32 episodes) vs one at a time, generated tokens/s, random:smollm2-360m, bf16,
 #                  each step a fresh window, then episodes as chats (agent.context=conversation);
-#                  then the same chats on krill's growing vs static KV cache (issue 34: ≥ 10x);
+#                  then the same chats on krill's growing vs static KV cache (issue 34: ≥ 10x), and
+#                  gpu-small's shape (random Qwen2.5-0.5B, 64 chats, whole-action choices) the same way;
 #                  then krill's decoding loops vs bare HF loops, eager and CUDA-graphed, ms per step
 #                  (issue 34: krill's static step within 1.2x of the graphed bare one at 32 rows)
 #   4. train       `krill --preset tiny train` (WebShop, hash embedder) on the GPU, then on CPU cores
@@ -141,12 +142,18 @@ if [ "$cuda" = "1" ]; then
   NOTE="the same chats, batched, growing vs static KV cache" timed rollout-static 240 \
     "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
     --steps 6 --max-new-tokens 32 --threads 8 --context conversation --compare-decoders
+  NOTE="gpu-small's shape: 64 chats, whole-action choices, growing vs static KV cache" timed rollout-static-choices 240 \
+    "$py" benchmarks/bench_rollout.py --model random:qwen2.5-0.5b --env webshop --episodes 64 \
+    --steps 6 --threads 8 --context conversation --constrain --compare-decoders
   NOTE="krill's loop vs a bare HF loop, ms/step, random:smollm2-360m bf16" timed decode-overhead 120 \
     "$py" benchmarks/bench_decode_overhead.py --model random:smollm2-360m --rows 32 --tokens 64 --profile
 else
   skip rollout "needs CUDA (the figure is GPU throughput)"
   NOTE="plumbing only, tiny model on CPU: not a figure" timed rollout-plumbing 120 \
     "$py" benchmarks/bench_rollout.py --model tiny --env webshop --episodes 4 --serial-episodes 2 --steps 1 --max-new-tokens 8
+  NOTE="plumbing only, tiny model on CPU" timed rollout-static-plumbing 120 \
+    "$py" benchmarks/bench_rollout.py --model tiny --env webshop --episodes 4 --steps 2 --max-new-tokens 8 \
+    --context conversation --constrain --compare-decoders
   NOTE="plumbing only, tiny model on CPU" timed decode-overhead 120 \
     "$py" benchmarks/bench_decode_overhead.py --model tiny --rows 4 --tokens 16
 fi

@@ -35,6 +35,10 @@ def figure(step: str, text: str, walls: dict[str, float]) -> str:
         closing = [ln for ln in text.splitlines() if re.search(r"\d+ (passed|failed|skipped|error)", ln)]
         return closing[-1].strip("= ") if closing else ""
     benches = [json.loads(ln[6:]) for ln in text.splitlines() if ln.startswith("BENCH ")]
+    if step.startswith("rollout-static") and benches:  # static vs growing: tok/s, then tensor ops per step
+        return "; ".join(
+            f"static {b['value']} vs growing {b['baseline']} {b['unit']} ({b['ratio']}x)" for b in benches
+        )
     if step.startswith("rollout") and benches:
         b = benches[-1]
         return f"{b['value']} tok/s batched vs {b['baseline']} one at a time: {b['ratio']}x"

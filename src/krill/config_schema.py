@@ -84,7 +84,8 @@ class PolicyConfig(EndpointConfig):
     static_cache: bool | None = Field(
         None,
         description="local policy: decode on a preallocated KV cache whose one-token step is captured as a CUDA "
-        "graph and replayed (krill.models.static_decode; the same tokens and log-probs); unset: on CUDA only",
+        "graph and replayed (krill.models.static_decode), each chat's states kept in place in its slots across "
+        "calls (krill.models.chat_slots; the same tokens and log-probs); unset: on CUDA only",
     )
     guided_choice: Literal["none", "vllm", "json_schema"] = Field(
         "none",

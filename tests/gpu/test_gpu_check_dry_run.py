@@ -30,7 +30,7 @@ def test_dry_run_runs_what_needs_no_cuda_and_names_the_rest(tmp_path):
     for name in ("rollout", "train-gpu"):
         assert steps[name]["status"] == "skipped" and "CUDA" in steps[name]["note"]
     assert steps["estimate"]["status"] == "skipped" and "--estimate" in steps["estimate"]["note"]
-    for name in ("rollout-plumbing", "decode-overhead", "train-cpu"):
+    for name in ("rollout-plumbing", "rollout-static-plumbing", "decode-overhead", "train-cpu"):
         assert steps[name]["status"] == "ok", steps[name]
     assert "tok/s batched" in steps["rollout-plumbing"]["figure"]
     table = (tmp_path / "summary.md").read_text()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from krill.models.kv_prefix import _common_prefix, kv_bytes_per_token, weights_version
+from krill.models.kv_prefix import common_prefix, kv_bytes_per_token, weights_version
 from krill.models.static_decode import StaticBatch, column_bucket, row_bucket
 
 PREFILL_CHUNK = 512  # queries per prefill pass: bounds the [rows, 1, queries, columns] attention mask
@@ -122,7 +122,7 @@ class ChatSlots:
         for s, ids in enumerate(self.ids):
             n = min(len(ids), len(query) - 1)
             if n >= max(best, 1) and ids[0] == query[0]:
-                common = _common_prefix(ids[:n], query[:n])
+                common = common_prefix(ids[:n], query[:n])
                 if common > best:
                     slots, best = [s], common
                 elif common == best:

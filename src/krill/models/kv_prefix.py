@@ -83,7 +83,7 @@ class PrefixCache:
             n = min(len(key), len(ids) - 1)
             if n <= best or stored[best] != query[best]:  # it cannot share more than `best` ids
                 continue
-            common = _common_prefix(stored[:n], query[:n])
+            common = common_prefix(stored[:n], query[:n])
             if common > best:
                 best_key, best = key, common
         if best_key is None or best < self.min_reuse:
@@ -120,7 +120,7 @@ class PrefixCache:
         del self.entries[key], self.sizes[key], self.arrays[key]
 
 
-def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     """How many leading ids two equal-length arrays share."""
     diff = np.flatnonzero(a != b)
     return int(diff[0]) if len(diff) else len(a)
