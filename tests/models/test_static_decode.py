@@ -102,8 +102,12 @@ def test_the_compiled_step_gives_the_same_tokens(pair):
     from krill.models.decoding import cache_kwarg
     from krill.models.static_decode import StaticDecoder
 
-    compiled = LocalPolicy("tiny", device="cpu", static_cache=True)
+    from test_chat_slots import play
+
+    compiled = LocalPolicy("tiny", device="cpu", static_cache=True)  # with the chat slots
     compiled.static = StaticDecoder(compiled.model, cache_kwarg(compiled.model), compile_step=True)
     batch = [msgs(t, 4) for t in TASKS]
     kw = dict(max_new_tokens=10, want_logprobs=True, stop=["e"])
     assert_same(compiled.generate(batch, **kw), pair[1].generate(batch, **kw))
+    # chats on the slots' cache, a trie pass between compiled steps (which resets the write counter)
+    play((compiled, LocalPolicy("tiny", device="cpu", static_cache=False)), TASKS[:2], 2, constrained={1})
