@@ -7,6 +7,7 @@
     python benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
         --serial-episodes 8 --max-new-tokens 32          # GPU: a real shape, random weights (gpu_check.sh)
     python benchmarks/bench_rollout.py ... --compare-decoders   # batched, krill's growing vs static KV cache
+    python benchmarks/bench_rollout.py ... --sweep 64,128,256     # episodes in flight vs episode-steps/s
 
 Both runs play the same tasks with the same greedy policy for `--steps` steps each, so they
 generate (nearly) the same tokens; the figure is generated tokens per second of wall time, prompt
@@ -19,7 +20,9 @@ of the chat), so more of the step is decode, which batches: the CPU target is �
 `--compare-decoders` plays the batched rollout twice instead, on the growing cache (`decoding.decode`, the
 prefix cache) and on the static cache (`decoding.decode_static`, a CUDA graph per bucket on a GPU, the
 chats kept in its slots, `chat_slots.py`): issue 34's target is ≥ 10× generated tokens/s for the static
-one at the same batch on a GPU.
+one at the same batch on a GPU. `--sweep N,N,...` plays the batched rollout (the policy's own decoder)
+at each number of episodes in flight and prints episode-steps per second: the `gpu-small` preset's
+batch sizes follow where that stops growing (issue 34).
 """
 
 from __future__ import annotations
@@ -77,7 +80,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--compare-decoders", action="store_true", help="batched: growing vs static KV cache")
     ap.add_argument("--constrain", action="store_true", help="agent.constrain_actions: whole-action choices")
+    ap.add_argument(
+        "--sweep", default="", help="episodes in flight to measure, comma-separated (e.g. 64,128,256)"
+    )
     args = ap.parse_args()
+    sweep = [int(n) for n in args.sweep.split(",") if n.strip()]
+    args.episodes = max([args.episodes, *sweep])  # the policy's batch holds the largest size: one call a step
 
     import torch
 
@@ -106,6 +114,8 @@ def main() -> None:
     run(actor, lambda: SerialPool(env, 1, "train", cfg), tasks[:1], cfg, 1)  # warm-up (weights, kernels)
     if args.compare_decoders:
         return compare_decoders(actor, env, tasks, cfg, args)
+    if sweep:
+        return sweep_batch(actor, env, tasks, cfg, args, sweep)
     b_trajs, b_wall, b_gen, b_prompt = run(
         actor, lambda: SerialPool(env, len(tasks), "train", cfg), tasks, cfg, args.steps
     )
@@ -176,6 +186,24 @@ def compare_decoders(actor, env, tasks, cfg, args) -> None:
     name = f"tensor ops per rollout step, static vs growing KV cache, batch {len(tasks)} ({args.model}, {args.context})"
     print("BENCH " + json.dumps({"name": name, "value": round(ops["static"]), "unit": "ops/step",
                                  "baseline": round(ops["dynamic"]), "ratio": round(ops["static"] / ops["dynamic"], 2)}))  # fmt: skip
+
+
+def sweep_batch(actor, env, tasks, cfg, args, sizes: list[int]) -> None:
+    """Episode-steps per second with `sizes` episodes in flight (each size played twice: warm, measured)."""
+    from krill.envs.pool import SerialPool
+
+    for n in sizes:
+        for _ in range(2):  # the first pass captures the new buckets' graphs (on CUDA) and warms
+            actor.policy.reset_prefix_cache()
+            trajs, wall, gen, _ = run(
+                actor, lambda n=n: SerialPool(env, n, "train", cfg), tasks[:n], cfg, args.steps
+            )
+        rate = sum(len(t.steps) for t in trajs) / wall
+        print(
+            f"{n:>4} episodes in flight: {rate:8.2f} episode-steps/s, {gen / wall:8.1f} gen tok/s, {wall:.1f} s"
+        )
+        print("BENCH " + json.dumps({"name": f"episode-steps/s, {n} in flight ({args.model}, {args.context})",
+                                     "value": round(rate, 2), "unit": "episode-steps/s"}))  # fmt: skip
 
 
 class OpCounter:

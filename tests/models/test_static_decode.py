@@ -99,10 +99,10 @@ def test_constrained_rows_and_free_rows_together(pair, temperature):
 @pytest.mark.slow
 def test_the_compiled_step_gives_the_same_tokens(pair):
     """The step as `torch.compile` builds it (on CUDA: CUDA graphs; here: inductor on CPU, ~30 s)."""
+    from test_chat_slots import play
+
     from krill.models.decoding import cache_kwarg
     from krill.models.static_decode import StaticDecoder
-
-    from test_chat_slots import play
 
     compiled = LocalPolicy("tiny", device="cpu", static_cache=True)  # with the chat slots
     compiled.static = StaticDecoder(compiled.model, cache_kwarg(compiled.model), compile_step=True)
