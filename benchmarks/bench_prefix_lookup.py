@@ -9,6 +9,8 @@ ids) again on iteration, and rebuilt a NumPy array from each key's tuple for eve
 `PrefixCache` keeps each key's array in a plain dict and skips, in O(1), an entry that cannot beat the
 best match so far. Same entries, same
 queries, same answers (checked), side by side in one run. No model: only the lookup is timed.
+A third figure, the static cache's slot matching (`ChatSlots._longest`, issue 34) over the same
+chats, is timed in the same run (same answers, checked).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from krill.models.chat_slots import ChatSlots
 from krill.models.kv_prefix import PrefixCache
 
 
@@ -60,19 +63,25 @@ def main() -> None:
         cache.put(ids, [])  # no tensors: the lookup never reads them
     queries = [ids + rng.integers(0, 49152, size=60).tolist() for ids in stored]  # each chat's next step
     old = OrderedDict(cache.entries)  # the old structure, same entries in the same order
-    fast_s, naive_s = [], []
+    slots = ChatSlots(model=None, cache_kw="")  # matching only: no buffer is touched
+    slots.ids = [np.asarray(ids, dtype=np.int64) for ids in stored]
+    fast_s, naive_s, slot_s = [], [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         fast = [cache.lookup(q)[1] for q in queries]
         t1 = time.perf_counter()
         naive = [naive_lookup(old, cache.min_reuse, q)[1] for q in queries]
         t2 = time.perf_counter()
+        slot = [slots._longest(np.asarray(q, dtype=np.int64))[1] for q in queries]
+        t3 = time.perf_counter()
         fast_s.append(t1 - t0)
         naive_s.append(t2 - t1)
-    assert fast == naive, "the two lookups disagree"
-    fast_ms, naive_ms = 1000 * min(fast_s), 1000 * min(naive_s)
+        slot_s.append(t3 - t2)
+    assert fast == naive == slot, "the lookups disagree"
+    fast_ms, naive_ms, slot_ms = 1000 * min(fast_s), 1000 * min(naive_s), 1000 * min(slot_s)
     print(f"{args.episodes} chats × {args.tokens} tokens, one rollout step's {len(queries)} lookups: "
-          f"arrays kept {fast_ms:.1f} ms, rebuilt {naive_ms:.1f} ms: {naive_ms / fast_ms:.1f}x")  # fmt: skip
+          f"arrays kept {fast_ms:.1f} ms, rebuilt {naive_ms:.1f} ms: {naive_ms / fast_ms:.1f}x; "
+          f"slot matching {slot_ms:.1f} ms")  # fmt: skip
     name = f"prefix-cache lookups per rollout step, {args.episodes} chats x {args.tokens} tokens"
     print("BENCH " + json.dumps({"name": name, "value": round(fast_ms, 2), "unit": "ms", "baseline": round(naive_ms, 2),
                                  "ratio": round(naive_ms / fast_ms, 1)}))  # fmt: skip

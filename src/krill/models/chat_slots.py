@@ -121,7 +121,8 @@ class ChatSlots:
         slots, best = [], 0
         for s, ids in enumerate(self.ids):
             n = min(len(ids), len(query) - 1)
-            if n >= max(best, 1) and ids[0] == query[0]:
+            # O(1) skips: too short, or differing where it would have to agree to match the best so far
+            if n >= max(best, 1) and ids[max(best, 1) - 1] == query[max(best, 1) - 1]:
                 common = common_prefix(ids[:n], query[:n])
                 if common > best:
                     slots, best = [s], common
@@ -218,10 +219,10 @@ class ChatSlots:
 
     def _mask(self, device) -> torch.Tensor:
         """[slots, columns] long: 1 where a slot's tokens are."""
-        mask = np.zeros((self.rows, self.columns), dtype=np.int64)
+        mask = np.zeros((self.rows, self.columns), dtype=bool)
         for s, cols in enumerate(self.cols):
-            mask[s, cols] = 1
-        return torch.from_numpy(mask).to(device)
+            mask[s, cols] = True
+        return torch.from_numpy(mask).to(device).long()  # sent as bytes, widened on the device
 
     def seek(self, column: int) -> None:
         """Point the cache's write counter (one per layer, on the device) at `column`."""
