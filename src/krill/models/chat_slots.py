@@ -111,9 +111,9 @@ class ChatSlots:
         copies = {}
         for b, s in zip(homeless, free, strict=False):
             slots[b] = s
-            (src, *_), r = best[b] if best[b][1] else ([-1], 0)
-            if r:  # its best slot went to a prompt reusing more of it (that one claimed first: r ≤ theirs)
-                copies[s], reuse[b] = (src, r), r
+            candidates, r = best[b]
+            if r:  # its best slots went to prompts claiming first, so reusing at least as much: copy
+                copies[s], reuse[b] = (candidates[0], r), r
         return slots, reuse, copies
 
     def _longest(self, query: np.ndarray) -> tuple[list[int], int]:

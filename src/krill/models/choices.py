@@ -152,13 +152,14 @@ def pick_choices(
             ids[b, :n] = torch.tensor(t.tokens)
             pos[b, :n] = last[b] + 1 + torch.tensor(t.depths)
             tree[b, :n, :n] = t.ancestry()
-    mask = torch.cat([attention_mask.bool()[:, None, :].expand(B, T, K).cpu(), tree], dim=-1)[:, None]
+    # built where the prompt's mask is: [B, 1, T, K] of it is the biggest tensor of the pass
+    mask = torch.cat([attention_mask.bool()[:, None, :].expand(B, T, K), tree.to(device)], dim=-1)[:, None]
     width = getattr(cache.layers[0], "max_cache_len", None)  # a static cache attends over all its columns
     if width is not None:
         mask = torch.nn.functional.pad(mask, (0, width - K - T))
     out = model(
         input_ids=ids.to(device),
-        attention_mask=mask.to(device),  # [B, 1, T, K+T]: the prompt, then the node's own path
+        attention_mask=mask,  # [B, 1, T, K+T]: the prompt, then the node's own path
         position_ids=pos.to(device),
         use_cache=True,
         **{cache_kw: cache},

@@ -139,6 +139,8 @@ def decode_batch(
     eos, stops = _eos_ids(model, tokenizer), [s for s in (stop or []) if s]
     end_of_turn = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos)
     constrained = choices is not None and any(choices)
+    if slots is not None and static is None:
+        raise ValueError("decode_batch: `slots` decode with a `static` decoder; pass both")
     if slots is not None:  # the prompts' states stay in the slots' static cache: everything runs there
         reserve = max([max_new_tokens] + [sum(map(len, c)) for c in choices or [] if c])  # ≥ trie nodes
         static_batch, logits = slots.prefill(prompts, _pad_id(tokenizer), reserve)
