@@ -164,7 +164,8 @@ AGENTS = {  # each way an episode reaches the model: a fresh window per step, on
 @pytest.mark.parametrize(("model", "dtype", "tol_mean", "tol_max"), MODELS)
 def test_rollout_logprobs_equal_grpo_scoring_on_device(model, dtype, tol_mean, tol_max, agent, gpu_record):
     cfg = _cfg(f"model.policy.model={model}", f"model.policy.dtype={dtype}", *AGENTS[agent])
-    policy = LocalPolicy(model, device=DEVICE.type, dtype=dtype)
+    # the GPU's decoder (static cache, chats in its slots) wherever it runs: a CPU dry run checks it too
+    policy = LocalPolicy(model, device=DEVICE.type, dtype=dtype, static_cache=True)
     actor = LLMActor(policy, None, cfg, cfg.sampling("rollout"), want_logprobs=True, seed=3)
     # WebShop's first page takes a free-text search, so choices get their turn in the kitchen
     pool = (
@@ -184,8 +185,13 @@ def test_rollout_logprobs_equal_grpo_scoring_on_device(model, dtype, tol_mean, t
         ]
         for t in trajs
     ]
-    # a window sample per step; a conversation packs its episode's replies into one sample
-    recorded = [lp for t in per_step for lp in t] if agent == "window" else [sum(t, []) for t in per_step]
+    # a window sample per step; a conversation packs its replies into one sample per chat segment (a
+    # chat outgrowing agent.max_prompt_length is rebuilt: `context_reset`, as build_samples splits it)
+    recorded = (
+        [lp for t in per_step for lp in t]
+        if agent == "window"
+        else [seg for t in trajs for seg in _chat_segments(t)]
+    )
     samples = build_samples(trajs, torch.ones(len(trajs)), policy.tokenizer)
     assert len(samples) == len(recorded) > 0
     with torch.no_grad():
@@ -197,6 +203,20 @@ def test_rollout_logprobs_equal_grpo_scoring_on_device(model, dtype, tol_mean, t
         assert all(s.valid for t in trajs for s in t.steps)
     gpu_record(mean_gap=mean, max_gap=worst, samples=len(samples))
     assert mean < tol_mean and worst < tol_max, (mean, worst)
+
+
+def _chat_segments(traj) -> list[list[float]]:
+    """A conversation's recorded log-probs, one list per segment between context rebuilds."""
+    segments, current = [], []
+    for step in traj.steps:
+        extra = step.model_extra or {}
+        if extra.get("error") or "context_ids" not in extra:
+            continue
+        if extra.get("context_reset") and current:
+            segments.append(current)
+            current = []
+        current += extra.get("response_logprobs") or []
+    return [s for s in [*segments, current] if s]
 
 
 @pytest.mark.parametrize(("model", "dtype", "tol_mean", "tol_max"), MODELS)

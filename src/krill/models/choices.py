@@ -164,7 +164,11 @@ def pick_choices(
         use_cache=True,
         **{cache_kw: cache},
     )
-    cache.crop(-T)
+    if width is None:
+        cache.crop(-T)
+    else:  # a static cache's write counter goes back (its layers cannot crop before transformers 5.2x)
+        for layer in cache.layers:
+            layer.cumulative_length.sub_(T)
     node_logits = out.logits.float().cpu()  # [B, T, V]: after each node
     first = first_logits.float().cpu()  # [B, V]: after the prompt
     picks: list[Pick | None] = [None] * B
