@@ -7,20 +7,10 @@ that keep conversations across calls."""
 from __future__ import annotations
 
 import pytest
+from test_chat_slots import TASKS, assert_same, msgs  # one set of cases and one comparison
 
 from krill.models.local import LocalPolicy
 from krill.models.static_decode import column_bucket, row_bucket
-
-SYSTEM = "You are an expert agent operating in the ALFRED Embodied Environment. " * 3
-TASKS = ["heat some egg", "put a clean mug in the coffeemachine", "look at a book under the lamp", "cool a tomato",
-         "put two pencils in the drawer", "find a key"]  # fmt: skip
-
-
-def msgs(task: str, step: int = 0) -> list[dict[str, str]]:
-    return [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": f"## Task\n{task}\nstep {step}"},
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +18,6 @@ def pair():
     static = LocalPolicy("tiny", device="cpu", static_cache=True, prefix_cache_bytes=0)
     assert static.slots is None  # no prompt caching: the decoder's own buckets from the first step
     return static, LocalPolicy("tiny", device="cpu", static_cache=False)
-
-
-def assert_same(a, b) -> None:
-    assert [g.token_ids for g in a] == [g.token_ids for g in b]
-    assert [g.text for g in a] == [g.text for g in b]
-    assert [g.finish_reason for g in a] == [g.finish_reason for g in b]
-    for x, y in zip(a, b, strict=True):
-        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
-        assert x.choice_index == y.choice_index
 
 
 def test_buckets():
