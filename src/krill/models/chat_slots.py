@@ -20,6 +20,8 @@ A call's prompt takes, in order of how much it reuses:
 - if another prompt of the call took that slot (a GRPO group's episodes start from one prompt), the
   shared part is copied into a free slot;
 - else a free slot (empty, or the least recently used), prefilled whole.
+Prompts of one call do not share with each other: what no slot holds yet (a group's first prompt) is
+prefilled in every row that needs it, as the growing cache's batched prefill does on a GPU.
 Tokens and log-probs are those of the prefix-cache path (tests/models/test_chat_slots.py).
 """
 
