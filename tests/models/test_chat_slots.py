@@ -148,3 +148,22 @@ def test_new_weights_forget_the_slots(pair):
     assert slots.slots.reused_tokens == reused  # nothing reused from before the update
     slots.generate([msgs(TASKS[0])], max_new_tokens=2)
     assert slots.slots.reused_tokens > reused
+
+
+def test_switching_decoders_keeps_the_static_parts(pair):
+    """Benchmarks switch one policy between decoders: the captured step's buffers must survive that."""
+    slots, _ = pair
+    decoder, store = slots.static, slots.slots
+    slots.use_static_cache(False)
+    assert slots.static is None and slots.slots is None and slots.prefix_cache is not None
+    slots.use_static_cache(True)
+    assert slots.static is decoder and slots.slots is store and slots.prefix_cache is None
+
+
+def test_slots_without_a_static_decoder_are_refused(pair):
+    from krill.models.decoding import decode_batch
+
+    slots, _ = pair
+    ids = slots.tokenizer(slots.prompt_text(msgs(TASKS[0])), add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match="`slots` decode with a `static` decoder"):
+        decode_batch(slots.model, slots.tokenizer, [ids], max_new_tokens=2, slots=slots.slots)
