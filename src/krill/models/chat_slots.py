@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from krill.models.kv_prefix import common_prefix, kv_bytes_per_token, weights_version
-from krill.models.static_decode import StaticBatch, column_bucket, row_bucket
+from krill.models.kv_prefix import common_prefix, kv_bytes_per_token, kv_heads_and_dim, weights_version
+from krill.models.static_decode import StaticBatch, column_bucket, row_bucket, seek
 
 PREFILL_CHUNK = 512  # queries per prefill pass: bounds the [rows, 1, queries, columns] attention mask
 
@@ -85,14 +85,14 @@ class ChatSlots:
         new = self._make_room(S + reserve)
         slots = [new[s] for s in slots]
         self._copy({new[d]: (new[src], r) for d, (src, r) in copies.items()})
-        logits = self._forward_suffixes(prompts, slots, S, pad_id)
+        logits, mask = self._forward_suffixes(prompts, slots, S, pad_id)
         self.reused_tokens += sum(reuse)
         self.prefilled_tokens += sum(len(p) for p in prompts) - sum(reuse)
         rows: list[int | None] = [None] * self.rows
         for b, s in enumerate(slots):
             rows[s] = b
         positions = torch.tensor([[max(len(i) - 1, 0)] for i in self.ids], device=logits.device)
-        return StaticBatch(self.cache, self._mask(logits.device), positions, rows, self.column), logits
+        return StaticBatch(self.cache, mask, positions, rows, self.column), logits
 
     def _assign(self, prompts: list[list[int]]) -> tuple[list[int], list[int], dict[int, tuple[int, int]]]:
         """(slot of each prompt, tokens it reuses, copies: destination → (source, tokens)); adds empty
@@ -196,11 +196,9 @@ class ChatSlots:
     def _allocate(self, rows: int, columns: int):
         from transformers import StaticCache
 
-        cfg = self.model.config
-        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        heads, dim = kv_heads_and_dim(self.model)
         p = next(self.model.parameters())
-        cache = StaticCache(config=cfg, max_cache_len=columns)
+        cache = StaticCache(config=self.model.config, max_cache_len=columns)
         zeros = torch.zeros((rows, heads, columns, dim), dtype=p.dtype, device=p.device)
         for i in range(len(cache.layers)):  # allocates each layer's buffers (their first write)
             cache.update(zeros, zeros, i)
@@ -226,15 +224,11 @@ class ChatSlots:
             mask[s, cols] = True
         return torch.from_numpy(mask).to(device).long()  # sent as bytes, widened on the device
 
-    def seek(self, column: int) -> None:
-        """Point the cache's write counter (one per layer, on the device) at `column`."""
-        for layer in self.cache.layers:
-            layer.cumulative_length.fill_(column)
-
     def _forward_suffixes(
         self, prompts: list[list[int]], slots: list[int], S: int, pad_id: int
-    ) -> torch.Tensor:
-        """Each prompt's new tokens, left-padded to S, written at [column, column + S) in chunks."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each prompt's new tokens, left-padded to S, written at [column, column + S) in chunks; the
+        next-token logits [slots, V] and the slots' mask, which the decode steps go on from."""
         ids = np.full((self.rows, S), pad_id, dtype=np.int64)
         positions = np.zeros((self.rows, S), dtype=np.int64)
         for p, s in zip(prompts, slots, strict=True):
@@ -247,9 +241,9 @@ class ChatSlots:
         ids_t, pos_t = torch.from_numpy(ids).to(device), torch.from_numpy(positions).to(device)
         mask = self._mask(device)  # the new tokens' columns included: causality hides the later ones
         for lo in range(0, S, PREFILL_CHUNK):
-            self.seek(self.column + lo)
+            seek(self.cache, self.column + lo)
             out = self.model(input_ids=ids_t[:, lo : lo + PREFILL_CHUNK], attention_mask=mask,
                              position_ids=pos_t[:, lo : lo + PREFILL_CHUNK], use_cache=True, logits_to_keep=1,
                              **{self.cache_kw: self.cache})  # fmt: skip
         self.column += S
-        return out.logits[:, -1, :]
+        return out.logits[:, -1, :], mask

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from krill.models.static_decode import seek
+
 
 @dataclass
 class ChoiceTrie:
@@ -166,9 +168,8 @@ def pick_choices(
     )
     if width is None:
         cache.crop(-T)
-    else:  # a static cache's write counter goes back (its layers cannot crop before transformers 5.2x)
-        for layer in cache.layers:
-            layer.cumulative_length.sub_(T)
+    else:  # a static cache's write counter goes back to K (its layers cannot crop before transformers 5.2x)
+        seek(cache, K)
     node_logits = out.logits.float().cpu()  # [B, T, V]: after each node
     first = first_logits.float().cpu()  # [B, V]: after the prompt
     picks: list[Pick | None] = [None] * B

@@ -240,9 +240,8 @@ def decode_static(decoder: StaticDecoder, tokenizer, static: StaticBatch, logits
     """`decode` on a preallocated cache (`krill.models.static_decode`; `logits` [live slots, V]): the same
     tokens and log-probs; finished rows stay in their slot until half are done, then the live ones move
     to a smaller bucket."""
-    pad = _pad_id(tokenizer)
+    pad, live = _pad_id(tokenizer), static.live_slots()
     for step in range(max_new_tokens):
-        live = static.live_slots()
         tokens, logps = next_tokens(logits, temperature, top_p, generator)  # the live rows, in row order
         keep = set(_record(tokenizer, rows, [static.rows[s] for s in live], tokens, logps, stops, eos))
         for j, slot in enumerate(live):
@@ -253,7 +252,8 @@ def decode_static(decoder: StaticDecoder, tokenizer, static: StaticBatch, logits
         static = decoder.shrink(static, max_new_tokens - step - 1)
         ids = [rows[r].token_ids[-1] if r is not None else pad for r in static.rows]
         out = decoder.step(torch.tensor(ids, device=static.mask.device), static)
-        logits = out[torch.tensor(static.live_slots(), device=out.device)]
+        live = static.live_slots()
+        logits = out[torch.tensor(live, device=out.device)]
 
 
 def _record(tokenizer, rows: list[RowResult], row_ids: list[int], tokens: torch.Tensor, logps: torch.Tensor,

@@ -32,12 +32,17 @@ def weights_version(model) -> tuple[int, int, float]:
     return id(model), sum(p._version for p in params), checksum
 
 
-def kv_bytes_per_token(model) -> int:
-    """Bytes of K and V one token occupies across all layers (SmolLM2-135M fp32: 46 KB)."""
+def kv_heads_and_dim(model) -> tuple[int, int]:
+    """(K/V heads, head dim) of one layer: grouped-query models have fewer K/V heads than queries."""
     cfg = model.config
     heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    return 2 * cfg.num_hidden_layers * heads * head_dim * next(model.parameters()).element_size()
+    return heads, getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+
+
+def kv_bytes_per_token(model) -> int:
+    """Bytes of K and V one token occupies across all layers (SmolLM2-135M fp32: 46 KB)."""
+    heads, head_dim = kv_heads_and_dim(model)
+    return 2 * model.config.num_hidden_layers * heads * head_dim * next(model.parameters()).element_size()
 
 
 class PrefixCache:

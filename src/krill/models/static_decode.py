@@ -39,6 +39,13 @@ def supported() -> bool:
         return False
 
 
+def seek(cache, column: int) -> None:
+    """Point a static cache's write counters (one per layer, on the device) at `column`: where the next
+    write goes, whatever a compiler's warm-up run or a trie pass on the same cache left them at."""
+    for layer in cache.layers:
+        layer.cumulative_length.fill_(column)
+
+
 def row_bucket(n: int) -> int:
     """The smallest bucket holding `n` rows (multiples of the largest bucket past it)."""
     top = ROW_BUCKETS[-1]
@@ -89,10 +96,7 @@ class StaticDecoder:
 
     def step(self, tokens: torch.Tensor, batch: StaticBatch) -> torch.Tensor:
         """One token per slot: writes column `batch.column`, returns next logits [R, V]."""
-        # the write counter is set each step: a compiler's warm-up run may advance it, and a trie pass
-        # on the same cache (`chat_slots`) leaves it wherever it was cropped to
-        for layer in batch.cache.layers:
-            layer.cumulative_length.fill_(batch.column)
+        seek(batch.cache, batch.column)
         batch.mask[:, batch.column] = 1
         batch.positions += 1
         batch.column += 1
