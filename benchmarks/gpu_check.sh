@@ -2,6 +2,7 @@
 # The GPU path in one go (≤ 8 min on one H100): deps, `pytest -m gpu`, rollout throughput, end-to-end train.
 #
 #   bash benchmarks/gpu_check.sh [--out DIR] [--dry-run] [--wheels DIR] [--real-train] [--estimate]
+#   bash benchmarks/gpu_check.sh --decoder [--budget 540] [--out DIR]   # issue 34's figures, one call
 #
 #   --out DIR     where the figures go (default gpu_check/): summary.md (the table), summary.json,
 #                 gpu_tests.json (what each GPU test measured) and log.txt (every step's output)
@@ -10,6 +11,14 @@
 #   --wheels DIR  wheels for what the GPU image lacks (default .whl/, made by benchmarks/gpu_wheels.sh)
 #   --real-train  also step 5 (about 4 more minutes on an H100 machine: 96 s GPU + 142 s on 16 cores)
 #   --estimate    also step 6 (several minutes: give it a call of its own when device time is short)
+#   --decoder     instead of steps 2-6, what issue 34's "Done when" needs, most needed first, in one
+#                 device call: the static-cache GPU tests; gpu-small's shape (random Qwen2.5-0.5B,
+#                 64 constrained chats) on the growing vs static cache; the gpu-small estimate (static
+#                 arm: eval, one GRPO iteration, a short SFT); 32 free-text chats growing vs static
+#                 (the >= 10x target); the decode step vs a CUDA-graphed bare forward (the 1.2x target);
+#                 episode-steps/s at 64/128/256 chats (the preset's batch sizes); the other GPU tests
+#   --budget S    stop starting steps after S seconds and cut the running one at S (default: none;
+#                 540 with --decoder, which fits one 600 s device call)
 #
 # Steps:
 #   1. deps        import what the check needs; install the carried wheels (--no-deps) if any is missing
@@ -36,6 +45,8 @@ dry=0
 wheels=".whl"
 real=0
 estimate=0
+decoder=0
+budget=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
@@ -43,6 +54,8 @@ while [ $# -gt 0 ]; do
     --wheels) wheels="$2"; shift 2 ;;
     --real-train) real=1; shift ;;
     --estimate) estimate=1; shift ;;
+    --decoder) decoder=1; shift ;;
+    --budget) budget="$2"; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -65,9 +78,16 @@ steps="$work/steps.tsv"  # step <tab> status <tab> seconds <tab> note
 say() { echo "== $*" | tee -a "$log"; }
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$steps"; summarize; }
 summarize() { "$py" benchmarks/gpu_summary.py "$steps" "$out" "$work" > /dev/null 2>> "$log"; }
-# timed NAME LIMIT_S CMD...: runs CMD (output into the log), records ok/fail/timeout and the wall time
+[ "$decoder" -eq 1 ] && budget="${budget:-540}"
+case "${budget:-0}" in ''|*[!0-9]*) echo "gpu_check.sh: --budget takes whole seconds, not '$budget'" >&2; exit 2 ;; esac
+deadline=$(( $(date +%s) + ${budget:-1000000} ))
+# timed NAME LIMIT_S CMD...: runs CMD (output into the log), records ok/fail/timeout and the wall time;
+# past the budget's deadline a step is skipped, and one running into it is cut there
 timed() {
   local name="$1" limit="$2"; shift 2
+  local left=$(( deadline - $(date +%s) ))
+  if [ "$left" -lt 30 ]; then skip "$name" "out of --budget ($budget s)"; return 0; fi
+  [ "$left" -lt "$limit" ] && limit="$left"
   say "$name: $*"
   local t0 t1 rc
   t0=$(date +%s.%N)
@@ -123,6 +143,52 @@ else
   record deps fail 0 "no wheels"; exit 1
 fi
 
+# the table, where it is, and exit 1 if any step failed or timed out
+finish() {
+  summarize
+  cat "$out/summary.md"
+  say "figures in $out (summary.md, summary.json, gpu_tests.json, log.txt)"
+  local failed
+  failed=$(awk -F'\t' '$2 ~ /^(fail|timeout)/' "$steps" | wc -l)
+  rm -rf "$work"
+  [ "$failed" -eq 0 ] || { echo "gpu_check.sh: $failed step(s) failed; see $log" >&2; exit 1; }
+  exit 0
+}
+
+# -- issue 34's figures in one call (--decoder) --------------------------------------------------------
+if [ "$decoder" -eq 1 ]; then
+  qwen=(--model random:qwen2.5-0.5b --env webshop --context conversation --constrain --threads 8)
+  if [ "$cuda" = "1" ]; then
+    NOTE="tiny model: graph step, slots, trie pass vs the growing path" timed gpu-tests-static 150 \
+      "$py" -m pytest -q -m gpu tests/gpu/test_gpu_static.py -p no:cacheprovider -rs
+    NOTE="gpu-small's shape: 64 chats, whole-action choices, growing vs static KV cache" \
+      timed rollout-static-choices 180 "$py" benchmarks/bench_rollout.py "${qwen[@]}" --episodes 64 \
+      --steps 4 --compare-decoders --no-count-ops
+    NOTE="static arm: eval 16 episodes, one GRPO iteration, SFT 128 demo steps" timed estimate 300 \
+      "$py" benchmarks/gpu_small_estimate.py --out "$out/estimate" --arms static --episodes 16 --sft-steps 128
+    NOTE="32 chats, 32-token free answers, growing vs static KV cache" timed rollout-static 240 \
+      "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
+      --steps 6 --max-new-tokens 32 --threads 8 --context conversation --compare-decoders --no-count-ops
+    NOTE="krill's loops vs bare HF loops, eager and CUDA-graphed, ms/step" timed decode-overhead 150 \
+      "$py" benchmarks/bench_decode_overhead.py --model random:smollm2-360m --rows 32 --tokens 64
+    NOTE="gpu-small's shape, episode-steps/s per number in flight" timed sweep 180 \
+      "$py" benchmarks/bench_rollout.py "${qwen[@]}" --steps 3 --sweep 64,128,256
+    NOTE="the rest of pytest -m gpu" timed gpu-tests 240 \
+      "$py" -m pytest -q -m gpu tests/gpu -p no:cacheprovider -rs --ignore tests/gpu/test_gpu_static.py
+  else
+    NOTE="collected, skipped without CUDA" timed gpu-tests-static 120 \
+      "$py" -m pytest -q -m gpu tests/gpu/test_gpu_static.py -p no:cacheprovider -rs
+    NOTE="plumbing only, tiny model on CPU" timed rollout-static-plumbing 120 \
+      "$py" benchmarks/bench_rollout.py --model tiny --env webshop --episodes 4 --steps 2 --max-new-tokens 8 \
+      --context conversation --constrain --compare-decoders --no-count-ops
+    skip estimate "needs CUDA"
+    NOTE="plumbing only, tiny model on CPU" timed sweep-plumbing 120 \
+      "$py" benchmarks/bench_rollout.py --model tiny --env webshop --context conversation --constrain \
+      --steps 2 --sweep 2,4
+  fi
+  finish
+fi
+
 # -- 2. gpu tests ------------------------------------------------------------------------------------
 if [ "$cuda" = "1" ]; then
   NOTE="pytest -m gpu" timed gpu-tests 300 "$py" -m pytest -q -m gpu tests/gpu -p no:cacheprovider -rs
@@ -141,10 +207,10 @@ if [ "$cuda" = "1" ]; then
     --serial-episodes 4 --steps 6 --max-new-tokens 32 --threads 8 --context conversation
   NOTE="the same chats, batched, growing vs static KV cache" timed rollout-static 240 \
     "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
-    --steps 6 --max-new-tokens 32 --threads 8 --context conversation --compare-decoders
+    --steps 6 --max-new-tokens 32 --threads 8 --context conversation --compare-decoders --no-count-ops
   NOTE="gpu-small's shape: 64 chats, whole-action choices, growing vs static KV cache" timed rollout-static-choices 240 \
     "$py" benchmarks/bench_rollout.py --model random:qwen2.5-0.5b --env webshop --episodes 64 \
-    --steps 6 --threads 8 --context conversation --constrain --compare-decoders
+    --steps 6 --threads 8 --context conversation --constrain --compare-decoders --no-count-ops
   NOTE="krill's loop vs a bare HF loop, ms/step, random:smollm2-360m bf16" timed decode-overhead 120 \
     "$py" benchmarks/bench_decode_overhead.py --model random:smollm2-360m --rows 32 --tokens 64 --profile
 else
@@ -190,9 +256,4 @@ else
   skip estimate "needs CUDA"
 fi
 
-summarize
-cat "$out/summary.md"
-say "figures in $out (summary.md, summary.json, gpu_tests.json, log.txt)"
-failed=$(awk -F'\t' '$2 ~ /^(fail|timeout)/' "$steps" | wc -l)
-rm -rf "$work"
-[ "$failed" -eq 0 ] || { echo "gpu_check.sh: $failed step(s) failed; see $log" >&2; exit 1; }
+finish

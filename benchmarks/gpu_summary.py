@@ -42,6 +42,12 @@ def figure(step: str, text: str, walls: dict[str, float]) -> str:
     if step.startswith("rollout") and benches:
         b = benches[-1]
         return f"{b['value']} tok/s batched vs {b['baseline']} one at a time: {b['ratio']}x"
+    if step.startswith("sweep") and benches:  # episode-steps/s per number of episodes in flight
+        return "; ".join(
+            f"{b['name'].split(',')[1].strip().split(' ')[0]} in flight {b['value']}" for b in benches
+        )
+    if step == "estimate" and benches:
+        return "; ".join(f"{b['name']}: {b['value']} {b['unit']}" for b in benches)
     if step == "decode-overhead" and benches:
         return "; ".join(f"{b['value']} vs {b['baseline']} ms/step ({b['ratio']}x)" for b in benches)
     if step in ("train-cpu", "train-real-cpu"):

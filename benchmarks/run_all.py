@@ -29,6 +29,7 @@ SCRIPTS = [
     "bench_adapter_merge.py",
     "bench_decode_overhead.py",
     "bench_conversation.py",
+    "bench_compile.py",
 ]
 
 

@@ -50,3 +50,39 @@ def test_unknown_argument_is_a_one_line_error():
     proc = _run("--bogus")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "gpu_check.sh: unknown argument --bogus (see --help)"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the dry run is for machines without CUDA")
+def test_decoder_plan_dry_run_leaves_its_figures(tmp_path):
+    """--decoder: issue 34's steps in one call; here their CPU plumbing, the sweep's rates summarized."""
+    proc = _run("--decoder", "--dry-run", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    steps = {s["step"]: s for s in json.loads((tmp_path / "summary.json").read_text())["steps"]}
+    assert list(steps) == [
+        "deps",
+        "gpu-tests-static",
+        "rollout-static-plumbing",
+        "estimate",
+        "sweep-plumbing",
+    ]
+    assert steps["estimate"]["status"] == "skipped" and "CUDA" in steps["estimate"]["note"]
+    assert "static" in steps["rollout-static-plumbing"]["figure"]
+    assert (
+        "2 in flight" in steps["sweep-plumbing"]["figure"]
+        and "4 in flight" in steps["sweep-plumbing"]["figure"]
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the dry run is for machines without CUDA")
+def test_steps_past_the_budget_are_skipped_and_named(tmp_path):
+    proc = _run("--decoder", "--dry-run", "--budget", "10", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    steps = json.loads((tmp_path / "summary.json").read_text())["steps"]
+    cut = [s for s in steps if s["step"] not in ("deps", "estimate")]
+    assert cut and all(s["status"] == "skipped" and "out of --budget (10 s)" in s["note"] for s in cut)
+
+
+def test_a_budget_that_is_not_seconds_is_a_one_line_error():
+    proc = _run("--budget", "soon")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "gpu_check.sh: --budget takes whole seconds, not 'soon'"

@@ -7,8 +7,9 @@ Here instead:
 - the cache is preallocated (transformers' `StaticCache`) for `rows` rows × `columns` positions, both
   rounded up to buckets; a step writes one column in place, and the attention mask is one fixed
   [rows, columns] tensor whose next column is switched on;
-- the step therefore has the same shapes every time: on CUDA it is compiled once per bucket
-  (`torch.compile(mode="reduce-overhead")`: CUDA graphs) and replayed; on CPU it runs eagerly;
+- the step therefore has the same shapes every time within a bucket: on CUDA it is compiled once with
+  symbolic shapes (`torch.compile(mode="reduce-overhead", dynamic=True)`), its CUDA graph recorded
+  once per bucket and replayed; on CPU it runs eagerly;
 - a row bucket's cache is kept and reused across calls while its column bucket holds (its buffers
   keep their addresses, which a captured graph needs); one cache per row bucket bounds the memory to
   about twice the largest batch's rows × columns of K/V;
@@ -83,9 +84,13 @@ class StaticDecoder:
         self.caches: dict[int, tuple[int, object]] = {}  # row bucket → (its columns, its cache)
         self._step = None
         if self.compiled:
-            # one graph per (rows, columns) bucket: past dynamo's default of 8 it would fall back to eager
+            # Compiled once with symbolic rows and columns, then CUDA graphs record once per bucket shape:
+            # compiled per shape instead (dynamic=False), each new (rows, columns) bucket costs a whole
+            # compile (~21 s for a 360M model, inductor on CPU: benchmarks/bench_compile.py) where a
+            # recording costs one step.
+            # A bucket of one row specializes (a size-1 dim), a second compile.
             torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-            self._step = torch.compile(self._forward, mode="reduce-overhead", dynamic=False)
+            self._step = torch.compile(self._forward, mode="reduce-overhead", dynamic=True)
 
     def _forward(
         self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache
