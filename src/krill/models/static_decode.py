@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# From 2: a one-row step would be compiled again (a size-1 dimension specializes) for one padding row's worth
+ROW_BUCKETS = (2, 4, 8, 16, 32, 64, 128, 256)
 MIN_COLUMNS = 256  # cache length: powers of two from here, so a chat growing step by step recaptures rarely
 
 
@@ -88,7 +89,7 @@ class StaticDecoder:
             # compiled per shape instead (dynamic=False), each new (rows, columns) bucket costs a whole
             # compile (~21 s for a 360M model, inductor on CPU: benchmarks/bench_compile.py) where a
             # recording costs one step.
-            # A bucket of one row specializes (a size-1 dim), a second compile.
+            # (Buckets start at two rows: a one-row bucket would specialize, a second compile.)
             torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
             self._step = torch.compile(self._forward, mode="reduce-overhead", dynamic=True)
 
@@ -136,9 +137,9 @@ class StaticDecoder:
     def shrink(self, batch: StaticBatch, remaining: int) -> StaticBatch:
         """Move the live slots to the smallest bucket that holds them, once at most half are live."""
         live = batch.live_slots()
-        if not live or len(live) * 2 > len(batch.rows):
-            return batch
         slots = row_bucket(len(live))
+        if not live or len(live) * 2 > len(batch.rows) or slots == len(batch.rows):
+            return batch
         pick = torch.tensor(live + [live[0]] * (slots - len(live)), device=batch.mask.device)
         kv = [(layer.keys[pick, :, : batch.column], layer.values[pick, :, : batch.column])
               for layer in batch.cache.layers]  # fmt: skip
