@@ -1,7 +1,7 @@
 """Chats kept in the static cache's slots across calls (issue 34, `krill.models.chat_slots`) give the
 prefix-cache path's tokens and log-probs (fp32: to 1e-5): conversations turn after turn, window prompts,
-constrained rows (the trie pass on the slots), rows finishing early, a GRPO group's shared first prompt,
-chats ending and new ones starting, and columns running out (the slots compacted and grown)."""
+constrained rows (the trie pass on the slots), rows finishing early, a GRPO group's shared first prompt
+(prefilled once, copied into free slots), chats ending and new ones starting, and columns running out (the slots compacted and grown)."""
 
 from __future__ import annotations
 
@@ -94,6 +94,17 @@ def test_a_groups_shared_first_prompt_is_copied_into_free_slots(pair, monkeypatc
     reused = slots.slots.reused_tokens
     play(pair, [TASKS[5]] * 4, 2, constrained={2})
     assert len(copies[0]) == 3 and slots.slots.reused_tokens > reused
+
+
+def test_a_groups_first_prompt_is_prefilled_once(pair):
+    """A GRPO group's G episodes start from one prompt no slot holds: its shared part is prefilled on one
+    row and written into the G slots, each prefilling only its last token (whose logits it samples from)."""
+    slots, dynamic = pair
+    n = len(slots.tokenizer(slots.prompt_text(msgs(TASKS[5])), add_special_tokens=False)["input_ids"])
+    play(pair, [TASKS[5]] * 4, 1, constrained={2})
+    assert slots.slots.prefilled_tokens == (n - 1) + 4 and slots.slots.reused_tokens == 3 * (n - 1)
+    # with other new chats beside it, sampled and constrained, over later turns: the same tokens
+    play(pair, [TASKS[4]] * 3 + TASKS[:3], 3, constrained={0, 4})
 
 
 def test_rows_held_in_slots_out_of_order_sample_as_the_rows_do(pair):

@@ -81,13 +81,20 @@ class ChatSlots:
         for s, r in zip(slots, reuse, strict=True):  # what a prompt does not share is dropped
             keep = 0 if s in copies else r  # a copy's destination gets its tokens after the move
             self.ids[s], self.cols[s], self.used[s] = self.ids[s][:keep], self.cols[s][:keep], self.calls
+        groups = self._groups(prompts, reuse)
+        C = max([c for _, c in groups] + [0])
+        for members, c in groups:  # their shared part comes from one row's prefill, below
+            for b in members:
+                reuse[b] = c
         S = max(len(p) - r for p, r in zip(prompts, reuse, strict=True))
-        new = self._make_room(S + reserve)
+        new = self._make_room(C + S + reserve)
         slots = [new[s] for s in slots]
         self._copy({new[d]: (new[src], r) for d, (src, r) in copies.items()})
+        self._write_shared(prompts, groups, slots, C, pad_id)
         logits, mask = self._forward_suffixes(prompts, slots, S, pad_id)
-        self.reused_tokens += sum(reuse)
-        self.prefilled_tokens += sum(len(p) for p in prompts) - sum(reuse)
+        shared = sum(c for _, c in groups)  # prefilled once per group
+        self.reused_tokens += sum(reuse) - shared
+        self.prefilled_tokens += sum(len(p) for p in prompts) - sum(reuse) + shared
         rows: list[int | None] = [None] * self.rows
         for b, s in enumerate(slots):
             rows[s] = b
@@ -117,6 +124,66 @@ class ChatSlots:
             if r:  # its best slots went to prompts claiming first, so reusing at least as much: copy
                 copies[s], reuse[b] = (candidates[0], r), r
         return slots, reuse, copies
+
+    def _groups(self, prompts: list[list[int]], reuse: list[int]) -> list[tuple[list[int], int]]:
+        """Prompts of this call that reuse nothing from a slot and share a prefix of at least `min_reuse`
+        tokens with each other (a GRPO group's first prompt): (the prompts, tokens they share), found
+        between neighbours in sorted order. A neighbour sharing less starts a group of its own rather
+        than shortening the shared part of those before it."""
+        fresh = sorted((b for b in range(len(prompts)) if reuse[b] == 0), key=lambda b: prompts[b])
+        groups, run, shared = [], fresh[:1], 0
+        for prev, b in zip(fresh, fresh[1:], strict=False):
+            n = min(len(prompts[prev]), len(prompts[b])) - 1  # one token of each left to prefill: its logits
+            common = common_prefix(np.asarray(prompts[prev][:n]), np.asarray(prompts[b][:n])) if n > 0 else 0
+            if common >= max(shared, self.min_reuse) or (len(run) == 1 and common >= self.min_reuse):
+                run, shared = run + [b], (common if len(run) == 1 else shared)
+                continue
+            if len(run) > 1:
+                groups.append((run, shared))
+            run, shared = [b], 0
+        if len(run) > 1:
+            groups.append((run, shared))
+        return groups
+
+    def _write_shared(
+        self,
+        prompts: list[list[int]],
+        groups: list[tuple[list[int], int]],
+        slots: list[int],
+        C: int,
+        pad_id: int,
+    ) -> None:
+        """Each group's shared part prefilled once (one row per group, on a cache of its own) and written
+        into every member's slot at [column + C - shared, column + C); the write column moves past C."""
+        if not groups:
+            return
+        from transformers import DynamicCache
+
+        device = self.cache.layers[0].keys.device
+        ids = torch.full((len(groups), C), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(groups), C), dtype=torch.long)
+        positions = torch.zeros((len(groups), C), dtype=torch.long)
+        for g, (members, c) in enumerate(groups):  # left-padded to C, as the slots' suffixes are
+            ids[g, C - c :] = torch.tensor(prompts[members[0]][:c])
+            mask[g, C - c :] = 1
+            positions[g, C - c :] = torch.arange(c)
+        ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
+        cache = DynamicCache(config=self.model.config)
+        for lo in range(0, C, PREFILL_CHUNK):
+            hi = lo + PREFILL_CHUNK
+            self.model(input_ids=ids[:, lo:hi], attention_mask=mask[:, :hi], position_ids=positions[:, lo:hi],
+                       use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})  # fmt: skip
+        rows = [slots[b] for members, _ in groups for b in members]
+        which = torch.tensor([g for g, (members, _) in enumerate(groups) for _ in members], device=device)
+        at = torch.tensor(rows, device=device)
+        for layer, shared in zip(self.cache.layers, cache.layers, strict=True):  # one write per layer
+            layer.keys[at, :, self.column : self.column + C] = shared.keys[which]
+            layer.values[at, :, self.column : self.column + C] = shared.values[which]
+        for members, c in groups:
+            for b in members:
+                self.ids[slots[b]] = np.asarray(prompts[b][:c], dtype=np.int64)
+                self.cols[slots[b]] = np.arange(self.column + C - c, self.column + C)
+        self.column += C
 
     def _longest(self, query: np.ndarray) -> tuple[list[int], int]:
         """(slots, shared tokens): the slots sharing the longest prefix with `query` (one token left over)."""
