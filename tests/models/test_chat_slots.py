@@ -1,7 +1,7 @@
 """Chats kept in the static cache's slots across calls (issue 34, `krill.models.chat_slots`) give the
 prefix-cache path's tokens and log-probs (fp32: to 1e-5): conversations turn after turn, window prompts,
 constrained rows (the trie pass on the slots), rows finishing early, a GRPO group's shared first prompt
-(prefilled once, copied into free slots), chats ending and new ones starting, and columns running out (the slots compacted and grown)."""
+(prefilled once, copied into free slots), chats alike (a new turn computed once), chats ending and new ones starting, and columns running out (the slots compacted and grown)."""
 
 from __future__ import annotations
 
@@ -105,6 +105,26 @@ def test_a_groups_first_prompt_is_prefilled_once(pair):
     assert slots.slots.prefilled_tokens == (n - 1) + 4 and slots.slots.reused_tokens == 3 * (n - 1)
     # with other new chats beside it, sampled and constrained, over later turns: the same tokens
     play(pair, [TASKS[4]] * 3 + TASKS[:3], 3, constrained={0, 4})
+
+
+def test_chats_alike_have_their_new_turn_prefilled_once(pair):
+    """Episodes of a group that acted alike are one chat twice: each new turn is computed once for them
+    (on the rows that need it, not the whole slot buffer) and copied; only the last token runs per row."""
+    slots, dynamic = pair
+    tok = slots.tokenizer
+    a, b = (tok(slots.prompt_text(msgs(t)), add_special_tokens=False)["input_ids"] for t in TASKS[:2])
+    kw = dict(max_new_tokens=4, want_logprobs=True, choices=[CHOICES, CHOICES, None])
+    for policy in pair:
+        policy.generate([msgs(TASKS[0])] * 2 + [msgs(TASKS[1])], prompt_ids=[a, a, b], **kw)
+    turn_a = tok("\nobservation: you open the cabinet 1. it is empty.\n", add_special_tokens=False)[
+        "input_ids"
+    ]
+    turn_b = tok("\nobservation: nothing happens.\n", add_special_tokens=False)["input_ids"]
+    before = slots.slots.prefilled_tokens
+    ids = [a + turn_a, a + turn_a, b + turn_b]
+    outs = [p.generate([msgs(TASKS[0])] * 2 + [msgs(TASKS[1])], prompt_ids=ids, **kw) for p in pair]
+    assert_same(*outs)
+    assert slots.slots.prefilled_tokens - before == (len(turn_a) - 1) + (len(turn_b) - 1) + 3
 
 
 def test_rows_held_in_slots_out_of_order_sample_as_the_rows_do(pair):

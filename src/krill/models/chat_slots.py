@@ -8,20 +8,24 @@ in `static_decode.py`), where a chat stays in its slot from turn to turn and a c
 is new. Prefill, the trie pass of constrained rows and the decode steps all run on it.
 
 Layout: every slot writes at the same column (a StaticCache has one write counter), so a call's new
-suffixes are left-padded to a common length S and written at [column, column + S); a row with a
-shorter suffix leaves masked gaps. `cols[s]` lists, in order, the columns holding slot s's tokens
-`ids[s]`; the attention mask is rebuilt from them each call. Gaps, dropped tokens, trie nodes and
-decoded tokens (dropped at the end of a call: the next prompt brings the reply back as its new turn)
-are reclaimed when the columns run out: every slot's tokens move left, one gather per layer.
+tokens go in a block of columns [column, column + W), right-aligned per slot; a slot with fewer new
+tokens leaves masked gaps. `cols[s]` lists, in order, the columns holding slot s's tokens `ids[s]`;
+the attention mask is rebuilt from them each call. Gaps, dropped tokens, trie nodes and decoded tokens
+(dropped at the end of a call: the next prompt brings the reply back as its new turn) are reclaimed
+when the columns run out: every slot's tokens move left, one gather per layer.
 
 A call's prompt takes, in order of how much it reuses:
 - the slot sharing its longest prefix (a conversation's previous turn, or in window mode the same
   system, skills and task): tokens past the shared part are dropped in place;
 - if another prompt of the call took that slot (a GRPO group's episodes start from one prompt), the
   shared part is copied into a free slot;
-- else a free slot (empty, or the least recently used), prefilled whole.
-Prompts of one call do not share with each other: what no slot holds yet (a group's first prompt) is
-prefilled in every row that needs it, as the growing cache's batched prefill does on a GPU.
+- else a free slot (empty, or the least recently used).
+What the slots lack is then computed once per distinct part, on a sub-batch of just the rows that
+need it (their slots' tokens gathered as its context, the used columns only), and written into every
+slot that needs it: new prompts sharing a prefix (a group's first prompt, G times) have it computed
+once, chats alike (a group's episodes that acted alike) their new turn once. A dense pass over the
+slots would compute every slot, used or not, and each copy of a chat. Last, each prompt's final token
+runs in one pass over all slots, for the logits the trie pass and the decode steps start from.
 Tokens and log-probs are those of the prefix-cache path (tests/models/test_chat_slots.py).
 """
 
@@ -34,6 +38,8 @@ from krill.models.kv_prefix import common_prefix, kv_bytes_per_token, kv_heads_a
 from krill.models.static_decode import StaticBatch, column_bucket, row_bucket, seek
 
 PREFILL_CHUNK = 512  # queries per prefill pass: bounds the [rows, 1, queries, columns] attention mask
+# rows × (context + new) columns per sub-batch of `_prefill_rows`: bounds its copy of the context's K/V
+PASS_TOKENS = 1 << 18
 
 
 class ChatSlots:
@@ -81,20 +87,18 @@ class ChatSlots:
         for s, r in zip(slots, reuse, strict=True):  # what a prompt does not share is dropped
             keep = 0 if s in copies else r  # a copy's destination gets its tokens after the move
             self.ids[s], self.cols[s], self.used[s] = self.ids[s][:keep], self.cols[s][:keep], self.calls
-        groups = self._groups(prompts, reuse)
-        C = max([c for _, c in groups] + [0])
-        for members, c in groups:  # their shared part comes from one row's prefill, below
-            for b in members:
-                reuse[b] = c
-        S = max(len(p) - r for p, r in zip(prompts, reuse, strict=True))
-        new = self._make_room(C + S + reserve)
+        shared = self._shared_prefixes(prompts, reuse)
+        last = [len(p) - 1 for p in prompts]  # every token but the last: on the rows that have it, once
+        block = max(shared) + max(e - max(r, c) for e, r, c in zip(last, reuse, shared, strict=True))
+        new = self._make_room(block + 1 + reserve)
         slots = [new[s] for s in slots]
         self._copy({new[d]: (new[src], r) for d, (src, r) in copies.items()})
-        self._write_shared(prompts, groups, slots, C, pad_id)
-        logits, mask = self._forward_suffixes(prompts, slots, S, pad_id)
-        shared = sum(c for _, c in groups)  # prefilled once per group
-        self.reused_tokens += sum(reuse) - shared
-        self.prefilled_tokens += sum(len(p) for p in prompts) - sum(reuse) + shared
+        computed = self._prefill_rows(prompts, slots, shared, pad_id)  # new prompts' shared prefixes
+        computed += self._prefill_rows(prompts, slots, last, pad_id)
+        logits, mask = self._forward_last(prompts, slots, pad_id)
+        computed += len(prompts)
+        self.prefilled_tokens += computed
+        self.reused_tokens += sum(len(p) for p in prompts) - computed
         rows: list[int | None] = [None] * self.rows
         for b, s in enumerate(slots):
             rows[s] = b
@@ -125,65 +129,88 @@ class ChatSlots:
                 copies[s], reuse[b] = (candidates[0], r), r
         return slots, reuse, copies
 
-    def _groups(self, prompts: list[list[int]], reuse: list[int]) -> list[tuple[list[int], int]]:
-        """Prompts of this call that reuse nothing from a slot and share a prefix of at least `min_reuse`
-        tokens with each other (a GRPO group's first prompt): (the prompts, tokens they share), found
-        between neighbours in sorted order. A neighbour sharing less starts a group of its own rather
-        than shortening the shared part of those before it."""
+    def _shared_prefixes(self, prompts: list[list[int]], reuse: list[int]) -> list[int]:
+        """Per prompt, the prefix it shares with other new prompts of this call (0: none), prefilled once
+        for them all (a GRPO group's G episodes start from one prompt no slot holds). New: reusing
+        nothing from a slot. Found between neighbours in sorted order; a neighbour sharing less starts
+        a group of its own rather than shortening the shared part of those before it."""
         fresh = sorted((b for b in range(len(prompts)) if reuse[b] == 0), key=lambda b: prompts[b])
-        groups, run, shared = [], fresh[:1], 0
-        for prev, b in zip(fresh, fresh[1:], strict=False):
-            n = min(len(prompts[prev]), len(prompts[b])) - 1  # one token of each left to prefill: its logits
-            common = common_prefix(np.asarray(prompts[prev][:n]), np.asarray(prompts[b][:n])) if n > 0 else 0
-            if common >= max(shared, self.min_reuse) or (len(run) == 1 and common >= self.min_reuse):
-                run, shared = run + [b], (common if len(run) == 1 else shared)
-                continue
-            if len(run) > 1:
-                groups.append((run, shared))
+        out, run, shared = [0] * len(prompts), fresh[:1], 0
+        if not fresh:
+            return out
+        for prev, b in zip(fresh, [*fresh[1:], None], strict=True):
+            if b is not None:
+                n = min(len(prompts[prev]), len(prompts[b])) - 1  # a token of each left: its logits
+                common = (
+                    common_prefix(np.asarray(prompts[prev][:n]), np.asarray(prompts[b][:n])) if n > 0 else 0
+                )
+                if common >= max(shared, self.min_reuse) or (len(run) == 1 and common >= self.min_reuse):
+                    run, shared = run + [b], (common if len(run) == 1 else shared)
+                    continue
+            for member in run if len(run) > 1 else []:
+                out[member] = shared
             run, shared = [b], 0
-        if len(run) > 1:
-            groups.append((run, shared))
-        return groups
+        return out
 
-    def _write_shared(
-        self,
-        prompts: list[list[int]],
-        groups: list[tuple[list[int], int]],
-        slots: list[int],
-        C: int,
-        pad_id: int,
-    ) -> None:
-        """Each group's shared part prefilled once (one row per group, on a cache of its own) and written
-        into every member's slot at [column + C - shared, column + C); the write column moves past C."""
-        if not groups:
-            return
+    def _prefill_rows(self, prompts: list[list[int]], slots: list[int], ends: list[int], pad_id: int) -> int:
+        """Each slot's tokens up to `ends[b]` of its prompt, computed once per distinct (held part, new
+        part) on a sub-batch of just those rows, the tokens their slots hold gathered as its context;
+        written (right-aligned) into every slot that needs them at [column, column + W), W the longest
+        new part; the write column moves past W. (A dense pass over every slot would also compute the
+        slots this call does not use, and every copy of one chat: a group's episodes that acted alike.)
+        Returns the tokens computed."""
+        need: dict[tuple, list[int]] = {}
+        for b, p in enumerate(prompts):
+            held = len(self.ids[slots[b]])
+            if ends[b] > held:  # rows alike hold alike tokens: key on what each holds and adds
+                need.setdefault((held, tuple(p[: ends[b]])), []).append(b)
+        if not need:
+            return 0
+        lead = sorted(need, key=lambda key: len(key[1]) - key[0])  # like lengths share a sub-batch
+        W = max(len(key[1]) - key[0] for key in lead)
+        L = self.column
+        per_pass = max(1, PASS_TOKENS // (L + W))
+        for lo in range(0, len(lead), per_pass):
+            self._prefill_leads([(key, need[key]) for key in lead[lo : lo + per_pass]], slots, L, W, pad_id)
+        for (held, part), members in need.items():
+            for b in members:
+                s = slots[b]
+                self.ids[s] = np.asarray(part, dtype=np.int64)
+                self.cols[s] = np.concatenate([self.cols[s], np.arange(L + W - (len(part) - held), L + W)])
+        self.column += W
+        return sum(len(part) - held for held, part in need)
+
+    def _prefill_leads(self, leads, slots: list[int], L: int, W: int, pad_id: int) -> None:
+        """One sub-batch of `_prefill_rows`: each lead's first member's slot as the context (columns
+        [0, L)), its new part left-padded to this sub-batch's width, the result scattered to all members."""
         from transformers import DynamicCache
 
         device = self.cache.layers[0].keys.device
-        ids = torch.full((len(groups), C), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(groups), C), dtype=torch.long)
-        positions = torch.zeros((len(groups), C), dtype=torch.long)
-        for g, (members, c) in enumerate(groups):  # left-padded to C, as the slots' suffixes are
-            ids[g, C - c :] = torch.tensor(prompts[members[0]][:c])
-            mask[g, C - c :] = 1
-            positions[g, C - c :] = torch.arange(c)
-        ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
+        w = max(len(part) - held for (held, part), _ in leads)
+        ids = np.full((len(leads), w), pad_id, dtype=np.int64)
+        positions = np.zeros((len(leads), w), dtype=np.int64)
+        mask = np.zeros((len(leads), L + w), dtype=bool)
+        for i, ((held, part), members) in enumerate(leads):
+            k = len(part) - held
+            ids[i, w - k :], positions[i, w - k :] = part[held:], np.arange(held, len(part))
+            mask[i, self.cols[slots[members[0]]]] = True
+            mask[i, L + w - k :] = True
+        rows = torch.tensor([slots[members[0]] for _, members in leads], device=device)
         cache = DynamicCache(config=self.model.config)
-        for lo in range(0, C, PREFILL_CHUNK):
+        if L:
+            for i, layer in enumerate(self.cache.layers):  # the context: gathered, used columns only
+                cache.update(layer.keys[rows, :, :L], layer.values[rows, :, :L], i)
+        ids_t, pos_t = torch.from_numpy(ids).to(device), torch.from_numpy(positions).to(device)
+        mask_t = torch.from_numpy(mask).to(device).long()
+        for lo in range(0, w, PREFILL_CHUNK):
             hi = lo + PREFILL_CHUNK
-            self.model(input_ids=ids[:, lo:hi], attention_mask=mask[:, :hi], position_ids=positions[:, lo:hi],
+            self.model(input_ids=ids_t[:, lo:hi], attention_mask=mask_t[:, : L + hi], position_ids=pos_t[:, lo:hi],
                        use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})  # fmt: skip
-        rows = [slots[b] for members, _ in groups for b in members]
-        which = torch.tensor([g for g, (members, _) in enumerate(groups) for _ in members], device=device)
-        at = torch.tensor(rows, device=device)
-        for layer, shared in zip(self.cache.layers, cache.layers, strict=True):  # one write per layer
-            layer.keys[at, :, self.column : self.column + C] = shared.keys[which]
-            layer.values[at, :, self.column : self.column + C] = shared.values[which]
-        for members, c in groups:
-            for b in members:
-                self.ids[slots[b]] = np.asarray(prompts[b][:c], dtype=np.int64)
-                self.cols[slots[b]] = np.arange(self.column + C - c, self.column + C)
-        self.column += C
+        to = torch.tensor([slots[b] for _, members in leads for b in members], device=device)
+        which = torch.tensor([i for i, (_, members) in enumerate(leads) for _ in members], device=device)
+        for layer, done in zip(self.cache.layers, cache.layers, strict=True):  # one write per layer
+            layer.keys[to, :, L + W - w : L + W] = done.keys[which, :, L : L + w]
+            layer.values[to, :, L + W - w : L + W] = done.values[which, :, L : L + w]
 
     def _longest(self, query: np.ndarray) -> tuple[list[int], int]:
         """(slots, shared tokens): the slots sharing the longest prefix with `query` (one token left over)."""
@@ -291,26 +318,23 @@ class ChatSlots:
             mask[s, cols] = True
         return torch.from_numpy(mask).to(device).long()  # sent as bytes, widened on the device
 
-    def _forward_suffixes(
-        self, prompts: list[list[int]], slots: list[int], S: int, pad_id: int
+    def _forward_last(
+        self, prompts: list[list[int]], slots: list[int], pad_id: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each prompt's new tokens, left-padded to S, written at [column, column + S) in chunks; the
-        next-token logits [slots, V] and the slots' mask, which the decode steps go on from."""
-        ids = np.full((self.rows, S), pad_id, dtype=np.int64)
-        positions = np.zeros((self.rows, S), dtype=np.int64)
+        """Each prompt's last token, written at `column` in one pass over every slot (a slot this call does
+        not use gets a masked pad); the next-token logits [slots, V] and the slots' mask, which the
+        trie pass and the decode steps go on from."""
+        ids = np.full((self.rows, 1), pad_id, dtype=np.int64)
+        positions = np.zeros((self.rows, 1), dtype=np.int64)
         for p, s in zip(prompts, slots, strict=True):
-            r, k = len(self.ids[s]), len(p) - len(self.ids[s])
-            ids[s, S - k :] = p[r:]
-            positions[s, S - k :] = np.arange(r, r + k)
+            ids[s], positions[s] = p[-1], len(p) - 1
             self.ids[s] = np.asarray(p, dtype=np.int64)
-            self.cols[s] = np.concatenate([self.cols[s], np.arange(self.column + S - k, self.column + S)])
+            self.cols[s] = np.append(self.cols[s], self.column)
         device = self.cache.layers[0].keys.device
-        ids_t, pos_t = torch.from_numpy(ids).to(device), torch.from_numpy(positions).to(device)
-        mask = self._mask(device)  # the new tokens' columns included: causality hides the later ones
-        for lo in range(0, S, PREFILL_CHUNK):
-            seek(self.cache, self.column + lo)
-            out = self.model(input_ids=ids_t[:, lo : lo + PREFILL_CHUNK], attention_mask=mask,
-                             position_ids=pos_t[:, lo : lo + PREFILL_CHUNK], use_cache=True, logits_to_keep=1,
-                             **{self.cache_kw: self.cache})  # fmt: skip
-        self.column += S
+        mask = self._mask(device)
+        seek(self.cache, self.column)
+        out = self.model(input_ids=torch.from_numpy(ids).to(device), attention_mask=mask,
+                         position_ids=torch.from_numpy(positions).to(device), use_cache=True,
+                         **{self.cache_kw: self.cache})  # fmt: skip
+        self.column += 1
         return out.logits[:, -1, :], mask
