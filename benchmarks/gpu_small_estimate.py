@@ -12,7 +12,9 @@ installed there), one after the other on the same GPU:
   rl     one GRPO iteration, 8 tasks × G=8, with `rl.guidance=mixed` so the groups differ and the
          update runs (rollouts, π_old pass, update: `time/*` in metrics.jsonl);
   sft    expert demos, then SFT on 512 demo steps for one epoch (its time per demo step).
-Times are the work's own (an evaluation's `wall_time_s`, RL's `time/*`, SFT's "in Ns"), not process start.
+Times are the work's own (an evaluation's `wall_time_s`, RL's `time/*`, SFT's "in Ns"), not process start;
+the static decoder's compile and CUDA-graph captures (its logged `warmed in N s`) are taken out of them
+and added once (`warmup_h`: `krill ablate` is one process, its policies of one shape share the graph).
 The estimate scales those to the preset's ablation (`krill ablate --preset gpu-small`): 8 evaluations of
 134 games × 30 steps, one SFT of 4,000 demo steps × 2 epochs, 4 GRPO runs × 20 iterations of 30-step
 episodes, and evolution's validation (2 evolving variants × 4 cycles × 32 episodes). Steps scale
@@ -53,6 +55,12 @@ def krill(args: list[str], log: Path, static: bool, model: str, device: str) -> 
     return time.perf_counter() - t0
 
 
+def warmup_in(log: Path) -> float:
+    """Seconds the static decoder spent compiling and capturing (its `warmed in N s` lines): a
+    one-time cost per process, kept out of the per-step figures and added once to the estimate."""
+    return sum(float(x) for x in re.findall(r"warmed\s+in\s+([\d.]+)\s*s", log.read_text(errors="replace")))
+
+
 def steps_in(path: Path) -> int:
     return sum(
         len(json.loads(line).get("steps", [])) for line in path.read_text().splitlines() if line.strip()
@@ -66,18 +74,21 @@ def measure(
     arm.mkdir(parents=True, exist_ok=True)
     krill(["eval", "--skill-bank", BANK, "--episodes", str(episodes), "--out", str(arm / "eval.json")],
                    arm / "eval.log", static, model, device)  # fmt: skip
-    eval_s = json.loads((arm / "eval.json").read_text())["wall_time_s"]  # the episodes, not process start
+    eval_warm = warmup_in(arm / "eval.log")
+    eval_s = json.loads((arm / "eval.json").read_text())["wall_time_s"] - eval_warm  # the episodes' own
     eval_steps = steps_in(arm / "eval.trajectories.jsonl")
     krill(["--set", "evolution.enabled=false", "--set", "rl.guidance=mixed", "--set", "rl.guided_rollouts=2",
            "rl", "--skill-bank", BANK, "--iterations", "1", "--out", str(arm / "rl")], arm / "rl.log", static, model, device)  # fmt: skip
     row = json.loads((arm / "rl" / "metrics.jsonl").read_text().splitlines()[-1])
+    rl_warm = warmup_in(arm / "rl.log")
     wall = krill(["--set", "sft.epochs=1", "sft", "--skill-bank", BANK, "--num-examples", str(sft_steps),
                    "--out", str(arm / "sft")], arm / "sft.log", static, model, device)  # fmt: skip
     said = re.search(r"^SFT: .* in (\d+)s$", (arm / "sft.log").read_text(), re.M)  # training, not the demos
     sft_s = float(said.group(1)) if said else wall
     return {
         "eval_s": eval_s, "eval_steps": eval_steps, "eval_s_per_step": eval_s / max(1, eval_steps),
-        "rollout_s": row.get("time/rollout_s", 0.0), "update_s": row.get("time/update_s", 0.0),
+        "rollout_s": row.get("time/rollout_s", 0.0) - rl_warm, "update_s": row.get("time/update_s", 0.0),
+        "warmup_s": eval_warm + rl_warm,
         "update_skipped": row.get("update/skipped", 1.0), "sft_s_per_demo_step": sft_s / sft_steps,
     }  # fmt: skip
 
@@ -89,7 +100,13 @@ def estimate(m: dict[str, float]) -> dict[str, float]:
     validation = a["validations"] * a["validation_episodes"] * a["eval_steps"] * m["eval_s_per_step"]
     rl = a["rl_runs"] * a["iterations"] * (m["rollout_s"] + m["update_s"]) * scale
     sft = a["sft_demo_steps"] * a["sft_epochs"] * m["sft_s_per_demo_step"]
-    parts = {"evals_h": evals, "validation_h": validation, "rl_h": rl, "sft_h": sft}
+    parts = {
+        "evals_h": evals,
+        "validation_h": validation,
+        "rl_h": rl,
+        "sft_h": sft,
+        "warmup_h": m["warmup_s"],
+    }
     parts = {k: v / 3600 for k, v in parts.items()}
     return {**parts, "total_h": sum(parts.values())}
 
@@ -111,7 +128,8 @@ def main() -> None:
         m = measure(out, arm == "static", args.episodes, args.model, args.device, args.sft_steps)
         result[arm] = {"measured": m, "estimate": estimate(m)}
         e = result[arm]["estimate"]
-        print(f"{arm}: eval {m['eval_s_per_step'] * 1000:.0f} ms/step, iteration {m['rollout_s']:.0f} s rollouts + "
+        print(f"{arm}: eval {m['eval_s_per_step'] * 1000:.0f} ms/step, compile + captures {m['warmup_s']:.0f} s, "
+              f"iteration {m['rollout_s']:.0f} s rollouts + "
               f"{m['update_s']:.0f} s update (skipped: {m['update_skipped']}), SFT {m['sft_s_per_demo_step']:.2f} "
               f"s/demo step → ablation ≈ {e['total_h']:.2f} h ({', '.join(f'{k} {v:.2f}' for k, v in e.items() if k != 'total_h')})")  # fmt: skip
         print("BENCH " + json.dumps({"name": f"gpu-small ablation estimate ({arm} decoder, {args.model})",

@@ -86,3 +86,16 @@ def test_a_budget_that_is_not_seconds_is_a_one_line_error():
     proc = _run("--budget", "soon")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "gpu_check.sh: --budget takes whole seconds, not 'soon'"
+
+
+def test_the_estimate_takes_compile_time_out_of_the_steps(tmp_path):
+    """The static decoder logs each shape's compile/capture; the estimate sums them (rich wraps lines)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_small_estimate import warmup_in
+
+    log = tmp_path / "eval.log"
+    log.write_text("INFO  static decoder: 64 rows × 2048 columns, step 1 warmed in\n         61.20 s\n"
+                   "INFO  static decoder: 64 rows × 2048 columns, step 2 warmed in 0.35 s\nEval: 3/16\n")  # fmt: skip
+    assert warmup_in(log) == pytest.approx(61.55)

@@ -97,19 +97,19 @@ def test_a_groups_shared_first_prompt_is_copied_into_free_slots(pair, monkeypatc
 
 
 def test_a_groups_first_prompt_is_prefilled_once(pair):
-    """A GRPO group's G episodes start from one prompt no slot holds: its shared part is prefilled on one
-    row and written into the G slots, each prefilling only its last token (whose logits it samples from)."""
+    """A GRPO group's G episodes start from one prompt no slot holds: it is prefilled on one row and
+    written into the G slots, its last token's logits shared by the G rows."""
     slots, dynamic = pair
     n = len(slots.tokenizer(slots.prompt_text(msgs(TASKS[5])), add_special_tokens=False)["input_ids"])
     play(pair, [TASKS[5]] * 4, 1, constrained={2})
-    assert slots.slots.prefilled_tokens == (n - 1) + 4 and slots.slots.reused_tokens == 3 * (n - 1)
+    assert slots.slots.prefilled_tokens == n and slots.slots.reused_tokens == 3 * n
     # with other new chats beside it, sampled and constrained, over later turns: the same tokens
     play(pair, [TASKS[4]] * 3 + TASKS[:3], 3, constrained={0, 4})
 
 
 def test_chats_alike_have_their_new_turn_prefilled_once(pair):
     """Episodes of a group that acted alike are one chat twice: each new turn is computed once for them
-    (on the rows that need it, not the whole slot buffer) and copied; only the last token runs per row."""
+    (on the rows that need it, not the whole slot buffer) and copied, its logits shared."""
     slots, dynamic = pair
     tok = slots.tokenizer
     a, b = (tok(slots.prompt_text(msgs(t)), add_special_tokens=False)["input_ids"] for t in TASKS[:2])
@@ -124,7 +124,7 @@ def test_chats_alike_have_their_new_turn_prefilled_once(pair):
     ids = [a + turn_a, a + turn_a, b + turn_b]
     outs = [p.generate([msgs(TASKS[0])] * 2 + [msgs(TASKS[1])], prompt_ids=ids, **kw) for p in pair]
     assert_same(*outs)
-    assert slots.slots.prefilled_tokens - before == (len(turn_a) - 1) + (len(turn_b) - 1) + 3
+    assert slots.slots.prefilled_tokens - before == len(turn_a) + len(turn_b)
 
 
 def test_rows_held_in_slots_out_of_order_sample_as_the_rows_do(pair):

@@ -6,6 +6,8 @@ that keep conversations across calls."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from test_chat_slots import TASKS, assert_same, msgs  # one set of cases and one comparison
 
@@ -78,7 +80,7 @@ def test_constrained_rows_and_free_rows_together(pair, temperature):
 
 
 @pytest.mark.slow
-def test_the_compiled_step_gives_the_same_tokens(pair):
+def test_the_compiled_step_gives_the_same_tokens(pair, caplog):
     """The step as `torch.compile` builds it (on CUDA: CUDA graphs; here: inductor on CPU, ~30 s)."""
     from test_chat_slots import play
     from torch._dynamo.utils import counters
@@ -86,6 +88,7 @@ def test_the_compiled_step_gives_the_same_tokens(pair):
     from krill.models.decoding import cache_kwarg
     from krill.models.static_decode import StaticDecoder
 
+    caplog.set_level(logging.INFO, logger="krill")
     compiled = LocalPolicy("tiny", device="cpu", static_cache=True)  # with the chat slots
     compiled.static = StaticDecoder(compiled.model, cache_kwarg(compiled.model), compile_step=True)
     shapes, step = set(), compiled.static.step
@@ -99,3 +102,6 @@ def test_the_compiled_step_gives_the_same_tokens(pair):
     # one compile for every bucket, not one per (rows, columns) shape; no one-row bucket to specialize
     assert len(shapes) >= 3 and counters["stats"]["unique_graphs"] - graphs == 1, shapes
     assert min(rows for rows, _ in shapes) == 2
+    # each shape's first two steps (compile or warm-up, capture) timed and logged, for benchmarks
+    assert set(compiled.static.warm) == shapes and compiled.static.warmup_s > 0
+    assert sum("warmed in" in r.getMessage() for r in caplog.records) == sum(compiled.static.warm.values())

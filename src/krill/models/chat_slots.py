@@ -88,22 +88,25 @@ class ChatSlots:
             keep = 0 if s in copies else r  # a copy's destination gets its tokens after the move
             self.ids[s], self.cols[s], self.used[s] = self.ids[s][:keep], self.cols[s][:keep], self.calls
         shared = self._shared_prefixes(prompts, reuse)
-        last = [len(p) - 1 for p in prompts]  # every token but the last: on the rows that have it, once
-        block = max(shared) + max(e - max(r, c) for e, r, c in zip(last, reuse, shared, strict=True))
-        new = self._make_room(block + 1 + reserve)
+        ends = [len(p) for p in prompts]
+        block = max(shared) + max(e - max(r, c) for e, r, c in zip(ends, reuse, shared, strict=True))
+        new = self._make_room(block + reserve)
         slots = [new[s] for s in slots]
         self._copy({new[d]: (new[src], r) for d, (src, r) in copies.items()})
-        computed = self._prefill_rows(prompts, slots, shared, pad_id)  # new prompts' shared prefixes
-        computed += self._prefill_rows(prompts, slots, last, pad_id)
-        logits, mask = self._forward_last(prompts, slots, pad_id)
-        computed += len(prompts)
+        computed, _ = self._prefill_rows(prompts, slots, shared, pad_id)  # new prompts' shared prefixes
+        done, last = self._prefill_rows(prompts, slots, ends, pad_id)  # the rest: every prompt has some
+        computed += done
         self.prefilled_tokens += computed
         self.reused_tokens += sum(len(p) for p in prompts) - computed
         rows: list[int | None] = [None] * self.rows
         for b, s in enumerate(slots):
             rows[s] = b
-        positions = torch.tensor([[max(len(i) - 1, 0)] for i in self.ids], device=logits.device)
-        return StaticBatch(self.cache, mask, positions, rows, self.column), logits
+        device = last.device
+        logits = last.new_zeros((self.rows, last.shape[-1]))
+        logits[torch.tensor(slots, device=device)] = last
+        positions = torch.tensor([[max(len(i) - 1, 0)] for i in self.ids], device=device)
+        seek(self.cache, self.column)  # the trie pass writes its nodes at the counter
+        return StaticBatch(self.cache, self._mask(device), positions, rows, self.column), logits
 
     def _assign(self, prompts: list[list[int]]) -> tuple[list[int], list[int], dict[int, tuple[int, int]]]:
         """(slot of each prompt, tokens it reuses, copies: destination → (source, tokens)); adds empty
@@ -152,37 +155,45 @@ class ChatSlots:
             run, shared = [b], 0
         return out
 
-    def _prefill_rows(self, prompts: list[list[int]], slots: list[int], ends: list[int], pad_id: int) -> int:
+    def _prefill_rows(
+        self, prompts: list[list[int]], slots: list[int], ends: list[int], pad_id: int
+    ) -> tuple[int, torch.Tensor | None]:
         """Each slot's tokens up to `ends[b]` of its prompt, computed once per distinct (held part, new
         part) on a sub-batch of just those rows, the tokens their slots hold gathered as its context;
         written (right-aligned) into every slot that needs them at [column, column + W), W the longest
         new part; the write column moves past W. (A dense pass over every slot would also compute the
         slots this call does not use, and every copy of one chat: a group's episodes that acted alike.)
-        Returns the tokens computed."""
+        Returns the tokens computed and each prompt's next-token logits [prompts, V] (None: none computed)."""
         need: dict[tuple, list[int]] = {}
         for b, p in enumerate(prompts):
             held = len(self.ids[slots[b]])
             if ends[b] > held:  # rows alike hold alike tokens: key on what each holds and adds
                 need.setdefault((held, tuple(p[: ends[b]])), []).append(b)
         if not need:
-            return 0
+            return 0, None
         lead = sorted(need, key=lambda key: len(key[1]) - key[0])  # like lengths share a sub-batch
         W = max(len(key[1]) - key[0] for key in lead)
         L = self.column
         per_pass = max(1, PASS_TOKENS // (L + W))
-        for lo in range(0, len(lead), per_pass):
+        out = [
             self._prefill_leads([(key, need[key]) for key in lead[lo : lo + per_pass]], slots, L, W, pad_id)
+            for lo in range(0, len(lead), per_pass)
+        ]
+        logits = torch.cat(out)  # per lead, in `lead` order: each prompt takes its lead's
+        at = {b: i for i, key in enumerate(lead) for b in need[key]}
+        by_prompt = logits[torch.tensor([at.get(b, 0) for b in range(len(prompts))], device=logits.device)]
         for (held, part), members in need.items():
             for b in members:
                 s = slots[b]
                 self.ids[s] = np.asarray(part, dtype=np.int64)
                 self.cols[s] = np.concatenate([self.cols[s], np.arange(L + W - (len(part) - held), L + W)])
         self.column += W
-        return sum(len(part) - held for held, part in need)
+        return sum(len(part) - held for held, part in need), by_prompt
 
-    def _prefill_leads(self, leads, slots: list[int], L: int, W: int, pad_id: int) -> None:
+    def _prefill_leads(self, leads, slots: list[int], L: int, W: int, pad_id: int) -> torch.Tensor:
         """One sub-batch of `_prefill_rows`: each lead's first member's slot as the context (columns
-        [0, L)), its new part left-padded to this sub-batch's width, the result scattered to all members."""
+        [0, L)), its new part left-padded to this sub-batch's width, the result scattered to all members.
+        Returns each lead's next-token logits [leads, V]."""
         from transformers import DynamicCache
 
         device = self.cache.layers[0].keys.device
@@ -204,13 +215,14 @@ class ChatSlots:
         mask_t = torch.from_numpy(mask).to(device).long()
         for lo in range(0, w, PREFILL_CHUNK):
             hi = lo + PREFILL_CHUNK
-            self.model(input_ids=ids_t[:, lo:hi], attention_mask=mask_t[:, : L + hi], position_ids=pos_t[:, lo:hi],
-                       use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})  # fmt: skip
+            out = self.model(input_ids=ids_t[:, lo:hi], attention_mask=mask_t[:, : L + hi], position_ids=pos_t[:, lo:hi],
+                             use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})  # fmt: skip
         to = torch.tensor([slots[b] for _, members in leads for b in members], device=device)
         which = torch.tensor([i for i, (_, members) in enumerate(leads) for _ in members], device=device)
         for layer, done in zip(self.cache.layers, cache.layers, strict=True):  # one write per layer
             layer.keys[to, :, L + W - w : L + W] = done.keys[which, :, L : L + w]
             layer.values[to, :, L + W - w : L + W] = done.values[which, :, L : L + w]
+        return out.logits[:, -1, :]
 
     def _longest(self, query: np.ndarray) -> tuple[list[int], int]:
         """(slots, shared tokens): the slots sharing the longest prefix with `query` (one token left over)."""
@@ -317,24 +329,3 @@ class ChatSlots:
         for s, cols in enumerate(self.cols):
             mask[s, cols] = True
         return torch.from_numpy(mask).to(device).long()  # sent as bytes, widened on the device
-
-    def _forward_last(
-        self, prompts: list[list[int]], slots: list[int], pad_id: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each prompt's last token, written at `column` in one pass over every slot (a slot this call does
-        not use gets a masked pad); the next-token logits [slots, V] and the slots' mask, which the
-        trie pass and the decode steps go on from."""
-        ids = np.full((self.rows, 1), pad_id, dtype=np.int64)
-        positions = np.zeros((self.rows, 1), dtype=np.int64)
-        for p, s in zip(prompts, slots, strict=True):
-            ids[s], positions[s] = p[-1], len(p) - 1
-            self.ids[s] = np.asarray(p, dtype=np.int64)
-            self.cols[s] = np.append(self.cols[s], self.column)
-        device = self.cache.layers[0].keys.device
-        mask = self._mask(device)
-        seek(self.cache, self.column)
-        out = self.model(input_ids=torch.from_numpy(ids).to(device), attention_mask=mask,
-                         position_ids=torch.from_numpy(positions).to(device), use_cache=True,
-                         **{self.cache_kw: self.cache})  # fmt: skip
-        self.column += 1
-        return out.logits[:, -1, :], mask
