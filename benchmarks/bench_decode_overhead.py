@@ -135,6 +135,10 @@ def main() -> None:
             label = f"decode ms/step, {name}, {rows} rows ({args.model}, {where})"
             print("BENCH " + json.dumps({"name": label, "value": round(value, 2), "unit": "ms/step",
                                          "baseline": round(base, 2), "ratio": round(value / base, 2)}))  # fmt: skip
+    from torch._dynamo.utils import counters  # a skipped capture runs compiled but launch by launch
+
+    print(f"compiled graphs: {counters['stats']['unique_graphs']}; CUDA graphs skipped: "
+          f"{counters['inductor']['cudagraph_skips']}")  # fmt: skip
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 

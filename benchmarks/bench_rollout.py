@@ -177,7 +177,7 @@ def compare_decoders(actor, env, tasks, cfg, args) -> None:
     print(f"batched x{len(tasks)}: growing cache {d_tps:.1f} gen tok/s ({d_sps:.2f} steps/s), static cache "
           f"{s_tps:.1f} ({s_sps:.2f}): {s_tps / d_tps:.2f}x; same actions in {same}/{len(figures['static'][2])} steps; "
           f"first passes {warm['dynamic']:.1f} s / {warm['static']:.1f} s (compiles: "
-          f"{counters['stats']['unique_graphs']} graphs)")  # fmt: skip
+          f"{counters['stats']['unique_graphs']} graphs; CUDA graphs skipped: {counters['inductor']['cudagraph_skips']})")  # fmt: skip
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     name = f"rollout gen tok/s, static vs growing KV cache, batch {len(tasks)} ({args.model}, {args.context}, {where})"
     print("BENCH " + json.dumps({"name": name, "value": round(s_tps, 1), "unit": "tok/s", "baseline": round(d_tps, 1),
