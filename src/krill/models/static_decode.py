@@ -29,7 +29,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-# From 2: a one-row step would be compiled again (a size-1 dimension specializes) for one padding row's worth
+# From 2 rows: a one-row bucket's size-1 dimension would specialize, a second compile to save one padding row
 ROW_BUCKETS = (2, 4, 8, 16, 32, 64, 128, 256)
 MIN_COLUMNS = 256  # cache length: powers of two from here, so a chat growing step by step recaptures rarely
 
@@ -95,7 +95,6 @@ class StaticDecoder:
             # compiled per shape instead (dynamic=False), each new (rows, columns) bucket costs a whole
             # compile (~21 s for a 360M model, inductor on CPU: benchmarks/bench_compile.py) where a
             # recording costs one step.
-            # (Buckets start at two rows: a one-row bucket would specialize, a second compile.)
             torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
             self._step = torch.compile(self._forward, mode="reduce-overhead", dynamic=True)
 
