@@ -127,6 +127,22 @@ def test_chats_alike_have_their_new_turn_prefilled_once(pair):
     assert slots.slots.prefilled_tokens - before == len(turn_a) + len(turn_b)
 
 
+def test_the_trie_pass_reads_the_columns_in_use(pair, monkeypatch):
+    """Its attention spans the prompts' columns and room for its nodes, not the whole buffer; its writes
+    land in the buffer (views) and its choices are the growing path's."""
+    import krill.models.decoding as decoding
+
+    slots, dynamic = pair
+    widths, pick = [], decoding.pick_choices
+    monkeypatch.setattr(decoding, "pick_choices", lambda model, cache, *a, **k: widths.append(
+        (cache.layers[0].keys.shape[2], cache.layers[0].keys.data_ptr())) or pick(model, cache, *a, **k))  # fmt: skip
+    batch = [msgs(t) for t in TASKS]
+    kw = dict(max_new_tokens=4, want_logprobs=True, choices=[CHOICES] * len(batch))
+    assert_same(slots.generate(batch, **kw), dynamic.generate(batch, **kw))
+    (width, ptr), store = widths[0], slots.slots
+    assert store.column < width < store.columns and ptr == store.cache.layers[0].keys.data_ptr()
+
+
 def test_rows_held_in_slots_out_of_order_sample_as_the_rows_do(pair):
     """A generator's draws go to rows in their order, whichever slots hold them (here: reversed)."""
     slots, _ = pair

@@ -31,6 +31,8 @@ Tokens and log-probs are those of the prefix-cache path (tests/models/test_chat_
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -131,6 +133,17 @@ class ChatSlots:
             if r:  # its best slots went to prompts claiming first, so reusing at least as much: copy
                 copies[s], reuse[b] = (candidates[0], r), r
         return slots, reuse, copies
+
+    def window(self, width: int):
+        """The slots' cache seen through its first `width` columns: views, so writes land in the buffer
+        and the write counter is the buffer's, while attention reads `width` columns, not all of them
+        (the trie pass: the prompts' columns and its nodes after them)."""
+        view = copy.copy(self.cache)
+        view.layers = [copy.copy(layer) for layer in self.cache.layers]
+        for layer in view.layers:
+            layer.keys, layer.values = layer.keys[:, :, :width], layer.values[:, :, :width]
+            layer.max_cache_len = width
+        return view
 
     def _shared_prefixes(self, prompts: list[list[int]], reuse: list[int]) -> list[int]:
         """Per prompt, the prefix it shares with other new prompts of this call (0: none), prefilled once

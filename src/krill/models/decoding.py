@@ -145,7 +145,7 @@ def decode_batch(
         reserve = max([max_new_tokens] + [sum(map(len, c)) for c in choices or [] if c])  # ≥ trie nodes
         static_batch, logits = slots.prefill(prompts, _pad_id(tokenizer), reserve)
         if constrained:
-            answered = choose(model, static_batch.cache, static_batch.mask[:, : static_batch.column],
+            answered = choose(model, slots.window(static_batch.column + reserve), static_batch.mask[:, : static_batch.column],
                               static_batch.positions, logits, static_batch.rows, rows, choices, end_of_turn,
                               temperature, generator, choice_score)  # fmt: skip
             static_batch.rows = [None if s in answered else r for s, r in enumerate(static_batch.rows)]
