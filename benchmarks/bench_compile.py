@@ -29,21 +29,22 @@ def sync() -> None:
 
 
 def filled_batch(decoder, model, rows: int, columns: int, length: int = 100):
-    """A static batch of `rows` whose first `length` columns hold random K/V (a prefilled prompt)."""
+    """A static batch of `rows` (a bucket) × `columns` (a power of two ≥ 256) whose first `length`
+    columns hold random K/V: a prefilled prompt, as `StaticDecoder.start` takes one over."""
+    from types import SimpleNamespace
+
     from krill.models.kv_prefix import kv_heads_and_dim
-    from krill.models.static_decode import StaticBatch
 
     heads, dim = kv_heads_and_dim(model)
-    cache = decoder._cache(rows, columns)
     gen = torch.Generator().manual_seed(0)
     param = next(model.parameters())
-    for i in range(model.config.num_hidden_layers):
+    layers = []
+    for _ in range(model.config.num_hidden_layers):
         kv = torch.randn(rows, heads, length, dim, generator=gen).to(param)
-        cache.update(kv, kv, i)
-    mask = torch.zeros(rows, columns, dtype=torch.long, device=param.device)
-    mask[:, :length] = 1
+        layers.append(SimpleNamespace(keys=kv, values=kv))
+    mask = torch.ones(rows, length, dtype=torch.long, device=param.device)
     positions = torch.full((rows, 1), length - 1, device=param.device)
-    return StaticBatch(cache, mask, positions, list(range(rows)), length)
+    return decoder.start(layers, mask, positions, list(range(rows)), max_new=columns - length)
 
 
 def measure(model, dynamic: bool) -> dict:

@@ -155,32 +155,37 @@ finish() {
   exit 0
 }
 
+# the growing vs static KV cache comparisons both plans run (issue 34), and their CPU plumbing
+free_chats=(benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 --steps 6
+  --max-new-tokens 32 --threads 8 --context conversation --compare-decoders --no-count-ops)
+choice_chats=(benchmarks/bench_rollout.py --model random:qwen2.5-0.5b --env webshop --episodes 64
+  --context conversation --constrain --threads 8)  # gpu-small's shape
+decode_overhead=(benchmarks/bench_decode_overhead.py --model random:smollm2-360m --rows 32 --tokens 64)
+static_plumbing=(benchmarks/bench_rollout.py --model tiny --env webshop --episodes 4 --steps 2 --max-new-tokens 8
+  --context conversation --constrain --compare-decoders)
+
 # -- issue 34's figures in one call (--decoder) --------------------------------------------------------
 if [ "$decoder" -eq 1 ]; then
-  qwen=(--model random:qwen2.5-0.5b --env webshop --context conversation --constrain --threads 8)
   if [ "$cuda" = "1" ]; then
     NOTE="tiny model: graph step, slots, trie pass vs the growing path" timed gpu-tests-static 150 \
       "$py" -m pytest -q -m gpu tests/gpu/test_gpu_static.py -p no:cacheprovider -rs
     NOTE="gpu-small's shape: 64 chats, whole-action choices, growing vs static KV cache" \
-      timed rollout-static-choices 180 "$py" benchmarks/bench_rollout.py "${qwen[@]}" --episodes 64 \
-      --steps 4 --compare-decoders --no-count-ops
+      timed rollout-static-choices 180 "$py" "${choice_chats[@]}" --steps 4 --compare-decoders --no-count-ops
     NOTE="static arm: eval 16 episodes, one GRPO iteration, SFT 128 demo steps" timed estimate 300 \
       "$py" benchmarks/gpu_small_estimate.py --out "$out/estimate" --arms static --episodes 16 --sft-steps 128
     NOTE="32 chats, 32-token free answers, growing vs static KV cache" timed rollout-static 240 \
-      "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
-      --steps 6 --max-new-tokens 32 --threads 8 --context conversation --compare-decoders --no-count-ops
+      "$py" "${free_chats[@]}"
     NOTE="krill's loops vs bare HF loops, eager and CUDA-graphed, ms/step" timed decode-overhead 150 \
-      "$py" benchmarks/bench_decode_overhead.py --model random:smollm2-360m --rows 32 --tokens 64
+      "$py" "${decode_overhead[@]}"
     NOTE="gpu-small's shape, episode-steps/s per number in flight" timed sweep 180 \
-      "$py" benchmarks/bench_rollout.py "${qwen[@]}" --steps 3 --sweep 64,128,256
+      "$py" "${choice_chats[@]}" --steps 3 --sweep 64,128,256
     NOTE="the rest of pytest -m gpu" timed gpu-tests 240 \
       "$py" -m pytest -q -m gpu tests/gpu -p no:cacheprovider -rs --ignore tests/gpu/test_gpu_static.py
   else
     NOTE="collected, skipped without CUDA" timed gpu-tests-static 120 \
       "$py" -m pytest -q -m gpu tests/gpu/test_gpu_static.py -p no:cacheprovider -rs
     NOTE="plumbing only, tiny model on CPU" timed rollout-static-plumbing 120 \
-      "$py" benchmarks/bench_rollout.py --model tiny --env webshop --episodes 4 --steps 2 --max-new-tokens 8 \
-      --context conversation --constrain --compare-decoders --no-count-ops
+      "$py" "${static_plumbing[@]}" --no-count-ops
     skip estimate "needs CUDA"
     NOTE="plumbing only, tiny model on CPU" timed sweep-plumbing 120 \
       "$py" benchmarks/bench_rollout.py --model tiny --env webshop --context conversation --constrain \
@@ -205,21 +210,16 @@ if [ "$cuda" = "1" ]; then
   NOTE="the same, episodes as chats (agent.context=conversation), 6 steps" timed rollout-conversation 240 \
     "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
     --serial-episodes 4 --steps 6 --max-new-tokens 32 --threads 8 --context conversation
-  NOTE="the same chats, batched, growing vs static KV cache" timed rollout-static 240 \
-    "$py" benchmarks/bench_rollout.py --model random:smollm2-360m --env webshop --episodes 32 \
-    --steps 6 --max-new-tokens 32 --threads 8 --context conversation --compare-decoders --no-count-ops
+  NOTE="the same chats, batched, growing vs static KV cache" timed rollout-static 240 "$py" "${free_chats[@]}"
   NOTE="gpu-small's shape: 64 chats, whole-action choices, growing vs static KV cache" timed rollout-static-choices 240 \
-    "$py" benchmarks/bench_rollout.py --model random:qwen2.5-0.5b --env webshop --episodes 64 \
-    --steps 6 --threads 8 --context conversation --constrain --compare-decoders --no-count-ops
+    "$py" "${choice_chats[@]}" --steps 6 --compare-decoders --no-count-ops
   NOTE="krill's loop vs a bare HF loop, ms/step, random:smollm2-360m bf16" timed decode-overhead 120 \
-    "$py" benchmarks/bench_decode_overhead.py --model random:smollm2-360m --rows 32 --tokens 64 --profile
+    "$py" "${decode_overhead[@]}" --profile
 else
   skip rollout "needs CUDA (the figure is GPU throughput)"
   NOTE="plumbing only, tiny model on CPU: not a figure" timed rollout-plumbing 120 \
     "$py" benchmarks/bench_rollout.py --model tiny --env webshop --episodes 4 --serial-episodes 2 --steps 1 --max-new-tokens 8
-  NOTE="plumbing only, tiny model on CPU" timed rollout-static-plumbing 120 \
-    "$py" benchmarks/bench_rollout.py --model tiny --env webshop --episodes 4 --steps 2 --max-new-tokens 8 \
-    --context conversation --constrain --compare-decoders
+  NOTE="plumbing only, tiny model on CPU" timed rollout-static-plumbing 120 "$py" "${static_plumbing[@]}"
   NOTE="plumbing only, tiny model on CPU" timed decode-overhead 120 \
     "$py" benchmarks/bench_decode_overhead.py --model tiny --rows 4 --tokens 16
 fi

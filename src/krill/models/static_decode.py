@@ -52,6 +52,13 @@ def seek(cache, column: int) -> None:
         layer.cumulative_length.fill_(column)
 
 
+def _synced_clock(t: torch.Tensor) -> float:
+    """Wall time once the device of `t` has finished its queued work."""
+    if t.is_cuda:
+        torch.cuda.synchronize(t.device)
+    return time.perf_counter()
+
+
 def row_bucket(n: int) -> int:
     """The smallest bucket holding `n` rows (multiples of the largest bucket past it)."""
     top = ROW_BUCKETS[-1]
@@ -113,29 +120,24 @@ class StaticDecoder:
         batch.column += 1
         if self._step is None:
             return self._forward(tokens[:, None], batch.mask, batch.positions, batch.cache)
+        # a shape's first two steps (compile or warm-up, then the CUDA graph's capture) are timed and
+        # logged: a one-time cost a benchmark must tell apart from the steps' own
         shape = tuple(batch.mask.shape)
-        if self.warm.get(shape, 0) >= 2:  # captured: replayed
-            # a captured graph's output buffer is overwritten by its next replay
-            return self._step(tokens[:, None], batch.mask, batch.positions, batch.cache).clone()
-        return self._warm_step(shape, tokens, batch)
-
-    def _warm_step(self, shape: tuple[int, int], tokens: torch.Tensor, batch: StaticBatch) -> torch.Tensor:
-        """A shape's first two steps (compile or warm-up, then the CUDA graph's recording), timed and
-        logged: a one-time cost a benchmark must tell apart from the steps' own."""
-        sync = torch.cuda.synchronize if batch.mask.is_cuda else (lambda: None)
-        sync()
-        t0 = time.perf_counter()
+        warming = self.warm.get(shape, 0) < 2
+        if warming:
+            t0 = _synced_clock(batch.mask)
+        # a captured graph's output buffer is overwritten by its next replay
         logits = self._step(tokens[:, None], batch.mask, batch.positions, batch.cache).clone()
-        sync()
-        seconds = time.perf_counter() - t0
-        self.warm[shape] = self.warm.get(shape, 0) + 1
-        self.warmup_s += seconds
-        log.info(
-            "static decoder: %d rows × %d columns, step %d warmed in %.2f s",
-            *shape,
-            self.warm[shape],
-            seconds,
-        )
+        if warming:
+            seconds = _synced_clock(batch.mask) - t0
+            self.warm[shape] = self.warm.get(shape, 0) + 1
+            self.warmup_s += seconds
+            log.info(
+                "static decoder: %d rows × %d columns, step %d warmed in %.2f s",
+                *shape,
+                self.warm[shape],
+                seconds,
+            )
         return logits
 
     def _cache(self, rows: int, columns: int):
