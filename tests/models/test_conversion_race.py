@@ -59,3 +59,30 @@ def test_converted_folder_follows_the_umask(tmp_path, monkeypatch):
     finally:
         os.umask(old)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def _tokenizer_as_transformers_5_17_reads_the_gguf():
+    tok = build_tiny_model(0)[1]
+    tok.eos_token = "<|im_start|>"  # 5.17 takes the GGUF's BOS for EOS; the model config keeps <|im_end|>
+    return tok
+
+
+def test_converted_tokenizer_ends_turns_with_the_models_eos(tmp_path, monkeypatch):
+    """The tokenizer's EOS ends SFT targets and constrained turns: it must be the token the model stops on,
+    in a fresh conversion and in a cache converted before this was checked."""
+    monkeypatch.setattr(loading, "smollm2_gguf_path", lambda: tmp_path / "pkg" / loading.SMOLLM2_GGUF)
+    monkeypatch.setattr(
+        transformers.AutoModelForCausalLM, "from_pretrained", lambda p, **kw: build_tiny_model(0)[0]
+    )
+    monkeypatch.setattr(
+        transformers.AutoTokenizer,
+        "from_pretrained",
+        lambda p, **kw: _tokenizer_as_transformers_5_17_reads_the_gguf(),
+    )
+    folder = loading.smollm2_dir(tmp_path / "cache")
+    monkeypatch.undo()
+    assert transformers.AutoTokenizer.from_pretrained(folder).eos_token == "<|im_end|>"
+
+    _tokenizer_as_transformers_5_17_reads_the_gguf().save_pretrained(folder)  # an older, wrong conversion
+    model, tok, _ = loading.load_causal_lm("smollm2", device="cpu", cache_dir=tmp_path / "cache")
+    assert tok.eos_token == "<|im_end|>" and tok.eos_token_id == model.config.eos_token_id

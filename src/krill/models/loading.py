@@ -99,6 +99,7 @@ def smollm2_dir(cache_dir: str | Path) -> Path:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+        _eos_from_model(model, tok)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp made it 0700: a shared cache must be readable
@@ -166,13 +167,25 @@ def _load_smollm2(cache_dir: str | Path, torch_dtype: torch.dtype):
 
     target = smollm2_dir(cache_dir)
     try:
-        return _load_hf(str(target), torch_dtype)
+        model, tok = _load_hf(str(target), torch_dtype)
     except Exception as exc:  # noqa: BLE001  the cache is ours to rebuild, whatever broke it
         logging.getLogger(__name__).warning(
             "the converted SmolLM2 in %s is damaged (%s); converting it again", target, _first_line(exc)
         )
-    shutil.rmtree(target, ignore_errors=True)
-    return _load_hf(str(smollm2_dir(cache_dir)), torch_dtype)
+        shutil.rmtree(target, ignore_errors=True)
+        model, tok = _load_hf(str(smollm2_dir(cache_dir)), torch_dtype)
+    return model, _eos_from_model(model, tok)  # a cache converted by transformers 5.17 saved the wrong EOS
+
+
+def _eos_from_model(model, tok):
+    """`tok` with the model config's end-of-sequence token. Some transformers versions (5.17) read the
+    GGUF's BOS `<|im_start|>` as the tokenizer's EOS while the model config keeps `<|im_end|>`; the
+    tokenizer's EOS ends constrained turns and SFT targets, so it must be the token the model stops on."""
+    eos = model.config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) else eos
+    if eos is not None and tok.eos_token_id != eos:
+        tok.eos_token = tok.convert_ids_to_tokens(eos)
+    return tok
 
 
 def _load_hf(path: str, torch_dtype: torch.dtype):
