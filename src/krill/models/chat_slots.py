@@ -82,8 +82,9 @@ class ChatSlots:
         Returns the static batch over every slot (`rows[s]`: the prompt in slot s, None for the others)
         and the next-token logits [slots, V]."""
         self.calls += 1
-        if weights_version(self.model) != self.version:  # states computed under other weights: forget them
-            self.version = weights_version(self.model)
+        version = weights_version(self.model)  # a checksum of the trainable weights: taken once a call
+        if version != self.version:  # states computed under other weights: forget them
+            self.version = version
             self.ids, self.cols, self.used = [], [], []  # the buffer stays
         slots, reuse, copies = self._assign(prompts)
         for s, r in zip(slots, reuse, strict=True):  # what a prompt does not share is dropped
