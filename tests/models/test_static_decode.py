@@ -92,7 +92,7 @@ def test_the_compiled_step_gives_the_same_tokens(pair, caplog):
     compiled = LocalPolicy("tiny", device="cpu", static_cache=True)  # with the chat slots
     compiled.static = StaticDecoder(compiled.model, cache_kwarg(compiled.model), compile_step=True)
     shapes, step = set(), compiled.static.step
-    compiled.static.step = lambda tokens, batch: shapes.add(tuple(batch.mask.shape)) or step(tokens, batch)
+    compiled.static.step = lambda batch: shapes.add(tuple(batch.mask.shape)) or step(batch)
     graphs = counters["stats"]["unique_graphs"]
     batch = [msgs(t, 4) for t in TASKS]
     kw = dict(max_new_tokens=10, want_logprobs=True, stop=["e"])

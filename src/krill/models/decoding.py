@@ -239,21 +239,24 @@ def decode_static(decoder: StaticDecoder, tokenizer, static: StaticBatch, logits
                   eos: set[int], generator: torch.Generator | None) -> None:  # fmt: skip
     """`decode` on a preallocated cache (`krill.models.static_decode`; `logits` [live slots, V]): the same
     tokens and log-probs; finished rows stay in their slot until half are done, then the live ones move
-    to a smaller bucket."""
-    pad, live = _pad_id(tokenizer), static.live_slots()
+    to a smaller bucket. Tokens stay on the device between steps: the host waits for a step only where
+    it reads the new tokens (the stop checks), and copies the live slots' index only when it changes."""
+    live = static.live_slots()
+    where = torch.tensor(live, device=logits.device)
     for step in range(max_new_tokens):
         tokens, logps = next_tokens(logits, temperature, top_p, generator)  # the live rows, in row order
         keep = set(_record(tokenizer, rows, [static.rows[s] for s in live], tokens, logps, stops, eos))
+        if not keep or step == max_new_tokens - 1:
+            return
+        static.tokens.index_copy_(0, where, tokens)
         for j, slot in enumerate(live):
             if j not in keep:
                 static.rows[slot] = None
-        if not keep or step == max_new_tokens - 1:
-            return
-        static = decoder.shrink(static, max_new_tokens - step - 1)
-        ids = [rows[r].token_ids[-1] if r is not None else pad for r in static.rows]
-        out = decoder.step(torch.tensor(ids, device=static.mask.device), static)
-        live = static.live_slots()
-        logits = out[torch.tensor(live, device=out.device)]
+        smaller = decoder.shrink(static, max_new_tokens - step - 1)
+        if len(keep) < len(live) or smaller is not static:
+            static, live = smaller, smaller.live_slots()
+            where = torch.tensor(live, device=logits.device)
+        logits = decoder.step(static).index_select(0, where)
 
 
 def _record(tokenizer, rows: list[RowResult], row_ids: list[int], tokens: torch.Tensor, logps: torch.Tensor,

@@ -14,7 +14,9 @@ Here instead:
   keep their addresses, which a captured graph needs); one cache per row bucket bounds the memory to
   about twice the largest batch's rows × columns of K/V;
 - finished rows stay in the batch, their outputs dropped, until at most half the rows are live;
-  the live rows then move to the next smaller bucket, whose step is captured once, not per step.
+  the live rows then move to the next smaller bucket, whose step is captured once, not per step;
+- between steps the host launches a handful of ops, whatever the depth: the sampled tokens stay on the
+  device, and the layers' write counters are set inside the captured step (not one launch per layer).
 Tokens and log-probs are those of the dynamic path (tests/models/test_static_decode.py): the same
 mask, positions and sampling, and the sampler sees only the live rows, in the same order.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -80,6 +82,14 @@ class StaticBatch:
     positions: torch.Tensor  # [R, 1] position of the last token per slot
     rows: list[int | None]
     column: int
+    # [R] the token each slot feeds the next step, kept on the device (a finished slot's is fed, not read)
+    tokens: torch.Tensor | None = None
+    at: torch.Tensor = field(init=False)  # `column` on the device: the step sets the write counters from it
+
+    def __post_init__(self):
+        if self.tokens is None:
+            self.tokens = self.mask.new_zeros(len(self.rows))
+        self.at = torch.tensor(self.column, device=self.mask.device)
 
     def live_slots(self) -> list[int]:
         """The slots of rows still decoding, in the rows' order (a sampler's draws go to rows in order)."""
@@ -106,20 +116,25 @@ class StaticDecoder:
             self._step = torch.compile(self._forward, mode="reduce-overhead", dynamic=True)
 
     def _forward(
-        self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache
+        self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, at: torch.Tensor, cache
     ) -> torch.Tensor:
+        # every layer writes at `at`, whatever a compiler's warm-up or capture run, or a trie pass on the
+        # same cache, left its counter at: set inside the graph, not by one launch per layer before it
+        for layer in cache.layers:
+            layer.cumulative_length.copy_(at)
         out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=True,
                          **{self.cache_kw: cache})  # fmt: skip
         return out.logits[:, -1, :]
 
-    def step(self, tokens: torch.Tensor, batch: StaticBatch) -> torch.Tensor:
-        """One token per slot: writes column `batch.column`, returns next logits [R, V]."""
-        seek(batch.cache, batch.column)
+    def step(self, batch: StaticBatch) -> torch.Tensor:
+        """`batch.tokens`, one per slot, written at column `batch.column`; returns next logits [R, V]."""
+        batch.at.fill_(batch.column)
         batch.mask[:, batch.column] = 1
         batch.positions += 1
         batch.column += 1
+        args = (batch.tokens[:, None], batch.mask, batch.positions, batch.at, batch.cache)
         if self._step is None:
-            return self._forward(tokens[:, None], batch.mask, batch.positions, batch.cache)
+            return self._forward(*args)
         # a shape's first two steps (compile or warm-up, then the CUDA graph's capture) are timed and
         # logged: a one-time cost a benchmark must tell apart from the steps' own
         shape = tuple(batch.mask.shape)
@@ -127,7 +142,7 @@ class StaticDecoder:
         if warming:
             t0 = _synced_clock(batch.mask)
         # a captured graph's output buffer is overwritten by its next replay
-        logits = self._step(tokens[:, None], batch.mask, batch.positions, batch.cache).clone()
+        logits = self._step(*args).clone()
         if warming:
             seconds = _synced_clock(batch.mask) - t0
             self.warm[shape] = self.warm.get(shape, 0) + 1
@@ -160,7 +175,7 @@ class StaticDecoder:
         pick = torch.tensor(list(range(n)) + [0] * (slots - n), device=mask.device)  # padding copies row 0
         kv = [(layer.keys[pick], layer.values[pick]) for layer in layers]
         return self._fill(
-            kv, mask[pick], positions[pick, -1:], [*rows, *[None] * (slots - n)], length, max_new
+            kv, mask[pick], positions[pick, -1:], [*rows, *[None] * (slots - n)], length, max_new, None
         )
 
     def shrink(self, batch: StaticBatch, remaining: int) -> StaticBatch:
@@ -173,15 +188,14 @@ class StaticDecoder:
         kv = [(layer.keys[pick, :, : batch.column], layer.values[pick, :, : batch.column])
               for layer in batch.cache.layers]  # fmt: skip
         rows = [batch.rows[s] for s in live] + [None] * (slots - len(live))
-        return self._fill(
-            kv, batch.mask[pick, : batch.column], batch.positions[pick], rows, batch.column, remaining
-        )
+        return self._fill(kv, batch.mask[pick, : batch.column], batch.positions[pick], rows, batch.column,
+                          remaining, batch.tokens[pick])  # fmt: skip
 
-    def _fill(self, kv, mask, positions, rows, length: int, max_new: int) -> StaticBatch:
+    def _fill(self, kv, mask, positions, rows, length: int, max_new: int, tokens) -> StaticBatch:
         columns = column_bucket(length + max_new)
         cache = self._cache(len(rows), columns)
         for i, (k, v) in enumerate(kv):
             cache.update(k.contiguous(), v.contiguous(), i)
         full = mask.new_zeros((len(rows), columns))
         full[:, :length] = mask
-        return StaticBatch(cache, full, positions.clone(), rows, length)
+        return StaticBatch(cache, full, positions.clone(), rows, length, tokens)
