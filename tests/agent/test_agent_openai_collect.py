@@ -113,12 +113,19 @@ def test_a_served_policy_is_constrained_to_the_admissible_actions_by_its_server(
 def test_a_served_policy_without_guided_choice_turns_the_option_off_with_a_notice(tmp_path, caplog):
     from krill.config import load_config
 
-    with FakeOpenAIServer(kitchen_agent) as srv:
+    # the quick preset's compact prompt lists no admissible actions: this server answers one plain action
+    with FakeOpenAIServer(lambda messages: "go to microwave 1") as srv:
         cfg = load_config(preset="quick").override(
             {"model.policy.model": "fake", "model.policy.api_base": srv.base_url}
         )
-        collect(cfg, CollectOptions(episodes=1, policy="openai", out=str(tmp_path / "n.jsonl")),
-                pool=EnvListPool([KitchenEnv()]))  # fmt: skip
+        out = tmp_path / "n.jsonl"
+        collect(
+            cfg, CollectOptions(episodes=1, policy="openai", out=str(out)), pool=EnvListPool([KitchenEnv()])
+        )
         bodies = [c["body"] for c in srv.calls if c["path"] == "chat"]
     assert "model.policy.guided_choice" in caplog.text
     assert bodies and all("guided_choice" not in b and "response_format" not in b for b in bodies)
+    steps = load_trajectories(out)[0].steps  # the episode ran on the server's answers, free text
+    assert steps and all(
+        s.model_extra.get("error") is None and s.action == "go to microwave 1" for s in steps
+    )
