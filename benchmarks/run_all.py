@@ -28,6 +28,7 @@ SCRIPTS = [
     "bench_train_memory.py",
     "bench_adapter_merge.py",
     "bench_decode_overhead.py",
+    "bench_stop_check.py",
     "bench_conversation.py",
     "bench_compile.py",
 ]
