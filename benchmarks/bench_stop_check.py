@@ -22,15 +22,9 @@ import time
 import torch
 
 from krill.models import decoding
-from krill.models.decoding import RowResult, _record, find_stop
+from krill.models.decoding import RowResult, _record
 
 STOP_SETS = {"agent (</action>, newline)": ["</action>", "\n"], "never matches (\\x00)": ["\x00"]}
-
-
-def naive_hit_stop(tokenizer, row: RowResult, stops: list[str]) -> bool:
-    """The check as it was: the row's whole text decoded after every token."""
-    row.text = tokenizer.decode(row.token_ids, skip_special_tokens=True)
-    return find_stop(row.text, stops) >= 0
 
 
 def run(tokenizer, rows: int, tokens: int, stops: list[str], seed: int) -> tuple[float, list[int]]:
@@ -65,7 +59,7 @@ def main() -> None:
     print(
         f"tokenizer of {args.model} ({len(tokenizer)} ids); {args.rows} rows; random tokens, seed {args.seed}"
     )
-    fast_hit_stop = decoding._hit_stop
+    fast_triggers = decoding.stop_triggers
     for label, stops in STOP_SETS.items():
         t0 = time.perf_counter()
         triggers = decoding.stop_triggers(tokenizer, stops)
@@ -73,9 +67,9 @@ def main() -> None:
             f"stops {label}: {len(triggers)} trigger ids, found in {1000 * (time.perf_counter() - t0):.0f} ms once"
         )
         for tokens in args.tokens:
-            decoding._hit_stop = naive_hit_stop
+            decoding.stop_triggers = lambda tokenizer, stops: None  # as before: decode after every token
             naive_ms, naive_stops = run(tokenizer, args.rows, tokens, stops, args.seed)
-            decoding._hit_stop = fast_hit_stop
+            decoding.stop_triggers = fast_triggers
             fast_ms, fast_stops = run(tokenizer, args.rows, tokens, stops, args.seed)
             assert fast_stops == naive_stops, "the two checks stopped rows at different tokens"
             print(f"  {tokens:>4} tokens: every token {naive_ms:6.3f} ms/step, trigger tokens {fast_ms:6.3f} "

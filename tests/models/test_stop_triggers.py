@@ -50,7 +50,7 @@ def test_a_row_stops_at_the_same_token_as_with_a_decode_after_every_token(make):
         for _ in range(40):
             row.token_ids.append(rng.choice(byte_ids) if rng.random() < 0.3 else rng.randrange(len(tok)))
             every_token = find_stop(tok.decode(row.token_ids, skip_special_tokens=True), STOPS) >= 0
-            assert _hit_stop(tok, row, STOPS) == every_token, row.token_ids
+            assert _hit_stop(tok, row, STOPS, triggers) == every_token, row.token_ids
             checked += 1
             if every_token:
                 hits += 1
@@ -60,9 +60,9 @@ def test_a_row_stops_at_the_same_token_as_with_a_decode_after_every_token(make):
         tok.convert_tokens_to_ids(t) for t in (("Ã", "©") if "Ã" in tok.get_vocab() else ("<0xC3>", "<0xA9>"))
     ]
     row = RowResult(token_ids=[*tok("go", add_special_tokens=False)["input_ids"], e_acute[0]])
-    assert not _hit_stop(tok, row, ["é"])
+    assert not _hit_stop(tok, row, ["é"], stop_triggers(tok, ["é"]))
     row.token_ids.append(e_acute[1])  # its second byte, alone a partial character, completes the stop
-    assert _hit_stop(tok, row, ["é"])
+    assert _hit_stop(tok, row, ["é"], stop_triggers(tok, ["é"]))
 
 
 def test_stops_a_single_token_cannot_be_told_apart_from_decode_after_every_token():

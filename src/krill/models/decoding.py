@@ -263,12 +263,12 @@ def decode_static(decoder: StaticDecoder, tokenizer, static: StaticBatch, logits
 def _record(tokenizer, rows: list[RowResult], row_ids: list[int], tokens: torch.Tensor, logps: torch.Tensor,
             stops: list[str], eos: set[int]) -> list[int]:  # fmt: skip
     """Append each row's new token and log-prob; the positions (in `row_ids`) of the rows still going."""
-    keep = []
+    keep, triggers = [], stop_triggers(tokenizer, stops) if stops else None
     for j, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist(), strict=True)):
         row = rows[row_ids[j]]
         row.token_ids.append(tok)
         row.logprobs.append(lp)
-        if tok in eos or _hit_stop(tokenizer, row, stops):
+        if tok in eos or _hit_stop(tokenizer, row, stops, triggers):
             row.finish_reason = "stop"
         else:
             keep.append(j)
@@ -328,12 +328,11 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def _hit_stop(tokenizer, row: RowResult, stops: list[str]) -> bool:
-    if not stops:
+def _hit_stop(tokenizer, row: RowResult, stops: list[str], triggers: frozenset[int] | None) -> bool:
+    """Whether the row's text now holds a stop; decoded only after a token in `triggers` (`stop_triggers`;
+    None: after every token), as the text before held none."""
+    if not stops or (triggers is not None and row.token_ids[-1] not in triggers):
         return False
-    triggers = stop_triggers(tokenizer, stops)
-    if triggers is not None and row.token_ids[-1] not in triggers:
-        return False  # the text before had no stop, and this token's own text cannot complete one
     row.text = tokenizer.decode(row.token_ids, skip_special_tokens=True)
     return find_stop(row.text, stops) >= 0
 
