@@ -15,7 +15,9 @@ The ratio krill / hf is what krill's loop adds per step; static / hf-graph is is
 32 rows on a GPU). On CPU compute dominates and the loops
 cost the same; on the H100 of docs/benchmarks.md krill took 96.7 ms/step where the bare loop took
 41.4 (random:smollm2-360m, bf16, one row): this script exists to find where the difference goes.
-`--profile` prints torch.profiler's top operators of one krill call by self CPU time.
+`--profile` prints torch.profiler's top operators of one krill call by self CPU time. `--count-host-ops`
+counts the tensor ops the static loop issues per step outside the step itself (eager, on this device):
+on a GPU each is a launch the host makes while the GPU waits, between two replays of the captured step.
 """
 
 from __future__ import annotations
@@ -76,12 +78,54 @@ def hf_graph_loop(model, ids: torch.Tensor, tokens: int, step) -> None:
         nxt = step(nxt, cache).argmax(-1, keepdim=True)
 
 
+@torch.no_grad()
+def count_host_ops(policy, msgs, rows: int, tokens: int) -> float:
+    """Tensor ops per decode step that `decode_static` issues outside the step (`StaticDecoder._forward`,
+    run eagerly here: on CUDA it is the captured graph, counter writes included)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from krill.models import decoding
+    from krill.models.decoding import cache_kwarg
+    from krill.models.static_decode import StaticDecoder
+
+    class Count(TorchDispatchMode):
+        ops = inside = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops += not self.inside
+            return func(*args, **(kwargs or {}))
+
+    count, decoder = Count(), StaticDecoder(policy.model, cache_kwarg(policy.model), compile_step=False)
+    step = decoder._forward
+
+    def forward(*args):  # the step's own ops (one CUDA graph on a GPU) are not the host's
+        count.inside += 1
+        try:
+            return step(*args)
+        finally:
+            count.inside -= 1
+
+    def counted(*args, **kwargs):
+        with count:
+            return plain(*args, **kwargs)
+
+    plain, policy.static = decoding.decode_static, decoder
+    decoder._forward, decoding.decode_static = forward, counted
+    try:
+        policy.generate([msgs] * rows, max_new_tokens=tokens, stop=["\x00"])
+    finally:
+        decoding.decode_static = plain
+    return count.ops / tokens
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny", help="tiny | random:<shape> | smollm2 | HF path")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rows", type=int, default=32)
     ap.add_argument("--profile", action="store_true", help="torch.profiler table of one krill call")
+    ap.add_argument("--count-host-ops", action="store_true",
+                    help="tensor ops per step the static loop issues outside the step, then exit")  # fmt: skip
     args = ap.parse_args()
 
     from krill.models.decoding import cache_kwarg
@@ -114,6 +158,12 @@ def main() -> None:
     print(
         f"machine: {where}; model {args.model} ({next(model.parameters()).dtype}); prompt {len(prompt)} tokens"
     )
+    if args.count_host_ops:
+        layers = model.config.num_hidden_layers
+        for rows in (1, args.rows):
+            ops = count_host_ops(policy, msgs, rows, args.tokens)
+            print(f"rows {rows:>3}: {ops:.1f} tensor ops per step outside the step ({layers} layers)")
+        return
     for rows in (1, args.rows):
         ids = torch.tensor([prompt] * rows, device=policy.device)
         # a stop string that never matches keeps krill's per-step stop check in the loop
