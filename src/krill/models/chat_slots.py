@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from krill.models.kv_prefix import common_prefix, kv_bytes_per_token, kv_heads_and_dim, weights_version
-from krill.models.static_decode import StaticBatch, column_bucket, row_bucket, seek
+from krill.models.static_decode import StaticBatch, column_bucket, row_bucket
 
 PREFILL_CHUNK = 512  # queries per prefill pass: bounds the [rows, 1, queries, columns] attention mask
 # rows × (context + new) columns per sub-batch of `_prefill_rows`: bounds its copy of the context's K/V
@@ -108,7 +108,6 @@ class ChatSlots:
         logits = last.new_zeros((self.rows, last.shape[-1]))
         logits[torch.tensor(slots, device=device)] = last
         positions = torch.tensor([[max(len(i) - 1, 0)] for i in self.ids], device=device)
-        seek(self.cache, self.column)  # the trie pass writes its nodes at the counter
         return StaticBatch(self.cache, self._mask(device), positions, rows, self.column), logits
 
     def _assign(self, prompts: list[list[int]]) -> tuple[list[int], list[int], dict[int, tuple[int, int]]]:

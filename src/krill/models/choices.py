@@ -137,8 +137,8 @@ def pick_choices(
     order: list[int] | None = None,
 ) -> list[Pick | None]:
     """The chosen action of each row with a trie (None for rows without): the best (greedy) or one
-    sampled from π_T. `cache` holds the prompts' states (left as it was on return; a static cache writes
-    the nodes at its counter, K); `attention_mask` [B, K] and `positions` [B, S] are the prefill's;
+    sampled from π_T. `cache` holds the prompts' states (a growing cache is left as it was on return; a
+    static cache gets the nodes in its columns from K on, outside the prompts' mask); `attention_mask` [B, K] and `positions` [B, S] are the prefill's;
     `first_logits` [B, V] its last. `order`: the batch positions in their rows' order (default: as they are)."""
     B, K = attention_mask.shape
     T = max(len(t.tokens) if t else 1 for t in tries)
@@ -159,6 +159,7 @@ def pick_choices(
     width = getattr(cache.layers[0], "max_cache_len", None)  # a static cache attends over all its columns
     if width is not None:
         mask = torch.nn.functional.pad(mask, (0, width - K - T))
+        seek(cache, K)  # its nodes are written at its counter, wherever the caller's writes left it
     out = model(
         input_ids=ids.to(device),
         attention_mask=mask,  # [B, 1, T, K+T]: the prompt, then the node's own path
@@ -168,8 +169,6 @@ def pick_choices(
     )
     if width is None:
         cache.crop(-T)
-    else:  # a static cache's write counter goes back to K (its layers cannot crop before transformers 5.2x)
-        seek(cache, K)
     node_logits = out.logits.float().cpu()  # [B, T, V]: after each node
     first = first_logits.float().cpu()  # [B, V]: after the prompt
     picks: list[Pick | None] = [None] * B

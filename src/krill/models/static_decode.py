@@ -49,7 +49,7 @@ def supported() -> bool:
 
 def seek(cache, column: int) -> None:
     """Point a static cache's write counters (one per layer, on the device) at `column`: where the next
-    write goes, whatever a compiler's warm-up run or a trie pass on the same cache left them at."""
+    write goes, whatever earlier writes left them at (the trie pass; the decode step sets them itself)."""
     for layer in cache.layers:
         layer.cumulative_length.fill_(column)
 
