@@ -16,7 +16,7 @@ The ratio krill / hf is what krill's loop adds per step; static / hf-graph is is
 cost the same; on the H100 of docs/benchmarks.md krill took 96.7 ms/step where the bare loop took
 41.4 (random:smollm2-360m, bf16, one row): this script exists to find where the difference goes.
 `--profile` prints torch.profiler's top operators of one krill call by self CPU time. `--count-host-ops`
-counts the tensor ops the static loop issues per step outside the step itself (eager, on this device):
+counts the tensor ops (views excluded) the static loop issues per step outside the step itself (eager):
 on a GPU each is a launch the host makes while the GPU waits, between two replays of the captured step.
 """
 
@@ -80,30 +80,23 @@ def hf_graph_loop(model, ids: torch.Tensor, tokens: int, step) -> None:
 
 @torch.no_grad()
 def count_host_ops(policy, msgs, rows: int, tokens: int) -> float:
-    """Tensor ops per decode step that `decode_static` issues outside the step (`StaticDecoder._forward`,
-    run eagerly here: on CUDA it is the captured graph, counter writes included)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
+    """Tensor ops per decode step (views excluded) that `decode_static` issues outside the step
+    (`StaticDecoder._forward`, run eagerly here: on CUDA it is the captured graph, counter writes included)."""
+    from bench_rollout import OpCounter
 
     from krill.models import decoding
     from krill.models.decoding import cache_kwarg
     from krill.models.static_decode import StaticDecoder
 
-    class Count(TorchDispatchMode):
-        ops = inside = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops += not self.inside
-            return func(*args, **(kwargs or {}))
-
-    count, decoder = Count(), StaticDecoder(policy.model, cache_kwarg(policy.model), compile_step=False)
+    count, decoder = OpCounter(), StaticDecoder(policy.model, cache_kwarg(policy.model), compile_step=False)
     step = decoder._forward
 
     def forward(*args):  # the step's own ops (one CUDA graph on a GPU) are not the host's
-        count.inside += 1
+        count.paused += 1
         try:
             return step(*args)
         finally:
-            count.inside -= 1
+            count.paused -= 1
 
     def counted(*args, **kwargs):
         with count:

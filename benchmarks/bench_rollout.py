@@ -222,7 +222,10 @@ def sweep_batch(actor, env, tasks, cfg, args, sizes: list[int]) -> None:
 
 class OpCounter:
     """Counts the tensor operations run (views excluded): each is a kernel launch on a GPU, so their
-    number per step is the host-side work a device waits on, measurable on a CPU."""
+    number per step is the host-side work a device waits on, measurable on a CPU. Ops run while
+    `paused` > 0 are not counted (a captured step's, which the GPU replays as one launch)."""
+
+    paused = 0
 
     def __enter__(self):
         from torch.utils._python_dispatch import TorchDispatchMode
@@ -231,7 +234,7 @@ class OpCounter:
 
         class Mode(TorchDispatchMode):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                counter.ops += not func.is_view
+                counter.ops += not func.is_view and not counter.paused
                 return func(*args, **(kwargs or {}))
 
         self.ops, self._mode = 0, Mode()
