@@ -6,7 +6,9 @@
 Five loops decode the same prompt greedily for `--tokens` steps at 1 and `--rows` rows:
   krill      `LocalPolicy.generate` on the growing cache (decoding.decode: mask, positions, log-probs,
              stop checks)
-  static     the same on krill's static cache (decoding.decode_static; on CUDA its step is a CUDA graph)
+  static     the same on krill's static cache (decoding.decode_static; on CUDA its step is a CUDA graph),
+             each step queued before the host's stop checks of the last (`lookahead`, the CUDA default);
+             `static-sync` is the same loop with the step queued after them (the host waits every step)
   hf+mask    the model called with the same 2-D attention mask and position ids krill passes
   hf         the model alone (no mask: the causal fast path), argmax kept on the device
   hf-graph   the model alone on transformers' StaticCache, the step compiled with CUDA graphs
@@ -88,7 +90,8 @@ def count_host_ops(policy, msgs, rows: int, tokens: int) -> float:
     from krill.models.decoding import cache_kwarg
     from krill.models.static_decode import StaticDecoder
 
-    count, decoder = OpCounter(), StaticDecoder(policy.model, cache_kwarg(policy.model), compile_step=False)
+    count = OpCounter()  # as on CUDA: each step queued before the stop checks
+    decoder = StaticDecoder(policy.model, cache_kwarg(policy.model), compile_step=False, lookahead=True)
     step = decoder._forward
 
     def forward(*args):  # the step's own ops (one CUDA graph on a GPU) are not the host's
@@ -141,8 +144,10 @@ def main() -> None:
         else forward
     )
 
-    def krill(batch, decoder):
+    def krill(batch, decoder, lookahead: bool = True):
         policy.static = decoder
+        if decoder is not None:  # the same compiled step and captured graphs either way
+            decoder.lookahead = lookahead
         return policy.generate(batch, max_new_tokens=args.tokens, stop=["\x00"])
 
     msgs = [{"role": "user", "content": "Instruction: i need a pair of waterproof hiking shoes. " * 8}]
@@ -165,16 +170,19 @@ def main() -> None:
         krill(batch, None)
         dynamic_s = timed(lambda b=batch: krill(b, None))
         static_s = timed(lambda b=batch: krill(b, static))
+        synced_s = timed(lambda b=batch: krill(b, static, lookahead=False))
         masked = timed(lambda i=ids: hf_loop(model, i, args.tokens, True))
         bare = timed(lambda i=ids: hf_loop(model, i, args.tokens, False))
         graphed = timed(lambda i=ids: hf_graph_loop(model, i, args.tokens, graph))
-        ms = [1000 * t / args.tokens for t in (dynamic_s, static_s, masked, bare, graphed)]
-        print(f"rows {rows:>3}: krill {ms[0]:7.1f} ms/step   static {ms[1]:7.1f}   hf+mask {ms[2]:7.1f}   "
+        ms = [1000 * t / args.tokens for t in (dynamic_s, static_s, masked, bare, graphed, synced_s)]
+        print(f"rows {rows:>3}: krill {ms[0]:7.1f} ms/step   static {ms[1]:7.1f}   static-sync {ms[5]:7.1f}   "
+              f"hf+mask {ms[2]:7.1f}   "
               f"hf {ms[3]:7.1f}   hf-graph {ms[4]:7.1f}   krill/hf {ms[0] / ms[3]:.2f}x   "
               f"static/hf-graph {ms[1] / ms[4]:.2f}x   krill/static {ms[0] / ms[1]:.2f}x")  # fmt: skip
         for name, value, base in (("krill loop vs bare HF loop", ms[0], ms[3]),
                                   ("krill static loop vs graphed bare HF loop", ms[1], ms[4]),
-                                  ("krill dynamic loop vs krill static loop", ms[0], ms[1])):  # fmt: skip
+                                  ("krill dynamic loop vs krill static loop", ms[0], ms[1]),
+                                  ("krill static loop, host waits each step vs lookahead", ms[5], ms[1])):  # fmt: skip
             label = f"decode ms/step, {name}, {rows} rows ({args.model}, {where})"
             print("BENCH " + json.dumps({"name": label, "value": round(value, 2), "unit": "ms/step",
                                          "baseline": round(base, 2), "ratio": round(value / base, 2)}))  # fmt: skip

@@ -32,6 +32,7 @@ def pair():
 def test_the_graph_step_on_device_equals_the_dynamic_path(pair, gpu_record):
     static, dynamic = pair
     assert static.static is not None and static.static.compiled == (DEVICE.type == "cuda")
+    assert static.static.lookahead == (DEVICE.type == "cuda")  # each step queued before the stop checks
     batch = [msgs(t, 2) for t in TASKS]
     for kw in (dict(temperature=0.0), dict(temperature=1.0, seed=7, stop=["e", "a"])):
         a = static.generate(batch, max_new_tokens=16, want_logprobs=True, **kw)

@@ -23,10 +23,13 @@ def msgs(task: str, step: int = 0) -> list[dict[str, str]]:
     ]
 
 
-@pytest.fixture
-def pair():
+@pytest.fixture(params=[False, True], ids=["sync", "lookahead"])
+def pair(request):
+    """The slots' policy and the growing cache's; the slots' decoder queues each step before the host's
+    stop checks (`lookahead`, the CUDA default) or after them."""
     slots = LocalPolicy("tiny", device="cpu", static_cache=True)
     assert slots.slots is not None and slots.prefix_cache is None
+    slots.static.lookahead = request.param
     return slots, LocalPolicy("tiny", device="cpu", static_cache=False)
 
 

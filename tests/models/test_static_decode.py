@@ -16,10 +16,18 @@ from krill.models.static_decode import column_bucket, row_bucket
 
 
 @pytest.fixture(scope="module")
-def pair():
+def dynamic():
+    return LocalPolicy("tiny", device="cpu", static_cache=False)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["sync", "lookahead"])
+def pair(request, dynamic):
+    """The static decoder's policy (queuing each step before the host's stop checks, `lookahead`, as on
+    CUDA, or after them) and the growing cache's."""
     static = LocalPolicy("tiny", device="cpu", static_cache=True, prefix_cache_bytes=0)
     assert static.slots is None  # no prompt caching: the decoder's own buckets from the first step
-    return static, LocalPolicy("tiny", device="cpu", static_cache=False)
+    static.static.lookahead = request.param
+    return static, dynamic
 
 
 def test_buckets():
@@ -80,7 +88,7 @@ def test_constrained_rows_and_free_rows_together(pair, temperature):
 
 
 @pytest.mark.slow
-def test_the_compiled_step_gives_the_same_tokens(pair, caplog):
+def test_the_compiled_step_gives_the_same_tokens(dynamic, caplog):
     """The step as `torch.compile` builds it (on CUDA: CUDA graphs; here: inductor on CPU, ~30 s)."""
     from test_chat_slots import play
     from torch._dynamo.utils import counters
@@ -90,13 +98,15 @@ def test_the_compiled_step_gives_the_same_tokens(pair, caplog):
 
     caplog.set_level(logging.INFO, logger="krill")
     compiled = LocalPolicy("tiny", device="cpu", static_cache=True)  # with the chat slots
-    compiled.static = StaticDecoder(compiled.model, cache_kwarg(compiled.model), compile_step=True)
+    compiled.static = StaticDecoder(
+        compiled.model, cache_kwarg(compiled.model), compile_step=True, lookahead=True
+    )
     shapes, step = set(), compiled.static.step
     compiled.static.step = lambda batch: shapes.add(tuple(batch.mask.shape)) or step(batch)
     graphs = counters["stats"]["unique_graphs"]
     batch = [msgs(t, 4) for t in TASKS]
     kw = dict(max_new_tokens=10, want_logprobs=True, stop=["e"])
-    assert_same(compiled.generate(batch, **kw), pair[1].generate(batch, **kw))
+    assert_same(compiled.generate(batch, **kw), dynamic.generate(batch, **kw))
     # chats on the slots' cache, a trie pass between compiled steps (which resets the write counter)
     play((compiled, LocalPolicy("tiny", device="cpu", static_cache=False)), TASKS[:2], 2, constrained={1})
     # one compile for every bucket, not one per (rows, columns) shape; no one-row bucket to specialize

@@ -241,23 +241,50 @@ def decode_static(decoder: StaticDecoder, tokenizer, static: StaticBatch, logits
     """`decode` on a preallocated cache (`krill.models.static_decode`; `logits` [live slots, V]): the same
     tokens and log-probs; finished rows stay in their slot until half are done, then the live ones move
     to a smaller bucket. Tokens stay on the device between steps: the host waits for a step only where
-    it reads the new tokens (the stop checks), and copies the live slots' index only when it changes."""
+    it reads the new tokens (the stop checks), and copies the live slots' index only when it changes.
+    With `decoder.lookahead` the next step is queued before that wait, for every live slot: the device
+    runs it while the host checks the stops, and the rows that stopped drop its output. The sampler
+    still draws for the live rows only, after the checks, so tokens and log-probs are the same."""
     live = static.live_slots()
     where = torch.tensor(live, device=logits.device)
     for step in range(max_new_tokens):
         tokens, logps = next_tokens(logits, temperature, top_p, generator)  # the live rows, in row order
-        keep = set(_record(tokenizer, rows, [static.rows[s] for s in live], tokens, logps, stops, eos))
-        if not keep or step == max_new_tokens - 1:
+        (host_tokens, host_logps), wait = _to_host(tokens, logps)
+        last = step == max_new_tokens - 1
+        if not last:
+            static.tokens.index_copy_(0, where, tokens)
+        ahead = decoder.step(static) if decoder.lookahead and not last else None
+        wait()
+        row_ids = [static.rows[s] for s in live]
+        keep = set(_record(tokenizer, rows, row_ids, host_tokens, host_logps, stops, eos))
+        if not keep or last:
             return
-        static.tokens.index_copy_(0, where, tokens)
         for j, slot in enumerate(live):
             if j not in keep:
                 static.rows[slot] = None
-        smaller = decoder.shrink(static, max_new_tokens - step - 1)
-        if len(keep) < len(live) or smaller is not static:
+        if len(keep) < len(live):
+            live = static.live_slots()
+            where = torch.tensor(live, device=logits.device)
+        if ahead is not None:  # the step ran on this batch's slots: keep the rows still going
+            logits = ahead.index_select(0, where)
+        smaller = decoder.shrink(static, max_new_tokens - step - 1 - (ahead is not None))
+        if smaller is not static:
             static, live = smaller, smaller.live_slots()
             where = torch.tensor(live, device=logits.device)
-        logits = decoder.step(static).index_select(0, where)
+        if ahead is None:
+            logits = decoder.step(static).index_select(0, where)
+
+
+def _to_host(*tensors: torch.Tensor):
+    """The tensors copied to the host, and the wait for those copies. On CUDA the copies are queued (to
+    pinned memory) and the wait is on them alone, not on work queued after them: a step queued in
+    between runs while the host reads."""
+    host = [t.to("cpu", non_blocking=True) for t in tensors]
+    if not tensors[0].is_cuda:
+        return host, lambda: None
+    copied = torch.cuda.Event()
+    copied.record()
+    return host, copied.synchronize
 
 
 def _record(tokenizer, rows: list[RowResult], row_ids: list[int], tokens: torch.Tensor, logps: torch.Tensor,

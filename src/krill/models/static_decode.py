@@ -16,7 +16,10 @@ Here instead:
 - finished rows stay in the batch, their outputs dropped, until at most half the rows are live;
   the live rows then move to the next smaller bucket, whose step is captured once, not per step;
 - between steps the host launches a handful of ops, whatever the depth: the sampled tokens stay on the
-  device, and the layers' write counters are set inside the captured step (not one launch per layer).
+  device, and the layers' write counters are set inside the captured step (not one launch per layer);
+- with `lookahead` (the default on CUDA) the next step is queued before the host reads this step's
+  tokens for its stop checks, so the device runs it while the host checks: a row that stopped costs
+  one step's slot of wasted work, and the host's time between steps no longer leaves the device idle.
 Tokens and log-probs are those of the dynamic path (tests/models/test_static_decode.py): the same
 mask, positions and sampling, and the sampler sees only the live rows, in the same order.
 """
@@ -99,10 +102,13 @@ class StaticBatch:
 class StaticDecoder:
     """Per model: the bucketed static caches and the (compiled on CUDA) one-token step."""
 
-    def __init__(self, model, cache_kw: str, compile_step: bool | None = None):
+    def __init__(self, model, cache_kw: str, compile_step: bool | None = None, lookahead: bool | None = None):
         self.model, self.cache_kw = model, cache_kw  # `decoding.cache_kwarg(model)`
         device = next(model.parameters()).device
         self.compiled = device.type == "cuda" if compile_step is None else compile_step
+        # queue step t+1 before reading step t's tokens (decoding.decode_static): pays where the device
+        # runs behind the host (CUDA); on CPU the work is synchronous and a call's last step is wasted
+        self.lookahead = device.type == "cuda" if lookahead is None else lookahead
         self.caches: dict[int, tuple[int, object]] = {}  # row bucket → (its columns, its cache)
         self._step = None
         self.warm: dict[tuple[int, int], int] = {}  # (rows, columns) → steps run (2: compiled and captured)
