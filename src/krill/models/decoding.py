@@ -364,7 +364,8 @@ def _hit_stop(tokenizer, row: RowResult, stops: list[str], triggers: frozenset[i
     return find_stop(row.text, stops) >= 0
 
 
-_TOKEN_TEXTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer → {key: ids or texts}
+_TOKEN_TEXTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer → each id's own text
+_TRIGGERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer → {stops' last chars: ids}
 
 
 def stop_triggers(tokenizer, stops: list[str]) -> frozenset[int] | None:
@@ -378,18 +379,24 @@ def stop_triggers(tokenizer, stops: list[str]) -> frozenset[int] | None:
     if any(s.endswith(" ") for s in stops) or getattr(tokenizer, "clean_up_tokenization_spaces", False):
         return None
     try:
-        cache = _TOKEN_TEXTS.setdefault(tokenizer, {})
-    except TypeError:  # not weak-referenceable: no cache to keep the vocabulary's texts in
+        triggers = _TRIGGERS.setdefault(tokenizer, {})
+    except TypeError:  # not weak-referenceable: nowhere to keep the vocabulary's texts
         return None
     key = frozenset(s[-1] for s in stops) | {"\ufffd"}
-    if key not in cache:
-        if "texts" not in cache:  # every id decoded alone, once per tokenizer (~0.1 s for 50k ids)
-            ids = [[i] for i in range(len(tokenizer))]
-            backend = getattr(tokenizer, "_tokenizer", None)
-            cache["texts"] = (backend.decode_batch(ids, skip_special_tokens=True) if backend is not None
-                              else tokenizer.batch_decode(ids, skip_special_tokens=True))  # fmt: skip
-        cache[key] = frozenset(i for i, text in enumerate(cache["texts"]) if not key.isdisjoint(text))
-    return cache[key]
+    if key not in triggers:
+        texts = _token_texts(tokenizer)
+        triggers[key] = frozenset(i for i, text in enumerate(texts) if not key.isdisjoint(text))
+    return triggers[key]
+
+
+def _token_texts(tokenizer) -> list[str]:
+    """Every id decoded alone, once per tokenizer (~0.1 s for 50k ids)."""
+    if tokenizer not in _TOKEN_TEXTS:
+        ids = [[i] for i in range(len(tokenizer))]
+        backend = getattr(tokenizer, "_tokenizer", None)
+        _TOKEN_TEXTS[tokenizer] = (backend.decode_batch(ids, skip_special_tokens=True) if backend is not None
+                                   else tokenizer.batch_decode(ids, skip_special_tokens=True))  # fmt: skip
+    return _TOKEN_TEXTS[tokenizer]
 
 
 def _finalize(tokenizer, row: RowResult, stops: list[str], eos: set[int]) -> None:
