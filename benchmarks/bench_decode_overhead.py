@@ -90,7 +90,8 @@ def count_host_ops(policy, msgs, rows: int, tokens: int) -> float:
     from krill.models.decoding import cache_kwarg
     from krill.models.static_decode import StaticDecoder
 
-    count = OpCounter()  # as on CUDA: each step queued before the stop checks
+    count = OpCounter()
+    # lookahead as on CUDA: each step queued before the stop checks
     decoder = StaticDecoder(policy.model, cache_kwarg(policy.model), compile_step=False, lookahead=True)
     step = decoder._forward
 
@@ -176,8 +177,7 @@ def main() -> None:
         graphed = timed(lambda i=ids: hf_graph_loop(model, i, args.tokens, graph))
         ms = [1000 * t / args.tokens for t in (dynamic_s, static_s, masked, bare, graphed, synced_s)]
         print(f"rows {rows:>3}: krill {ms[0]:7.1f} ms/step   static {ms[1]:7.1f}   static-sync {ms[5]:7.1f}   "
-              f"hf+mask {ms[2]:7.1f}   "
-              f"hf {ms[3]:7.1f}   hf-graph {ms[4]:7.1f}   krill/hf {ms[0] / ms[3]:.2f}x   "
+              f"hf+mask {ms[2]:7.1f}   hf {ms[3]:7.1f}   hf-graph {ms[4]:7.1f}   krill/hf {ms[0] / ms[3]:.2f}x   "
               f"static/hf-graph {ms[1] / ms[4]:.2f}x   krill/static {ms[0] / ms[1]:.2f}x")  # fmt: skip
         for name, value, base in (("krill loop vs bare HF loop", ms[0], ms[3]),
                                   ("krill static loop vs graphed bare HF loop", ms[1], ms[4]),

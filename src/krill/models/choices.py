@@ -138,8 +138,9 @@ def pick_choices(
 ) -> list[Pick | None]:
     """The chosen action of each row with a trie (None for rows without): the best (greedy) or one
     sampled from π_T. `cache` holds the prompts' states (a growing cache is left as it was on return; a
-    static cache gets the nodes in its columns from K on, outside the prompts' mask); `attention_mask` [B, K] and `positions` [B, S] are the prefill's;
-    `first_logits` [B, V] its last. `order`: the batch positions in their rows' order (default: as they are)."""
+    static cache gets the nodes in its columns from K on, outside the prompts' mask); `attention_mask`
+    [B, K] and `positions` [B, S] are the prefill's; `first_logits` [B, V] its last. `order`: the batch
+    positions in their rows' order (default: as they are)."""
     B, K = attention_mask.shape
     T = max(len(t.tokens) if t else 1 for t in tries)
     device = attention_mask.device
